@@ -1,0 +1,145 @@
+//! Middleware functions used in the router's `ServiceBuilder` stacks: metrics, JSON error
+//! bodies for bare statuses from layers, JWT authorization per scope, and rate limiting.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::core::security::{Claims, TokenError};
+use crate::monitoring::Metrics;
+
+/// A bounded label for the method (custom methods would otherwise grow the label set).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Decrements the in-flight gauge even when the request future is dropped.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts requests by matched route pattern (never the raw path), method and status, and
+/// observes latency.
+pub async fn track_metrics(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = method_label(req.method());
+    metrics.http_in_flight.inc();
+    let _guard = InFlight(&metrics.http_in_flight);
+    let response = next.run(req).await;
+    let status = response.status();
+    metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), method, status.as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[route.as_str(), method])
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Layers (fallback, method router, body limit, timeout) answer with bare statuses; give
+/// them the service's JSON error body, keeping headers such as `Allow`.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut replaced = ApiError::from_status(status).into_response();
+    if let Some(allow) = allow {
+        replaced.headers_mut().insert(header::ALLOW, allow);
+    }
+    replaced
+}
+
+fn bearer(req: &Request) -> Result<&str, TokenError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(TokenError::Missing)?;
+    let value = value.to_str().map_err(|_| TokenError::Malformed)?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+/// Verifies the bearer token and requires `scope`; the claims go into the request extensions.
+pub async fn authorize(
+    State((state, scope)): State<(AppState, &'static str)>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let claims = bearer(&req)
+        .and_then(|token| state.keys.verify(token))
+        .map_err(|e| {
+            state
+                .metrics
+                .auth_failures
+                .with_label_values(&[e.reason()])
+                .inc();
+            ApiError::Unauthorized(e)
+        })?;
+    if !claims.has_scope(scope) {
+        state
+            .metrics
+            .auth_failures
+            .with_label_values(&["missing_scope"])
+            .inc();
+        return Err(ApiError::Forbidden(scope));
+    }
+    req.extensions_mut().insert(claims);
+    Ok(next.run(req).await)
+}
+
+/// Per-subject rate limit; runs after [`authorize`].
+pub async fn rate_limit(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let subject = req
+        .extensions()
+        .get::<Claims>()
+        .map_or("", |c| c.sub.as_str());
+    if let Err(limited) = state.limiter.check(subject) {
+        state.metrics.rate_limited.inc();
+        return Err(ApiError::RateLimited {
+            retry_after_secs: limited.retry_after_secs(),
+        });
+    }
+    Ok(next.run(req).await)
+}

@@ -1,0 +1,91 @@
+//! The HTTP boundary: router, middleware stack, handlers, request/response types and the
+//! mapping of errors to responses. The only module that knows about axum.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod predict;
+pub mod server;
+pub mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use error::ApiError;
+pub use server::Server;
+pub use state::{AppState, Limits};
+
+use crate::core::security::scopes;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole application: open routes, routes behind a scope, and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let open = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics));
+
+    let predict = Router::new()
+        .route("/predict", post(predict::predict))
+        .route("/predict/batch", post(predict::predict_batch))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    (state.clone(), scopes::PREDICT),
+                    middleware::authorize,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::rate_limit,
+                )),
+        );
+
+    // Read top-down: the first layer sees the request first and the response last.
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let request_id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %request_id,
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            middleware::track_metrics,
+        ))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            state.limits.request_timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(state.limits.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(state.limits.body_limit_bytes));
+
+    open.merge(predict)
+        .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
+        .layer(stack)
+        .with_state(state)
+}

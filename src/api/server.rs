@@ -1,0 +1,91 @@
+//! Binding the listener and serving until shutdown: on the signal, readiness turns 503 for
+//! the drain period, the listener closes, and in-flight requests get a bounded time to finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::router;
+use super::state::AppState;
+
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    drain: Duration,
+    grace: Duration,
+}
+
+impl Server {
+    /// Binds `host:port` (port 0 picks a free one; see [`Server::local_addr`]).
+    pub async fn bind(
+        host: &str,
+        port: u16,
+        state: AppState,
+        drain: Duration,
+        grace: Duration,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((host, port)).await?;
+        Ok(Self {
+            listener,
+            state,
+            drain,
+            grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then drains and finishes in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Server {
+            listener,
+            state,
+            drain,
+            grace,
+        } = self;
+        let lifecycle = state.lifecycle.clone();
+        let limiter = state.limiter.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.retain_recent();
+            }
+        });
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            lifecycle.start_draining();
+            let _ = stopping_tx.send(true);
+            tracing::info!(
+                drain_secs = drain.as_secs_f64(),
+                "draining: readiness now 503"
+            );
+            tokio::time::sleep(drain).await;
+            tracing::info!("closing the listener; finishing in-flight requests");
+        };
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let deadline = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(drain + grace).await;
+        };
+        let result = tokio::select! {
+            result = serve.into_future() => result,
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs_f64(), "in-flight requests did not finish in time");
+                Ok(())
+            }
+        };
+        sweeper.abort();
+        tracing::info!("server stopped");
+        result
+    }
+}

@@ -1,0 +1,32 @@
+//! The one application state, shared by every handler and middleware.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+
+use crate::core::rate_limit::RateLimiter;
+use crate::core::security::JwtKeys;
+use crate::core::shutdown::Lifecycle;
+use crate::feature_store::online::OnlineStore;
+use crate::ml::ModelServer;
+use crate::monitoring::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub models: Arc<ModelServer>,
+    pub online: Arc<dyn OnlineStore>,
+    pub db: SqlitePool,
+    pub metrics: Metrics,
+    pub keys: Arc<JwtKeys>,
+    pub limiter: Arc<RateLimiter>,
+    pub lifecycle: Lifecycle,
+    pub limits: Limits,
+}
+
+/// Request limits enforced by handlers (the byte limit and timeout are layers).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_batch_size: usize,
+    pub body_limit_bytes: usize,
+    pub request_timeout: std::time::Duration,
+}

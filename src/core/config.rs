@@ -1,0 +1,314 @@
+//! Layered configuration: compiled-in `config/default.toml`, then `config/default.toml` and
+//! `config/$TITANIC_ENV.toml` from disk when present, then `TITANIC__SECTION__KEY` variables.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// The defaults compiled into the binary, so it runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+/// Profiles shipped with the project; used when the profile file is not on disk.
+const PROFILES: &[(&str, &str)] = &[
+    ("production", include_str!("../../config/production.toml")),
+    ("test", include_str!("../../config/test.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// A string that never prints: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "[empty]"
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// The profile that was loaded (`TITANIC_ENV`, default `development`).
+    #[serde(skip, default = "default_profile")]
+    pub profile: String,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    pub data: DataSettings,
+    pub training: TrainingSettings,
+    pub log: LogSettings,
+}
+
+fn default_profile() -> String {
+    "development".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+    pub max_batch_size: usize,
+    pub shutdown_drain_secs: u64,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// Empty means the in-process online store.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: Secret,
+    pub generate_secret: bool,
+    pub secret_file: String,
+    pub default_token_ttl_secs: u64,
+    pub leeway_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataSettings {
+    pub dir: PathBuf,
+    pub train_csv: PathBuf,
+    pub test_csv: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrainingSettings {
+    pub folds: usize,
+    pub seed: u64,
+    pub alpha: f64,
+    pub max_iterations: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Settings {
+    /// Loads the layered configuration from the process environment and `./config`
+    /// (or `$TITANIC_CONFIG_DIR`).
+    pub fn load() -> Result<Self, ConfigError> {
+        let profile = std::env::var("TITANIC_ENV")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(default_profile);
+        let dir = std::env::var_os("TITANIC_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        Self::load_from(&profile, &dir, Environment::with_prefix("TITANIC"))
+    }
+
+    /// Loads with an explicit profile, config directory and environment source (for tests).
+    pub fn load_from(profile: &str, dir: &Path, env: Environment) -> Result<Self, ConfigError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        let on_disk_default = dir.join("default.toml");
+        if on_disk_default.is_file() {
+            builder = builder.add_source(File::from(on_disk_default).format(FileFormat::Toml));
+        }
+        let on_disk_profile = dir.join(format!("{profile}.toml"));
+        if on_disk_profile.is_file() {
+            builder = builder.add_source(File::from(on_disk_profile).format(FileFormat::Toml));
+        } else if let Some((_, text)) = PROFILES.iter().find(|(name, _)| *name == profile) {
+            builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+        }
+        // No `try_parsing`: it would turn a digits-only secret into a number and drop its
+        // leading zeros. Typed fields parse their strings during deserialization instead.
+        let env = env.prefix_separator("__").separator("__");
+        let mut settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
+        settings.profile = profile.to_owned();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.server.request_timeout_secs == 0 {
+            return invalid("server.request_timeout_secs", "must be at least 1");
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return invalid("server.body_limit_bytes", "must be at least 1024");
+        }
+        if self.server.max_batch_size == 0 {
+            return invalid("server.max_batch_size", "must be at least 1");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.rate_limit.per_second == 0 || self.rate_limit.burst == 0 {
+            return invalid("rate_limit", "per_second and burst must be at least 1");
+        }
+        if self.training.folds < 2 {
+            return invalid("training.folds", "must be at least 2");
+        }
+        if !(self.training.alpha.is_finite() && self.training.alpha >= 0.0) {
+            return invalid("training.alpha", "must be a finite number >= 0");
+        }
+        Ok(())
+    }
+
+    /// Where a generated JWT secret is kept.
+    pub fn secret_file(&self) -> PathBuf {
+        if self.auth.secret_file.is_empty() {
+            self.data.dir.join("jwt_secret")
+        } else {
+            PathBuf::from(&self.auth.secret_file)
+        }
+    }
+
+    pub fn redis_url(&self) -> Option<&str> {
+        Some(self.redis.url.trim()).filter(|url| !url.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Environment::with_prefix("TITANIC").source(Some(map))
+    }
+
+    fn no_dir() -> PathBuf {
+        PathBuf::from("/nonexistent-titanic-config")
+    }
+
+    #[test]
+    fn compiled_in_defaults_parse() {
+        let s = Settings::load_from("development", &no_dir(), env(&[])).unwrap();
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.database.url, "sqlite://data/titanic.db");
+        assert_eq!(s.redis_url(), None);
+        assert!(s.auth.jwt_secret.is_empty());
+        assert!(s.auth.generate_secret);
+        assert_eq!(s.training.folds, 5);
+        assert_eq!(s.secret_file(), PathBuf::from("data/jwt_secret"));
+    }
+
+    #[test]
+    fn environment_overrides_files() {
+        let s = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[
+                ("TITANIC__SERVER__PORT", "9999"),
+                ("TITANIC__REDIS__URL", "redis://127.0.0.1:6379"),
+                ("TITANIC__AUTH__JWT_SECRET", "0123456789"),
+                ("TITANIC__RATE_LIMIT__PER_SECOND", "7"),
+                ("TITANIC__RATE_LIMIT__BURST", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9999);
+        assert_eq!(s.redis_url(), Some("redis://127.0.0.1:6379"));
+        // Digits-only secrets stay strings.
+        assert_eq!(s.auth.jwt_secret.expose(), "0123456789");
+        assert_eq!((s.rate_limit.per_second, s.rate_limit.burst), (7, 3));
+    }
+
+    #[test]
+    fn production_profile_is_embedded_and_disables_generated_secrets() {
+        let s = Settings::load_from("production", &no_dir(), env(&[])).unwrap();
+        assert_eq!(s.profile, "production");
+        assert!(!s.auth.generate_secret);
+        assert_eq!(s.server.host, "0.0.0.0");
+    }
+
+    #[test]
+    fn profile_file_on_disk_is_layered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("staging.toml"), "[server]\nport = 1234\n").unwrap();
+        let s = Settings::load_from("staging", dir.path(), env(&[])).unwrap();
+        assert_eq!(s.server.port, 1234);
+        assert_eq!(s.server.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let err = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[("TITANIC__TRAINING__FOLDS", "1")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("training.folds"), "{err}");
+        let err = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[("TITANIC__SERVER__PORT", "eighty")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+    }
+}

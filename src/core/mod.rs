@@ -1,0 +1,10 @@
+//! Cross-cutting pieces every other module builds on: configuration, telemetry, the database
+//! connection, security primitives and shutdown. Nothing here knows about HTTP.
+
+pub mod config;
+pub mod db;
+pub mod rate_limit;
+pub mod security;
+pub mod shutdown;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,203 @@
+//! The model artifact (what the registry stores) and the loaded model that scores passengers.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::evaluation::CvMetrics;
+use super::train::TrainParams;
+use crate::feature_store::{FEATURE_NAMES, FeatureVector, N_FEATURES, Passenger, Preprocessing};
+
+/// Version of the artifact layout; bumped when it changes incompatibly.
+pub const ARTIFACT_FORMAT: u32 = 1;
+
+/// Facts about the data a model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub rows: usize,
+    pub positives: usize,
+    /// `sha256:<hex>` of the training rows in canonical form (see `dataset::data_hash`).
+    pub data_hash: String,
+    /// RFC 3339, UTC.
+    pub trained_at: String,
+}
+
+/// Everything needed to score with a trained model, stored as JSON in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelArtifact {
+    pub format_version: u32,
+    pub algorithm: String,
+    pub feature_names: Vec<String>,
+    pub coefficients: Vec<f64>,
+    pub intercept: f64,
+    pub preprocessing: Preprocessing,
+    pub params: TrainParams,
+    pub metrics: CvMetrics,
+    pub training: TrainingInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("model artifact is unreadable: {0}")]
+    Unreadable(String),
+    #[error("model artifact format {found} is not supported (expected {ARTIFACT_FORMAT})")]
+    Format { found: u32 },
+    #[error("model expects features {found:?}, this build produces {expected:?}")]
+    Features {
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
+    #[error("model has {found} coefficients for {N_FEATURES} features")]
+    CoefficientCount { found: usize },
+    #[error("model has non-finite parameters")]
+    NonFinite,
+}
+
+/// One scored passenger.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub probability: f64,
+    /// intercept + sum(contributions)
+    pub logit: f64,
+    /// coefficient * transformed value, in [`FEATURE_NAMES`] order.
+    pub contributions: FeatureVector,
+}
+
+impl Prediction {
+    pub fn survived(&self) -> bool {
+        self.probability >= 0.5
+    }
+}
+
+/// Fitted parameters: the one scoring path, used in cross-validation and in serving.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scorer {
+    pub coefficients: FeatureVector,
+    pub intercept: f64,
+    pub preprocessing: Preprocessing,
+}
+
+impl Scorer {
+    /// Transform and score one passenger, with per-feature contributions.
+    #[inline]
+    pub fn predict(&self, passenger: &Passenger) -> Prediction {
+        let x = self.preprocessing.transform(passenger);
+        let mut contributions = [0.0; N_FEATURES];
+        let mut logit = self.intercept;
+        for i in 0..N_FEATURES {
+            contributions[i] = self.coefficients[i] * x[i];
+            logit += contributions[i];
+        }
+        Prediction {
+            probability: sigmoid(logit),
+            logit,
+            contributions,
+        }
+    }
+
+    /// Probability of survival only.
+    #[inline]
+    pub fn probability(&self, passenger: &Passenger) -> f64 {
+        self.predict(passenger).probability
+    }
+}
+
+/// A validated model ready to score. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Model {
+    version: Arc<str>,
+    scorer: Scorer,
+    artifact: ModelArtifact,
+}
+
+/// Logistic function, stable for large |z|.
+#[inline]
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+impl ModelArtifact {
+    pub fn from_json(text: &str) -> Result<Self, ModelError> {
+        serde_json::from_str(text).map_err(|e| ModelError::Unreadable(e.to_string()))
+    }
+
+    pub fn to_json(&self) -> String {
+        // Plain data with finite floats: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Model {
+    /// Checks the artifact (format, feature names and count, finiteness) before it can serve.
+    pub fn from_artifact(version: &str, artifact: ModelArtifact) -> Result<Self, ModelError> {
+        if artifact.format_version != ARTIFACT_FORMAT {
+            return Err(ModelError::Format {
+                found: artifact.format_version,
+            });
+        }
+        if artifact.feature_names.iter().ne(FEATURE_NAMES.iter()) {
+            return Err(ModelError::Features {
+                found: artifact.feature_names.clone(),
+                expected: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
+            });
+        }
+        let coefficients: FeatureVector =
+            artifact.coefficients.as_slice().try_into().map_err(|_| {
+                ModelError::CoefficientCount {
+                    found: artifact.coefficients.len(),
+                }
+            })?;
+        if !(coefficients.iter().all(|c| c.is_finite())
+            && artifact.intercept.is_finite()
+            && artifact.preprocessing.is_finite())
+        {
+            return Err(ModelError::NonFinite);
+        }
+        Ok(Self {
+            version: Arc::from(version),
+            scorer: Scorer {
+                coefficients,
+                intercept: artifact.intercept,
+                preprocessing: artifact.preprocessing.clone(),
+            },
+            artifact,
+        })
+    }
+
+    pub fn version(&self) -> &Arc<str> {
+        &self.version
+    }
+
+    pub fn artifact(&self) -> &ModelArtifact {
+        &self.artifact
+    }
+
+    pub fn intercept(&self) -> f64 {
+        self.scorer.intercept
+    }
+
+    /// Transform and score one passenger.
+    #[inline]
+    pub fn predict(&self, passenger: &Passenger) -> Prediction {
+        self.scorer.predict(passenger)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigmoid_is_stable_and_symmetric() {
+        assert_eq!(sigmoid(0.0), 0.5);
+        assert!((sigmoid(2.0) + sigmoid(-2.0) - 1.0).abs() < 1e-15);
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert!((sigmoid(1.0) - 0.731_058_578_630_004_9).abs() < 1e-15);
+    }
+}

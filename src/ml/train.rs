@@ -1,0 +1,146 @@
+//! Fitting logistic regression with linfa, stratified k-fold evaluation, and the artifact.
+//! CPU-bound: callers on an async runtime run it with `spawn_blocking`.
+
+use linfa::prelude::*;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use super::dataset::TrainingSet;
+use super::evaluation::{CvMetrics, FoldMetrics, stratified_kfold};
+use super::model::{ARTIFACT_FORMAT, ModelArtifact, Scorer, TrainingInfo};
+use crate::core::config::TrainingSettings;
+use crate::core::time::now_rfc3339;
+use crate::feature_store::{FEATURE_NAMES, N_FEATURES, Passenger, Preprocessing};
+
+/// Hyperparameters and evaluation settings, stored with the artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainParams {
+    pub folds: usize,
+    pub seed: u64,
+    pub alpha: f64,
+    pub max_iterations: u64,
+}
+
+impl From<&TrainingSettings> for TrainParams {
+    fn from(s: &TrainingSettings) -> Self {
+        Self {
+            folds: s.folds,
+            seed: s.seed,
+            alpha: s.alpha,
+            max_iterations: s.max_iterations,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("not enough labelled passengers to train: {rows} rows, {positives} survivors")]
+    NotEnoughData { rows: usize, positives: usize },
+    #[error("fitting failed: {0}")]
+    Fit(String),
+    #[error("fitting produced non-finite coefficients")]
+    NonFinite,
+}
+
+/// Fits preprocessing and logistic regression on the given rows only.
+pub fn fit(
+    passengers: &[&Passenger],
+    labels: &[bool],
+    params: &TrainParams,
+) -> Result<Scorer, TrainError> {
+    let positives = labels.iter().filter(|y| **y).count();
+    if positives == 0 || positives == labels.len() {
+        return Err(TrainError::NotEnoughData {
+            rows: labels.len(),
+            positives,
+        });
+    }
+    let preprocessing = Preprocessing::fit(passengers.iter().copied());
+    let flat: Vec<f64> = passengers
+        .iter()
+        .flat_map(|p| preprocessing.transform(p))
+        .collect();
+    let records = Array2::from_shape_vec((passengers.len(), N_FEATURES), flat)
+        .map_err(|e| TrainError::Fit(e.to_string()))?;
+    let targets = Array1::from(labels.to_vec());
+    let dataset = Dataset::new(records, targets);
+    let model = LogisticRegression::default()
+        .alpha(params.alpha)
+        .max_iterations(params.max_iterations)
+        .fit(&dataset)
+        .map_err(|e| TrainError::Fit(e.to_string()))?;
+    // linfa labels the more frequent class positive; orient the parameters towards `true`.
+    let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
+    let mut coefficients = [0.0; N_FEATURES];
+    for (c, w) in coefficients.iter_mut().zip(model.params().iter()) {
+        *c = sign * w;
+    }
+    let intercept = sign * model.intercept();
+    if !(coefficients.iter().all(|c| c.is_finite()) && intercept.is_finite()) {
+        return Err(TrainError::NonFinite);
+    }
+    Ok(Scorer {
+        coefficients,
+        intercept,
+        preprocessing,
+    })
+}
+
+/// Stratified k-fold cross-validation. Everything learned from data (imputation statistics,
+/// scaling, coefficients) is fitted inside each training fold, so nothing leaks from the
+/// held-out fold.
+pub fn cross_validate(set: &TrainingSet, params: &TrainParams) -> Result<CvMetrics, TrainError> {
+    let folds = stratified_kfold(&set.labels, params.folds, params.seed);
+    let mut in_test = vec![usize::MAX; set.len()];
+    for (k, fold) in folds.iter().enumerate() {
+        for &i in fold {
+            in_test[i] = k;
+        }
+    }
+    let mut per_fold = Vec::with_capacity(folds.len());
+    for (k, test) in folds.iter().enumerate() {
+        let (train_x, train_y): (Vec<&Passenger>, Vec<bool>) = (0..set.len())
+            .filter(|&i| in_test[i] != k)
+            .map(|i| (&set.passengers[i], set.labels[i]))
+            .unzip();
+        let fitted = fit(&train_x, &train_y, params)?;
+        let test_y: Vec<bool> = test.iter().map(|&i| set.labels[i]).collect();
+        let test_p: Vec<f64> = test
+            .iter()
+            .map(|&i| fitted.probability(&set.passengers[i]))
+            .collect();
+        per_fold.push(FoldMetrics::compute(&test_y, &test_p));
+    }
+    Ok(CvMetrics::from_folds(params.seed, per_fold))
+}
+
+/// Cross-validates, then fits on every row and packages the artifact.
+pub fn train(set: &TrainingSet, params: &TrainParams) -> Result<ModelArtifact, TrainError> {
+    let needed = params.folds.max(2);
+    if set.len() < needed * 2 || set.positives() < needed || set.len() - set.positives() < needed {
+        return Err(TrainError::NotEnoughData {
+            rows: set.len(),
+            positives: set.positives(),
+        });
+    }
+    let metrics = cross_validate(set, params)?;
+    let all: Vec<&Passenger> = set.passengers.iter().collect();
+    let fitted = fit(&all, &set.labels, params)?;
+    Ok(ModelArtifact {
+        format_version: ARTIFACT_FORMAT,
+        algorithm: "logistic_regression (linfa-logistic, L2)".to_owned(),
+        feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
+        coefficients: fitted.coefficients.to_vec(),
+        intercept: fitted.intercept,
+        preprocessing: fitted.preprocessing,
+        params: *params,
+        metrics,
+        training: TrainingInfo {
+            rows: set.len(),
+            positives: set.positives(),
+            data_hash: set.data_hash.clone(),
+            trained_at: now_rfc3339(),
+        },
+    })
+}

@@ -1,0 +1,142 @@
+//! Every metric the service exports, in one place, with one prefix (`titanic_`), base units
+//! and bounded labels. Each `Metrics` owns its registry, so tests never fight over globals.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds: 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by matched route pattern, method and status code.
+    pub http_requests: IntCounterVec,
+    /// Request latency by matched route pattern and method.
+    pub http_duration: HistogramVec,
+    /// Requests being served right now.
+    pub http_in_flight: prometheus::IntGauge,
+    /// Predictions by outcome (`survived`/`died`) and model version.
+    pub predictions: IntCounterVec,
+    /// Requests refused by the rate limiter.
+    pub rate_limited: prometheus::IntCounter,
+    /// Authentication and authorization failures by reason.
+    pub auth_failures: IntCounterVec,
+    /// 1 for the model version being served.
+    pub model_info: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("titanic".to_owned()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route and method",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )?;
+        let http_in_flight =
+            prometheus::IntGauge::new("http_requests_in_flight", "HTTP requests being served")?;
+        let predictions = IntCounterVec::new(
+            Opts::new(
+                "predictions_total",
+                "Predictions served by outcome and model version",
+            ),
+            &["outcome", "model_version"],
+        )?;
+        let rate_limited = prometheus::IntCounter::new(
+            "rate_limited_requests_total",
+            "Requests refused with 429 by the rate limiter",
+        )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "auth_failures_total",
+                "Requests refused with 401 or 403, by reason",
+            ),
+            &["reason"],
+        )?;
+        let model_info = IntGaugeVec::new(
+            Opts::new("model_info", "The served model version (value 1)"),
+            &["version"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(http_in_flight.clone()))?;
+        registry.register(Box::new(predictions.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(model_info.clone()))?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            http_in_flight,
+            predictions,
+            rate_limited,
+            auth_failures,
+            model_info,
+        })
+    }
+
+    /// Records the served version (and clears the previous one).
+    pub fn set_model_version(&self, version: &str) {
+        self.model_info.reset();
+        self.model_info.with_label_values(&[version]).set(1);
+    }
+
+    pub fn record_prediction(&self, survived: bool, version: &str) {
+        let outcome = if survived { "survived" } else { "died" };
+        self.predictions
+            .with_label_values(&[outcome, version])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::with_capacity(8 * 1024);
+        // Encoding gathered families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_names_and_labels() {
+        let m = Metrics::new().unwrap();
+        m.http_requests
+            .with_label_values(&["/predict", "POST", "200"])
+            .inc();
+        m.record_prediction(true, "v1");
+        m.set_model_version("v2");
+        let text = m.render();
+        assert!(text.contains(
+            r#"titanic_http_requests_total{method="POST",route="/predict",status="200"} 1"#
+        ));
+        assert!(
+            text.contains(r#"titanic_predictions_total{model_version="v1",outcome="survived"} 1"#)
+        );
+        assert!(text.contains(r#"titanic_model_info{version="v2"} 1"#));
+    }
+
+    #[test]
+    fn two_instances_do_not_collide() {
+        assert!(Metrics::new().is_ok() && Metrics::new().is_ok());
+    }
+}
