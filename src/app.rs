@@ -75,7 +75,8 @@ pub async fn ingest_file(
 }
 
 /// Trains on `data` (ingesting it first) or on every labelled passenger in the offline
-/// store (ingesting the bundled `train.csv` when there is none), registers the version, and optionally promotes it to `production`.
+/// store (ingesting the bundled CSVs into an empty store first), registers the version, and
+/// optionally promotes it to `production`.
 pub async fn train_model(
     settings: &Settings,
     stores: &Stores,
@@ -85,12 +86,8 @@ pub async fn train_model(
     let records = match data {
         Some(path) => ingest_file(stores, path).await?,
         None => {
-            let labelled = stores.offline.labelled().await?;
-            if labelled.is_empty() && settings.data.train_csv.is_file() {
-                ingest_file(stores, &settings.data.train_csv).await?
-            } else {
-                labelled
-            }
+            ingest_bundled(settings, stores).await?;
+            stores.offline.labelled().await?
         }
     };
     let set = TrainingSet::from_records(&records);
@@ -123,18 +120,25 @@ pub async fn train_model(
     })
 }
 
+/// On an empty offline store, ingests the bundled `train.csv` and `test.csv`.
+pub async fn ingest_bundled(settings: &Settings, stores: &Stores) -> anyhow::Result<()> {
+    if stores.offline.count().await? > 0 {
+        return Ok(());
+    }
+    for path in [&settings.data.train_csv, &settings.data.test_csv] {
+        if path.is_file() {
+            ingest_file(stores, path).await?;
+        } else {
+            tracing::warn!(path = %path.display(), "bundled data not found; skipping");
+        }
+    }
+    Ok(())
+}
+
 /// On an empty store: ingest the bundled CSVs, then train and promote a first model.
 /// Returns the production model.
 pub async fn bootstrap(settings: &Settings, stores: &Stores) -> anyhow::Result<Model> {
-    if stores.offline.count().await? == 0 {
-        for path in [&settings.data.train_csv, &settings.data.test_csv] {
-            if path.is_file() {
-                ingest_file(stores, path).await?;
-            } else {
-                tracing::warn!(path = %path.display(), "bundled data not found; skipping");
-            }
-        }
-    }
+    ingest_bundled(settings, stores).await?;
     if stores.registry.resolve(PRODUCTION).await?.is_none() {
         tracing::info!("no production model yet: training one");
         train_model(settings, stores, None, true).await?;

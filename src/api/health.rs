@@ -31,7 +31,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Ok(Err(e)) => json!({ "status": "down", "message": e.to_string() }),
         Err(_) => json!({ "status": "down", "message": "timed out" }),
     };
-    let online = match tokio::time::timeout(PROBE_TIMEOUT, state.online.len()).await {
+    let online = match tokio::time::timeout(PROBE_TIMEOUT, state.online.count()).await {
         Ok(Ok(n)) => json!({ "status": "up", "kind": state.online.kind(), "entities": n }),
         Ok(Err(e)) => {
             json!({ "status": "down", "kind": state.online.kind(), "message": e.to_string() })

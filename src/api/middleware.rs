@@ -4,13 +4,14 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::state::AppState;
 use crate::core::security::{Claims, TokenError};
+use crate::core::shutdown::Lifecycle;
 use crate::monitoring::Metrics;
 
 /// A bounded label for the method (custom methods would otherwise grow the label set).
@@ -79,6 +80,22 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         replaced.headers_mut().insert(header::ALLOW, allow);
     }
     replaced
+}
+
+/// While draining, ask clients to close their connection after each response, so that none
+/// is left idle (and racing a new request against the close) when the listener shuts.
+pub async fn close_when_draining(
+    State(lifecycle): State<Lifecycle>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(req).await;
+    if lifecycle.is_draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn bearer(req: &Request) -> Result<&str, TokenError> {

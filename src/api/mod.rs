@@ -76,6 +76,10 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             middleware::track_metrics,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.lifecycle.clone(),
+            middleware::close_when_draining,
+        ))
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

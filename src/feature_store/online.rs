@@ -25,7 +25,7 @@ pub trait OnlineStore: Send + Sync + 'static {
     /// Stores the latest features of many passengers.
     fn put_many(&self, rows: Vec<(i64, Passenger)>) -> BoxFuture<'_, Result<(), OnlineError>>;
     /// How many passengers the store holds.
-    fn len(&self) -> BoxFuture<'_, Result<usize, OnlineError>>;
+    fn count(&self) -> BoxFuture<'_, Result<usize, OnlineError>>;
 }
 
 /// A process-local map; nothing to install, nothing shared between replicas.
@@ -63,7 +63,7 @@ impl OnlineStore for InProcessStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn len(&self) -> BoxFuture<'_, Result<usize, OnlineError>> {
+    fn count(&self) -> BoxFuture<'_, Result<usize, OnlineError>> {
         let n = self.rows.read().unwrap_or_else(|e| e.into_inner()).len();
         Box::pin(std::future::ready(Ok(n)))
     }

@@ -85,7 +85,8 @@ impl Scorer {
         let mut contributions = [0.0; N_FEATURES];
         let mut logit = self.intercept;
         for i in 0..N_FEATURES {
-            contributions[i] = self.coefficients[i] * x[i];
+            // `+ 0.0` turns a negative zero (negative coefficient times 0) into 0.
+            contributions[i] = self.coefficients[i] * x[i] + 0.0;
             logit += contributions[i];
         }
         Prediction {
@@ -199,5 +200,114 @@ mod tests {
         assert_eq!(sigmoid(-1000.0), 0.0);
         assert_eq!(sigmoid(1000.0), 1.0);
         assert!((sigmoid(1.0) - 0.731_058_578_630_004_9).abs() < 1e-15);
+    }
+}
+
+#[cfg(test)]
+mod artifact_tests {
+    use super::*;
+    use crate::feature_store::passenger::RawPassenger;
+    use crate::ml::evaluation::CvMetrics;
+
+    fn artifact() -> ModelArtifact {
+        let p = RawPassenger {
+            pclass: Some(1),
+            sex: Some("female".into()),
+            sibsp: Some(0),
+            parch: Some(0),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        ModelArtifact {
+            format_version: ARTIFACT_FORMAT,
+            algorithm: "test".into(),
+            feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
+            coefficients: (0..N_FEATURES).map(|i| i as f64 / 10.0 - 0.5).collect(),
+            intercept: 0.25,
+            preprocessing: Preprocessing::fit([&p]),
+            params: TrainParams {
+                folds: 5,
+                seed: 1,
+                alpha: 1.0,
+                max_iterations: 10,
+            },
+            metrics: CvMetrics::from_folds(1, vec![]),
+            training: TrainingInfo {
+                rows: 1,
+                positives: 1,
+                data_hash: "sha256:0".into(),
+                trained_at: "2026-01-01T00:00:00Z".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn valid_artifact_loads_and_round_trips_json() {
+        let a = artifact();
+        let back = ModelArtifact::from_json(&a.to_json()).unwrap();
+        assert_eq!(back, a);
+        assert!(Model::from_artifact("v1", back).is_ok());
+    }
+
+    #[test]
+    fn broken_artifacts_are_refused() {
+        let mut a = artifact();
+        a.coefficients.pop();
+        assert_eq!(
+            Model::from_artifact("v", a).unwrap_err(),
+            ModelError::CoefficientCount {
+                found: N_FEATURES - 1
+            }
+        );
+        let mut a = artifact();
+        a.coefficients[3] = f64::NAN;
+        assert_eq!(
+            Model::from_artifact("v", a).unwrap_err(),
+            ModelError::NonFinite
+        );
+        let mut a = artifact();
+        a.feature_names[0] = "something_else".into();
+        assert!(matches!(
+            Model::from_artifact("v", a),
+            Err(ModelError::Features { .. })
+        ));
+        let mut a = artifact();
+        a.format_version = 99;
+        assert_eq!(
+            Model::from_artifact("v", a).unwrap_err(),
+            ModelError::Format { found: 99 }
+        );
+        assert!(matches!(
+            ModelArtifact::from_json("{not json"),
+            Err(ModelError::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn contributions_sum_with_intercept_to_the_logit() {
+        let model = Model::from_artifact("v1", artifact()).unwrap();
+        let p = RawPassenger {
+            pclass: Some(3),
+            sex: Some("male".into()),
+            age: Some(40.0),
+            sibsp: Some(2),
+            parch: Some(1),
+            fare: Some(20.0),
+            embarked: Some("Q".into()),
+            cabin: Some("C85".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        let pred = model.predict(&p);
+        let sum: f64 = pred.contributions.iter().sum();
+        assert!((model.intercept() + sum - pred.logit).abs() < 1e-12);
+        assert!((sigmoid(pred.logit) - pred.probability).abs() < 1e-15);
+        assert!(
+            pred.contributions
+                .iter()
+                .all(|c| !(c == &0.0 && c.is_sign_negative()))
+        );
     }
 }

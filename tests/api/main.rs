@@ -1,0 +1,9 @@
+//! Integration tests over real HTTP: each test starts the real router and server on port 0
+//! with its own temporary SQLite file.
+
+mod helpers;
+
+mod auth;
+mod health;
+mod limits;
+mod predict;

@@ -1,0 +1,524 @@
+//! The real `titanic` binary: train, predict, token, and serve with graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use titanic::core::config::Secret;
+use titanic::core::security::JwtKeys;
+
+const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The binary with a clean environment pointing at `dir` for its state.
+fn titanic(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_titanic"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TITANIC") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir)
+        .env("TITANIC_ENV", "test")
+        .env("TITANIC_CONFIG_DIR", repo().join("config"))
+        .env(
+            "TITANIC__DATABASE__URL",
+            format!("sqlite://{}", dir.join("titanic.db").display()),
+        )
+        .env("TITANIC__DATA__DIR", dir)
+        .env(
+            "TITANIC__DATA__TRAIN_CSV",
+            repo().join("data/titanic/train.csv"),
+        )
+        .env(
+            "TITANIC__DATA__TEST_CSV",
+            repo().join("data/titanic/test.csv"),
+        )
+        .env("TITANIC__LOG__FORMAT", "json")
+        .env("TITANIC__LOG__LEVEL", "info")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run titanic")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn token_prints_only_a_verifiable_jwt() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(titanic(dir.path())
+        .env("TITANIC__AUTH__JWT_SECRET", SECRET)
+        .args([
+            "token",
+            "--sub",
+            "ci",
+            "--scopes",
+            "predict,models:write",
+            "--ttl",
+            "120",
+        ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let token = stdout.trim_end_matches('\n');
+    assert!(
+        !token.contains('\n') && token.split('.').count() == 3,
+        "{stdout:?}"
+    );
+    let keys = JwtKeys::new(&Secret::new(SECRET), 0).unwrap();
+    let claims = keys.verify(token).unwrap();
+    assert_eq!(claims.sub, "ci");
+    assert_eq!(claims.scopes, ["predict", "models:write"]);
+    assert_eq!(claims.exp - claims.iat, 120);
+}
+
+#[test]
+fn token_generates_a_private_secret_outside_production() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(titanic(dir.path()).args(["token", "--sub", "dev", "--scopes", "predict"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret_file = dir.path().join("jwt_secret");
+    assert!(text(&out.stderr).contains(&secret_file.display().to_string()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    let keys = JwtKeys::new(&Secret::new(secret.trim()), 0).unwrap();
+    assert!(keys.verify(text(&out.stdout).trim()).is_ok());
+    // A second token uses the same secret.
+    let again = run(titanic(dir.path()).args(["token", "--sub", "dev", "--scopes", "predict"]));
+    assert!(keys.verify(text(&again.stdout).trim()).is_ok());
+}
+
+#[test]
+fn token_rejects_unknown_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(titanic(dir.path())
+        .env("TITANIC__AUTH__JWT_SECRET", SECRET)
+        .args(["token", "--sub", "x", "--scopes", "predict,root"]));
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("\"root\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn production_refuses_to_start_without_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(titanic(dir.path())
+        .env("TITANIC_ENV", "production")
+        .env("TITANIC__SERVER__HOST", "127.0.0.1")
+        .env("TITANIC__SERVER__PORT", "0")
+        .arg("serve"));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("TITANIC__AUTH__JWT_SECRET"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("jwt_secret").exists());
+}
+
+#[test]
+fn train_prints_cross_validated_metrics_and_registers_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(titanic(dir.path()).args([
+        "train",
+        "--data",
+        repo().join("data/titanic/train.csv").to_str().unwrap(),
+        "--promote",
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("model version v1 (promoted to production)"),
+        "{report}"
+    );
+    assert!(report.contains("stratified 5-fold"), "{report}");
+    let metric = |name: &str| -> f64 {
+        let line = report
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert!(metric("accuracy") >= 0.80, "{report}");
+    assert!(metric("roc_auc") > 0.85, "{report}");
+    assert!(metric("log_loss") < 0.45, "{report}");
+    // Training again registers v2 without promoting it.
+    let out = run(titanic(dir.path()).arg("train"));
+    assert!(
+        text(&out.stdout).starts_with("model version v2\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn train_names_the_line_of_a_bad_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "PassengerId,Survived,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked\n\
+         1,0,3,\"A, Mr. B\",male,22,1,0,T,7.25,,S\n\
+         2,1,9,\"C, Mrs. D\",female,38,1,0,T,71.28,C85,C\n",
+    )
+    .unwrap();
+    let out = run(titanic(dir.path()).args(["train", "--data", bad.to_str().unwrap()]));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("pclass"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn predict_writes_a_kaggle_submission_with_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("preds.csv");
+    let out = run(titanic(dir.path()).args([
+        "predict",
+        "--input",
+        repo().join("data/titanic/test.csv").to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&output).unwrap();
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("PassengerId,Survived,Probability"));
+    let rows: Vec<(u32, u8, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 418);
+    assert_eq!(rows.first().unwrap().0, 892);
+    assert_eq!(rows.last().unwrap().0, 1309);
+    for (_, survived, p) in &rows {
+        assert!((0.0..=1.0).contains(p));
+        assert_eq!(*survived == 1, *p >= 0.5);
+    }
+    let survivors = rows.iter().filter(|r| r.1 == 1).count();
+    assert!(
+        (100..250).contains(&survivors),
+        "{survivors} of 418 predicted to survive"
+    );
+    // An explicit version gives the same answers.
+    let again = dir.path().join("again.csv");
+    let out = run(titanic(dir.path()).args([
+        "predict",
+        "--input",
+        repo().join("data/titanic/test.csv").to_str().unwrap(),
+        "--output",
+        again.to_str().unwrap(),
+        "--model",
+        "v1",
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), written);
+}
+
+#[test]
+fn predict_names_the_malformed_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "PassengerId,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked\n\
+         892,3,\"Kelly, Mr. James\",male,34.5,0,0,330911,7.8292,,Q\n\
+         893,3,\"Wilkes, Mrs. James\",female,forty,1,0,363272,7,,S\n",
+    )
+    .unwrap();
+    let output = dir.path().join("preds.csv");
+    let out = run(titanic(dir.path()).args([
+        "predict",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("Age"),
+        "{stderr}"
+    );
+    assert!(!output.exists(), "no partial output");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    let missing = run(titanic(dir.path()).args([
+        "predict",
+        "--input",
+        "nope.csv",
+        "--output",
+        output.to_str().unwrap(),
+    ]));
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("nope.csv"));
+}
+
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `titanic serve` on port 0 and reads the bound address from its JSON log.
+fn serve(dir: &Path, extra: &[(&str, &str)]) -> Served {
+    let mut cmd = titanic(dir);
+    cmd.env("TITANIC__AUTH__JWT_SECRET", SECRET)
+        .env("TITANIC__SERVER__PORT", "0")
+        .env("TITANIC__LOG__LEVEL", "info,tower_http=warn")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(
+            Instant::now() < deadline,
+            "server did not report its address"
+        );
+        let line = lines.next().expect("server exited early").unwrap();
+        if line.contains("\"listening\"") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, addr }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Sends the head and half the body of a `POST /predict` now; the rest when `finish` is called.
+struct SlowRequest {
+    stream: std::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+impl SlowRequest {
+    fn start(addr: &str, token: &str, body: &str) -> Self {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "POST /predict HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(first).unwrap();
+        stream.flush().unwrap();
+        Self {
+            stream,
+            rest: rest.to_vec(),
+        }
+    }
+
+    /// Sends the rest of the body and returns the raw response.
+    fn finish(mut self) -> String {
+        use std::io::{Read, Write};
+        self.stream.write_all(&self.rest).unwrap();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut response = String::new();
+        let _ = self.stream.read_to_string(&mut response);
+        response
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(
+        dir.path(),
+        &[
+            ("TITANIC__SERVER__SHUTDOWN_DRAIN_SECS", "1"),
+            ("TITANIC__RATE_LIMIT__PER_SECOND", "1000000"),
+            ("TITANIC__RATE_LIMIT__BURST", "1000000"),
+        ],
+    );
+    let base = format!("http://{}", served.addr);
+    let token =
+        JwtKeys::new(&Secret::new(SECRET), 0)
+            .unwrap()
+            .mint("load", &["predict".to_owned()], 300);
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let body = serde_json::json!({"pclass": 2, "sex": "female", "age": 30, "sibsp": 0, "parch": 0});
+    // A request that is in flight across the whole shutdown: its body arrives at the end.
+    let slow = SlowRequest::start(&served.addr, &token, &body.to_string());
+
+    // Steady load from 8 clients until "the load balancer" (this test) sees readiness 503.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, base, token, body, stop) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            body.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client
+                    .post(format!("{base}/predict"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(&served.child);
+    let signalled = Instant::now();
+    // During the drain the server still answers, but readiness says 503.
+    loop {
+        let r = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["status"], "shutting_down");
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_millis(900),
+            "readiness stayed 200"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failed) = w.await.unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 0);
+
+    // After the drain the listener is closed: new connections are refused...
+    tokio::time::sleep(Duration::from_millis(1300).saturating_sub(signalled.elapsed())).await;
+    assert!(
+        std::net::TcpStream::connect(&served.addr).is_err(),
+        "listener still open"
+    );
+    // ... but the request in flight since before the signal completes normally.
+    let response = tokio::task::spawn_blocking(move || slow.finish())
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"model_version\":\"v1\""), "{response}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path(), &[]);
+    let base = format!("http://{}", served.addr);
+    let token =
+        JwtKeys::new(&Secret::new(SECRET), 0)
+            .unwrap()
+            .mint("t", &["predict".to_owned()], 300);
+    let client = reqwest::Client::new();
+    let r: serde_json::Value = client
+        .post(format!("{base}/predict"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"passenger_id": 892}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["model_version"], "v1");
+    drop(served);
+    // A restart reuses the stored model instead of training a new one.
+    let served = serve(dir.path(), &[]);
+    let ready: serde_json::Value = client
+        .get(format!("http://{}/health/ready", served.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["components"]["model"]["version"], "v1");
+}
