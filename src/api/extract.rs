@@ -17,3 +17,51 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+/// Deserializes `T` from a JSON object only. Derived struct deserializers also accept an
+/// array of field values (`[892]` for a passenger); request bodies must name their fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Object;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct P {
+        a: i64,
+    }
+
+    #[test]
+    fn objects_only() {
+        let ok: Object<P> = serde_json::from_str(r#"{"a": 1}"#).unwrap();
+        assert_eq!(ok.0, P { a: 1 });
+        let err = serde_json::from_str::<Object<P>>("[1]").unwrap_err();
+        assert!(err.to_string().contains("expected a JSON object"), "{err}");
+        let nested: Vec<Object<P>> = serde_json::from_str(r#"[{"a": 2}]"#).unwrap();
+        assert_eq!(nested[0].0, P { a: 2 });
+    }
+}

@@ -17,7 +17,7 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use error::ApiError;
@@ -35,19 +35,24 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics));
 
+    // Per method route, so a wrong method is 405 before any token check.
+    let guarded = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), scopes::PREDICT),
+            middleware::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit,
+        ));
     let predict = Router::new()
-        .route("/predict", post(predict::predict))
-        .route("/predict/batch", post(predict::predict_batch))
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(axum::middleware::from_fn_with_state(
-                    (state.clone(), scopes::PREDICT),
-                    middleware::authorize,
-                ))
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    middleware::rate_limit,
-                )),
+        .route(
+            "/predict",
+            post(predict::predict).route_layer(guarded.clone()),
+        )
+        .route(
+            "/predict/batch",
+            post(predict::predict_batch).route_layer(guarded),
         );
 
     // Read top-down: the first layer sees the request first and the response last.
@@ -69,7 +74,10 @@ pub fn router(state: AppState) -> Router {
                     )
                 })
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // 503s while draining or on timeouts are expected; a 500 is logged as an
+                // error where it is made (ApiError::Internal).
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn_with_state(

@@ -7,10 +7,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, Object};
 use super::state::AppState;
 use crate::feature_store::{
-    FEATURE_NAMES, FeatureVector, Passenger, RawPassenger, ValidationErrors,
+    FEATURE_NAMES, FeatureVector, FieldError, Passenger, RawPassenger, ValidationErrors,
 };
 use crate::ml::{Model, Prediction};
 
@@ -58,7 +58,7 @@ impl PredictionResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    pub instances: Vec<RawPassenger>,
+    pub instances: Vec<Object<RawPassenger>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,10 +67,35 @@ pub struct BatchResponse {
     pub predictions: Vec<PredictionResponse>,
 }
 
+/// A passenger given inline or shared from the online store.
+enum Shared {
+    Owned(Passenger),
+    Stored(Arc<Passenger>),
+}
+
+impl Shared {
+    fn get(&self) -> &Passenger {
+        match self {
+            Shared::Owned(p) => p,
+            Shared::Stored(p) => p,
+        }
+    }
+}
+
 /// What one request instance asks to score.
 enum Subject {
     Features(Option<i64>, Passenger),
     Stored(i64),
+}
+
+impl Subject {
+    /// The stored id asked for (0 for inline features, which always resolve).
+    fn stored_id(&self) -> i64 {
+        match self {
+            Subject::Stored(id) => *id,
+            Subject::Features(..) => 0,
+        }
+    }
 }
 
 /// Features given inline win; an instance with only `passenger_id` is looked up.
@@ -96,25 +121,39 @@ fn score(state: &AppState, model: &Model, id: Option<i64>, p: &Passenger) -> Pre
     PredictionResponse::new(id, &prediction, model)
 }
 
+/// The passenger to score, with the id to echo; `None` when a stored id is unknown.
+async fn resolve(
+    state: &AppState,
+    subject: Subject,
+) -> Result<Option<(Option<i64>, Shared)>, ApiError> {
+    Ok(match subject {
+        Subject::Features(id, p) => Some((id, Shared::Owned(p))),
+        Subject::Stored(id) => state
+            .online
+            .get(id)
+            .await?
+            .map(|p| (Some(id), Shared::Stored(p))),
+    })
+}
+
 /// `POST /predict`: one passenger's features, or `{"passenger_id": N}` for a stored one.
 pub async fn predict(
     State(state): State<AppState>,
-    ApiJson(raw): ApiJson<RawPassenger>,
+    ApiJson(Object(raw)): ApiJson<Object<RawPassenger>>,
 ) -> Result<ApiJson<PredictionResponse>, ApiError> {
     let subject = subject(raw)?;
-    let model = current_model(&state)?;
-    let response = match subject {
-        Subject::Features(id, passenger) => score(&state, &model, id, &passenger),
-        Subject::Stored(id) => {
-            let passenger = state
-                .online
-                .get(id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("no passenger with id {id}")))?;
-            score(&state, &model, Some(id), &passenger)
-        }
+    let wanted = match &subject {
+        Subject::Stored(id) => Some(*id),
+        Subject::Features(..) => None,
     };
-    Ok(ApiJson(response))
+    let (id, passenger) = resolve(&state, subject).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no passenger with id {}",
+            wanted.unwrap_or_default()
+        ))
+    })?;
+    let model = current_model(&state)?;
+    Ok(ApiJson(score(&state, &model, id, passenger.get())))
 }
 
 /// `POST /predict/batch`: `{"instances": [...]}` scored by one model version, in order.
@@ -135,7 +174,7 @@ pub async fn predict_batch(
     }
     let mut subjects = Vec::with_capacity(batch.instances.len());
     let mut errors = Vec::new();
-    for (i, raw) in batch.instances.into_iter().enumerate() {
+    for (i, Object(raw)) in batch.instances.into_iter().enumerate() {
         match subject(raw) {
             Ok(s) => subjects.push(s),
             Err(e) => errors.extend(e.prefixed(&format!("instances[{i}]")).0),
@@ -144,23 +183,26 @@ pub async fn predict_batch(
     if !errors.is_empty() {
         return Err(ApiError::Validation(ValidationErrors(errors)));
     }
-    let model = current_model(&state)?;
-    let mut predictions = Vec::with_capacity(subjects.len());
-    for (i, s) in subjects.into_iter().enumerate() {
-        let response = match s {
-            Subject::Features(id, passenger) => score(&state, &model, id, &passenger),
-            Subject::Stored(id) => {
-                let passenger = state.online.get(id).await?.ok_or_else(|| {
-                    ApiError::Validation(ValidationErrors::single(
-                        format!("instances[{i}].passenger_id"),
-                        format!("no passenger with id {id}"),
-                    ))
-                })?;
-                score(&state, &model, Some(id), &passenger)
-            }
-        };
-        predictions.push(response);
+    // Resolve stored passengers first, naming every unknown id.
+    let mut passengers = Vec::with_capacity(subjects.len());
+    for (i, subject) in subjects.into_iter().enumerate() {
+        let wanted = subject.stored_id();
+        match resolve(&state, subject).await? {
+            Some(found) => passengers.push(found),
+            None => errors.push(FieldError {
+                field: format!("instances[{i}].passenger_id"),
+                message: format!("no passenger with id {wanted}"),
+            }),
+        }
     }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(ValidationErrors(errors)));
+    }
+    let model = current_model(&state)?;
+    let predictions = passengers
+        .into_iter()
+        .map(|(id, p)| score(&state, &model, id, p.get()))
+        .collect();
     Ok(ApiJson(BatchResponse {
         model_version: Arc::clone(model.version()),
         predictions,

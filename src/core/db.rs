@@ -10,8 +10,8 @@ use crate::core::config::DatabaseSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database url {url:?}: {source}")]
-    Url { url: String, source: sqlx::Error },
+    #[error("database url {url:?}: {message}")]
+    Url { url: String, message: String },
     #[error("creating the database directory {dir}: {source}")]
     Directory { dir: String, source: std::io::Error },
     #[error("opening the database: {0}")]
@@ -23,11 +23,18 @@ pub enum DbError {
 /// Opens (creating if needed) the SQLite database in WAL mode and applies the migrations
 /// embedded from `migrations/`.
 pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, DbError> {
+    let url_error = |message: String| DbError::Url {
+        url: settings.url.clone(),
+        message,
+    };
+    // sqlx would read any other text as a file name and create it.
+    if !settings.url.starts_with("sqlite:") {
+        return Err(url_error(
+            "only SQLite is supported: use sqlite://PATH or sqlite::memory:".to_owned(),
+        ));
+    }
     let options = SqliteConnectOptions::from_str(&settings.url)
-        .map_err(|source| DbError::Url {
-            url: settings.url.clone(),
-            source,
-        })?
+        .map_err(|e| url_error(e.to_string()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // With WAL, NORMAL is durable against process crashes; FULL also survives power loss,
@@ -56,4 +63,48 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, DbError>
 /// A cheap round trip, for readiness.
 pub async fn ping(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_the_file_in_wal_mode_with_migrations_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/t.db");
+        let settings = DatabaseSettings {
+            url: format!("sqlite://{}", path.display()),
+            max_connections: 2,
+        };
+        let pool = connect(&settings).await.unwrap();
+        assert!(path.is_file());
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        for table in ["model_aliases", "model_versions", "passengers"] {
+            assert!(tables.iter().any(|t| t == table), "{tables:?}");
+        }
+        ping(&pool).await.unwrap();
+        pool.close().await;
+        // Reopening applies nothing new and keeps working.
+        let again = connect(&settings).await.unwrap();
+        ping(&again).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_reported() {
+        let settings = DatabaseSettings {
+            url: "postgres-ish://nowhere".to_owned(),
+            max_connections: 1,
+        };
+        assert!(matches!(connect(&settings).await, Err(DbError::Url { .. })));
+    }
 }

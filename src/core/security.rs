@@ -70,8 +70,6 @@ pub enum TokenError {
     Expired,
     #[error("token is not valid yet")]
     NotYetValid,
-    #[error("token lacks a required claim")]
-    MissingClaim,
 }
 
 impl TokenError {
@@ -84,7 +82,6 @@ impl TokenError {
             TokenError::DisallowedAlgorithm => "algorithm",
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
-            TokenError::MissingClaim => "missing_claim",
         }
     }
 }
@@ -165,7 +162,7 @@ impl JwtKeys {
                 | ErrorKind::InvalidAlgorithmName
                 | ErrorKind::UnsupportedAlgorithm
                 | ErrorKind::MissingAlgorithm => TokenError::DisallowedAlgorithm,
-                ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
+                // Includes tokens without `sub` or `exp`: they do not parse as `Claims`.
                 _ => TokenError::Malformed,
             })
     }

@@ -99,5 +99,10 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET,HEAD");
     assert_eq!(error_of(response).await.0, "method_not_allowed");
+    // A wrong method on a protected route is 405 before any token check.
+    let response = app.get("/predict").await;
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(error_of(response).await.0, "method_not_allowed");
     app.stop().await;
 }

@@ -90,6 +90,27 @@ async fn invalid_values_are_422_naming_each_field() {
         assert_eq!(named, field, "{err}");
     }
 
+    // Positional arrays are not passengers, at the top level or in a batch.
+    let response = app.post("/predict", &json!([892])).await;
+    assert_eq!(response.status(), 422);
+    let (_, err) = error_of(response).await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JSON object"),
+        "{err}"
+    );
+    let response = app
+        .post("/predict/batch", &json!({"instances": [[3, "male"]]}))
+        .await;
+    assert_eq!(response.status(), 422);
+    let (_, err) = error_of(response).await;
+    assert_eq!(
+        err["error"]["details"]["fields"][0]["field"], "instances[0]",
+        "{err}"
+    );
+
     // Missing required fields are listed.
     let response = app.post("/predict", &json!({"age": 30})).await;
     let (_, err) = error_of(response).await;
