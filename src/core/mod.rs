@@ -6,5 +6,6 @@ pub mod db;
 pub mod rate_limit;
 pub mod security;
 pub mod shutdown;
+pub mod stats;
 pub mod telemetry;
 pub mod time;

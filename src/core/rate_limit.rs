@@ -13,7 +13,6 @@ use crate::core::config::RateLimitSettings;
 pub struct RateLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
-    burst: u32,
 }
 
 /// A refused request: when to try again.
@@ -37,7 +36,6 @@ impl RateLimiter {
         Self {
             limiter: DefaultKeyedRateLimiter::keyed(quota),
             clock: DefaultClock::default(),
-            burst: burst.get(),
         }
     }
 
@@ -50,10 +48,6 @@ impl RateLimiter {
             .map_err(|not_until| RateLimited {
                 retry_after: not_until.wait_time_from(self.clock.now()),
             })
-    }
-
-    pub fn burst(&self) -> u32 {
-        self.burst
     }
 
     /// Forgets keys whose state has fully recovered; call periodically to bound memory.

@@ -46,10 +46,6 @@ impl OfflineStore {
         Self { pool }
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     /// Inserts or updates passengers in one transaction; returns how many were written.
     /// A known label is never erased by a later unlabelled copy of the same passenger.
     pub async fn upsert(
@@ -101,15 +97,6 @@ impl OfflineStore {
         const SQL: &str = select_passengers!("ORDER BY passenger_id");
         let rows = sqlx::query(SQL).fetch_all(&self.pool).await?;
         rows.iter().map(record).collect()
-    }
-
-    pub async fn get(&self, passenger_id: i64) -> Result<Option<PassengerRecord>, OfflineError> {
-        const SQL: &str = select_passengers!("WHERE passenger_id = ?1");
-        let row = sqlx::query(SQL)
-            .bind(passenger_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(record).transpose()
     }
 }
 

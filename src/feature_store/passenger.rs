@@ -17,29 +17,18 @@ pub const MAX_TEXT_CHARS: usize = 256;
 
 /// A passenger as submitted: every field optional and unchecked.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RawPassenger {
-    #[serde(default)]
     pub passenger_id: Option<i64>,
-    #[serde(default)]
     pub pclass: Option<i64>,
-    #[serde(default)]
     pub sex: Option<String>,
-    #[serde(default)]
     pub age: Option<f64>,
-    #[serde(default)]
     pub sibsp: Option<i64>,
-    #[serde(default)]
     pub parch: Option<i64>,
-    #[serde(default)]
     pub fare: Option<f64>,
-    #[serde(default)]
     pub embarked: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub ticket: Option<String>,
-    #[serde(default)]
     pub cabin: Option<String>,
 }
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::passenger::{Embarked, Passenger, Pclass, Sex};
+use crate::core::stats::{mean_std, median};
 
 /// Number of model features.
 pub const N_FEATURES: usize = 16;
@@ -102,11 +103,8 @@ pub struct Scaler {
 }
 
 impl Scaler {
-    fn fit(values: impl Iterator<Item = f64> + Clone) -> Scaler {
-        let n = values.clone().count().max(1) as f64;
-        let mean = values.clone().sum::<f64>() / n;
-        let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        let std = var.sqrt();
+    fn fit(values: impl Iterator<Item = f64>) -> Scaler {
+        let (mean, std) = mean_std(&values.collect::<Vec<_>>());
         Scaler {
             mean,
             std: if std > 1e-12 { std } else { 1.0 },
@@ -131,19 +129,6 @@ pub struct Preprocessing {
     pub age: Scaler,
     pub family_size: Scaler,
     pub log_fare: Scaler,
-}
-
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    })
 }
 
 impl Preprocessing {
@@ -323,13 +308,6 @@ mod tests {
         for (sex, age, name, want) in cases {
             assert_eq!(Title::of(&passenger(sex, age, name)), want, "{name:?}");
         }
-    }
-
-    #[test]
-    fn median_matches_hand_values() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(vec![]), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use crate::core::stats::mean_std;
+
 /// Probabilities are clipped to [EPS, 1-EPS] for log loss, as scikit-learn does.
 const EPS: f64 = 1e-15;
 
@@ -112,10 +114,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn of(values: impl Iterator<Item = f64> + Clone) -> Self {
-        let n = values.clone().count().max(1) as f64;
-        let mean = values.clone().sum::<f64>() / n;
-        let std = (values.map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    fn of(values: impl Iterator<Item = f64>) -> Self {
+        let (mean, std) = mean_std(&values.collect::<Vec<_>>());
         Self { mean, std }
     }
 }
@@ -232,5 +232,7 @@ mod tests {
     fn summary_is_population_mean_and_std() {
         let s = Summary::of([1.0, 3.0].into_iter());
         assert!(close(s.mean, 2.0) && close(s.std, 1.0));
+        let empty = Summary::of(std::iter::empty());
+        assert_eq!((empty.mean, empty.std), (0.0, 0.0));
     }
 }

@@ -108,7 +108,6 @@ impl Scorer {
 pub struct Model {
     version: Arc<str>,
     scorer: Scorer,
-    artifact: ModelArtifact,
 }
 
 /// Logistic function, stable for large |z|.
@@ -164,18 +163,13 @@ impl Model {
             scorer: Scorer {
                 coefficients,
                 intercept: artifact.intercept,
-                preprocessing: artifact.preprocessing.clone(),
+                preprocessing: artifact.preprocessing,
             },
-            artifact,
         })
     }
 
     pub fn version(&self) -> &Arc<str> {
         &self.version
-    }
-
-    pub fn artifact(&self) -> &ModelArtifact {
-        &self.artifact
     }
 
     pub fn intercept(&self) -> f64 {

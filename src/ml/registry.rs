@@ -1,8 +1,7 @@
 //! The model registry in SQLite: immutable versions (`v1`, `v2`, ...) holding their artifact
 //! and metrics, and aliases such as `production` that point at one of them.
 
-use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use super::model::{Model, ModelArtifact, ModelError};
 use crate::core::time::now_rfc3339;
@@ -20,15 +19,6 @@ pub enum RegistryError {
     NoAlias(String),
     #[error("model version {version}: {source}")]
     Invalid { version: String, source: ModelError },
-}
-
-/// A registered version, without its artifact.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VersionSummary {
-    pub version: String,
-    pub data_hash: String,
-    pub created_at: String,
-    pub metrics: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -116,25 +106,5 @@ ON CONFLICT (alias) DO UPDATE SET version = excluded.version, updated_at = exclu
             .await?
             .ok_or_else(|| RegistryError::NoAlias(alias.to_owned()))?;
         self.load(&version).await
-    }
-
-    /// Every version, newest first.
-    pub async fn list(&self) -> Result<Vec<VersionSummary>, RegistryError> {
-        let rows = sqlx::query(
-            "SELECT version, data_hash, created_at, metrics FROM model_versions ORDER BY id DESC",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let metrics: String = row.try_get("metrics")?;
-                Ok(VersionSummary {
-                    version: row.try_get("version")?,
-                    data_hash: row.try_get("data_hash")?,
-                    created_at: row.try_get("created_at")?,
-                    metrics: serde_json::from_str(&metrics).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .collect()
     }
 }

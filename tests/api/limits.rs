@@ -106,3 +106,40 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(error_of(response).await.0, "method_not_allowed");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_is_503_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[("TITANIC__SERVER__REQUEST_TIMEOUT_SECS", "1")]).await;
+    let token = app.token(&["predict"]);
+    // A client that announces a body and then stalls holds the handler past the limit.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /predict HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"pclass\": 3"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buf[..n]);
+            if response.windows(4).any(|w| w == b"\r\n\r\n") && response.ends_with(b"}}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no response within 10 s");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let text = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains("retry-after: 1"), "{text}");
+    assert!(text.contains(r#""code":"timeout""#), "{text}");
+    app.stop().await;
+}
