@@ -10,7 +10,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use titanic::feature_store::ingest;
 use titanic::feature_store::{Passenger, RawPassenger};
 use titanic::ml::dataset::TrainingSet;
-use titanic::ml::{Model, TrainParams, train};
+use titanic::ml::{FeatureServiceRef, Model, TrainParams, train};
 
 fn model() -> (Model, Vec<Passenger>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
@@ -22,7 +22,11 @@ fn model() -> (Model, Vec<Passenger>) {
         alpha: 1.0,
         max_iterations: 1000,
     };
-    let artifact = train::train(&set, &params).expect("training");
+    let service = FeatureServiceRef {
+        name: "titanic_survival".to_owned(),
+        version: 1,
+    };
+    let artifact = train::train(&set, &params, service, 0).expect("training");
     let model = Model::from_artifact("bench", artifact).expect("model");
     (model, set.passengers)
 }

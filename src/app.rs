@@ -16,12 +16,23 @@ use crate::core::db;
 use crate::core::rate_limit::RateLimiter;
 use crate::core::security::{JwtKeys, SecretSource, scopes};
 use crate::core::shutdown::{Lifecycle, termination_signal};
+use crate::core::time::{Micros, now_micros};
+use crate::feature_store::PassengerRecord;
+use crate::feature_store::history::{self, resolve_service};
 use crate::feature_store::ingest::{self, PassengerCsv};
+use crate::feature_store::materialize::{self, Mode, Report};
 use crate::feature_store::offline::OfflineStore;
-use crate::feature_store::online::{InProcessStore, OnlineStore, materialize};
+use crate::feature_store::online::{InProcessStore, ViewKey};
+use crate::feature_store::redis_store::RedisStore;
+use crate::feature_store::registry::{
+    DEMOGRAPHICS, FeatureRegistry, FeatureServiceSpec, Kind, SURVIVAL_SERVICE,
+};
+use crate::feature_store::serving::{FeatureServer, FeatureStoreMetrics, ServiceViews};
 use crate::ml::dataset::TrainingSet;
 use crate::ml::registry::ModelRegistry;
-use crate::ml::{Model, ModelArtifact, ModelServer, PRODUCTION, TrainParams, train};
+use crate::ml::{
+    FeatureServiceRef, Model, ModelArtifact, ModelServer, PRODUCTION, Served, TrainParams, train,
+};
 use crate::monitoring::Metrics;
 
 /// The stores every command works on.
@@ -29,16 +40,20 @@ use crate::monitoring::Metrics;
 pub struct Stores {
     pub pool: SqlitePool,
     pub offline: OfflineStore,
-    pub registry: ModelRegistry,
+    pub models: ModelRegistry,
+    pub features: FeatureRegistry,
 }
 
 impl Stores {
-    /// Opens the database and applies migrations.
+    /// Opens the database, applies migrations and registers the built-in feature definitions.
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
         let pool = db::connect(&settings.database).await?;
+        let features = FeatureRegistry::new(pool.clone());
+        features.ensure_builtins().await?;
         Ok(Self {
             offline: OfflineStore::new(pool.clone()),
-            registry: ModelRegistry::new(pool.clone()),
+            models: ModelRegistry::new(pool.clone()),
+            features,
             pool,
         })
     }
@@ -50,60 +65,111 @@ pub struct Trained {
     pub version: String,
     pub artifact: ModelArtifact,
     pub promoted: bool,
+    /// Labelled passengers left out because they had no usable features at the time.
+    pub skipped: usize,
 }
 
-async fn read_csv(path: PathBuf) -> anyhow::Result<Vec<crate::feature_store::PassengerRecord>> {
+async fn read_csv(path: PathBuf) -> anyhow::Result<Vec<PassengerRecord>> {
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || ingest::read_all(&path))
         .await?
         .with_context(|| format!("reading {shown}"))
 }
 
-/// Ingests a Kaggle-format CSV into the offline store; returns the records.
-pub async fn ingest_file(
-    stores: &Stores,
-    path: &Path,
-) -> anyhow::Result<Vec<crate::feature_store::PassengerRecord>> {
+/// Reads a Kaggle-format CSV and appends it to the offline history (event time: now).
+pub async fn ingest_file(stores: &Stores, path: &Path) -> anyhow::Result<Vec<PassengerRecord>> {
     let records = read_csv(path.to_path_buf()).await?;
     let source = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    stores.offline.upsert(&records, &source).await?;
-    tracing::info!(path = %path.display(), rows = records.len(), "ingested passengers");
+    let (features, labels) =
+        history::ingest(&stores.offline, &records, &source, now_micros()).await?;
+    tracing::info!(
+        path = %path.display(),
+        rows = records.len(),
+        feature_rows_written = features.written,
+        label_rows_written = labels.written,
+        unchanged = features.unchanged,
+        "ingested passengers"
+    );
     Ok(records)
 }
 
-/// Trains on `data` (ingesting it first) or on every labelled passenger in the offline
-/// store (ingesting the bundled CSVs into an empty store first), registers the version, and
-/// optionally promotes it to `production`.
+/// On an empty offline store, ingests the bundled `train.csv` and `test.csv`.
+pub async fn ingest_bundled(settings: &Settings, stores: &Stores) -> anyhow::Result<()> {
+    if stores.offline.count(DEMOGRAPHICS).await? > 0 {
+        return Ok(());
+    }
+    for path in [&settings.data.train_csv, &settings.data.test_csv] {
+        if path.is_file() {
+            ingest_file(stores, path).await?;
+        } else {
+            tracing::warn!(path = %path.display(), "bundled data not found; skipping");
+        }
+    }
+    Ok(())
+}
+
+/// The newest version of the survival feature service, resolved.
+async fn current_service(stores: &Stores) -> anyhow::Result<ServiceViews> {
+    let latest = stores
+        .features
+        .latest::<FeatureServiceSpec>(Kind::Service, SURVIVAL_SERVICE)
+        .await?;
+    Ok(resolve_service(&stores.features, &latest.name, latest.version).await?)
+}
+
+/// What to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingData<'a> {
+    /// Exactly the labelled rows of this CSV (which is also appended to the history).
+    File(&'a Path),
+    /// Every passenger labelled in the history as of this time, with the features it had then.
+    AsOf(Micros),
+}
+
+/// Trains, registers the version, and optionally promotes it to `production`. With
+/// `TrainingData::AsOf`, an empty store is first filled with the bundled CSVs.
 pub async fn train_model(
     settings: &Settings,
     stores: &Stores,
-    data: Option<&Path>,
+    data: TrainingData<'_>,
     promote: bool,
 ) -> anyhow::Result<Trained> {
-    let records = match data {
-        Some(path) => ingest_file(stores, path).await?,
-        None => {
+    let service = current_service(stores).await?;
+    let (records, as_of, skipped) = match data {
+        TrainingData::File(path) => (ingest_file(stores, path).await?, now_micros(), 0),
+        TrainingData::AsOf(as_of) => {
             ingest_bundled(settings, stores).await?;
-            stores.offline.labelled().await?
+            let rows = history::training_rows(&stores.offline, &service, as_of).await?;
+            let skipped = rows.without_features + rows.unusable;
+            (rows.records, as_of, skipped)
         }
     };
     let set = TrainingSet::from_records(&records);
     if set.is_empty() {
         bail!(
-            "no labelled passengers to train on; pass --data PATH (a CSV with a Survived column)"
+            "no labelled passengers to train on; pass --data PATH (a CSV with a Survived column) or a later --as-of"
         );
     }
     let params = TrainParams::from(&settings.training);
+    let service_ref = FeatureServiceRef {
+        name: service.service.name.clone(),
+        version: service.service.version,
+    };
     let started = std::time::Instant::now();
-    let artifact = tokio::task::spawn_blocking(move || train::train(&set, &params)).await??;
+    let artifact =
+        tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of))
+            .await??;
     // Refuse to register anything that could not serve.
-    Model::from_artifact("candidate", artifact.clone())?;
-    let version = stores.registry.register(&artifact).await?;
+    Served::new(
+        Model::from_artifact("candidate", artifact.clone())?,
+        service,
+    )?;
+    let version = stores.models.register(&artifact).await?;
     if promote {
-        stores.registry.set_alias(PRODUCTION, &version).await?;
+        stores.models.set_alias(PRODUCTION, &version).await?;
     }
     tracing::info!(
         version = %version,
@@ -117,33 +183,35 @@ pub async fn train_model(
         version,
         artifact,
         promoted: promote,
+        skipped,
     })
 }
 
-/// On an empty offline store, ingests the bundled `train.csv` and `test.csv`.
-pub async fn ingest_bundled(settings: &Settings, stores: &Stores) -> anyhow::Result<()> {
-    if stores.offline.count().await? > 0 {
-        return Ok(());
-    }
-    for path in [&settings.data.train_csv, &settings.data.test_csv] {
-        if path.is_file() {
-            ingest_file(stores, path).await?;
-        } else {
-            tracing::warn!(path = %path.display(), "bundled data not found; skipping");
-        }
-    }
-    Ok(())
+/// Loads a model version with the feature service it was trained on, refusing it when this
+/// service cannot produce its features.
+pub async fn load_served(stores: &Stores, version: &str) -> anyhow::Result<Served> {
+    let model = stores.models.load(version).await?;
+    let wanted = model.feature_service().clone();
+    let features = resolve_service(&stores.features, &wanted.name, wanted.version)
+        .await
+        .with_context(|| format!("model {version} needs feature service {wanted}"))?;
+    Ok(Served::new(model, features)?)
 }
 
 /// On an empty store: ingest the bundled CSVs, then train and promote a first model.
-/// Returns the production model.
-pub async fn bootstrap(settings: &Settings, stores: &Stores) -> anyhow::Result<Model> {
+/// Returns the production model with its feature service.
+pub async fn bootstrap(settings: &Settings, stores: &Stores) -> anyhow::Result<Served> {
     ingest_bundled(settings, stores).await?;
-    if stores.registry.resolve(PRODUCTION).await?.is_none() {
+    if stores.models.resolve(PRODUCTION).await?.is_none() {
         tracing::info!("no production model yet: training one");
-        train_model(settings, stores, None, true).await?;
+        train_model(settings, stores, TrainingData::AsOf(now_micros()), true).await?;
     }
-    Ok(stores.registry.load_alias(PRODUCTION).await?)
+    let version = stores
+        .models
+        .resolve(PRODUCTION)
+        .await?
+        .context("no production model")?;
+    load_served(stores, &version).await
 }
 
 fn log_secret_source(source: &SecretSource) {
@@ -157,31 +225,98 @@ fn log_secret_source(source: &SecretSource) {
     }
 }
 
+/// The feature server for the configured online store: Redis (with the in-process cache in
+/// front) when `redis.url` is set, the in-process store otherwise.
+pub fn feature_server(
+    settings: &Settings,
+    offline: OfflineStore,
+    metrics: FeatureStoreMetrics,
+) -> anyhow::Result<FeatureServer> {
+    Ok(match settings.redis_url() {
+        Some(url) => {
+            let store = RedisStore::new(url, &settings.redis.key_prefix)?;
+            let cache = (settings.feature_cache.max_entries > 0).then(|| {
+                (
+                    settings.feature_cache.max_entries,
+                    Duration::from_millis(settings.feature_cache.ttl_ms),
+                )
+            });
+            FeatureServer::new(Arc::new(store), offline, cache, metrics)
+        }
+        None => FeatureServer::new(Arc::new(InProcessStore::new()), offline, None, metrics),
+    })
+}
+
+/// Materializes the views of a feature service: fully when the online store has never
+/// received a view version (an empty store), incrementally otherwise. A failing online store
+/// is logged, not fatal: reads then fall back to the offline store.
+pub async fn materialize_service(
+    settings: &Settings,
+    server: &FeatureServer,
+    service: &ServiceViews,
+) -> Vec<Report> {
+    let mut reports = Vec::new();
+    for view in &service.views {
+        let key = ViewKey::new(&view.name, view.version);
+        let mode = match server.online().is_materialized(&key).await {
+            Ok(true) => Mode::Incremental,
+            Ok(false) => Mode::Full,
+            Err(e) => {
+                tracing::warn!(view = %key, error = %e, "online store unavailable; not materializing");
+                continue;
+            }
+        };
+        match materialize::materialize(server, view, mode, settings.materialization.chunk_size)
+            .await
+        {
+            Ok(report) => {
+                tracing::info!(
+                    view = %key,
+                    mode = ?report.mode,
+                    entities = report.entities,
+                    chunks = report.chunks,
+                    "materialized"
+                );
+                reports.push(report);
+            }
+            Err(e) => tracing::warn!(view = %key, error = %e, "materialization failed"),
+        }
+    }
+    reports
+}
+
 /// Everything `serve` needs, built but not yet serving: tests bind it on port 0.
 pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     let (keys, source) = JwtKeys::from_settings(settings)?;
     log_secret_source(&source);
-    if settings.redis_url().is_some() {
-        tracing::warn!("redis.url is set, but this build serves from the in-process online store");
-    }
     let stores = Stores::open(settings).await?;
-    let model = bootstrap(settings, &stores).await?;
+    let served = bootstrap(settings, &stores).await?;
     let metrics = Metrics::new()?;
-    metrics.set_model_version(model.version());
-    let online: Arc<dyn OnlineStore> = Arc::new(InProcessStore::new());
-    let materialized = materialize(&stores.offline, online.as_ref()).await?;
-    tracing::info!(
-        rows = materialized,
-        kind = online.kind(),
-        "online store materialized"
-    );
+    let feature_metrics = FeatureStoreMetrics::new()?;
+    metrics.register_all(feature_metrics.collectors())?;
+    metrics.set_model_version(served.model.version());
+    let features = Arc::new(feature_server(
+        settings,
+        stores.offline.clone(),
+        feature_metrics,
+    )?);
+    if let Err(e) = features.check_online().await {
+        tracing::warn!(kind = features.online().kind(), error = %e, "online store unavailable at start; serving from the offline store");
+    }
+    materialize_service(settings, &features, &served.features).await;
     let models = Arc::new(ModelServer::new());
-    tracing::info!(version = %model.version(), "serving model");
-    models.swap(model);
+    tracing::info!(
+        version = %served.model.version(),
+        feature_service = %served.model.feature_service(),
+        online_store = features.online().kind(),
+        "serving model"
+    );
+    models.swap(served);
     let state = AppState {
         models,
-        online,
-        db: stores.pool.clone(),
+        features,
+        stores: stores.clone(),
+        settings: Arc::new(settings.clone()),
         metrics,
         keys: Arc::new(keys),
         limiter: Arc::new(RateLimiter::new(&settings.rate_limit)),
@@ -213,6 +348,44 @@ pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `titanic materialize`: copies the production feature service's views (or one view
+/// version) from the offline store to the configured online store.
+pub async fn materialize_command(
+    settings: &Settings,
+    view: Option<(&str, Option<i64>)>,
+    mode: Mode,
+) -> anyhow::Result<Vec<Report>> {
+    let stores = Stores::open(settings).await?;
+    let metrics = FeatureStoreMetrics::new()?;
+    let server = feature_server(settings, stores.offline.clone(), metrics)?;
+    if settings.redis_url().is_none() {
+        tracing::warn!(
+            "no redis.url configured: the in-process online store lives only as long as this command"
+        );
+    }
+    server
+        .check_online()
+        .await
+        .context("the online store is unavailable")?;
+    let views = match view {
+        Some((name, version)) => {
+            let v = match version {
+                Some(v) => stores.features.get(Kind::View, name, v).await?,
+                None => stores.features.latest(Kind::View, name).await?,
+            };
+            vec![v]
+        }
+        None => bootstrap(settings, &stores).await?.features.views,
+    };
+    let mut reports = Vec::new();
+    for v in &views {
+        reports.push(
+            materialize::materialize(&server, v, mode, settings.materialization.chunk_size).await?,
+        );
+    }
+    Ok(reports)
+}
+
 /// `titanic predict`: scores a Kaggle-format CSV into `PassengerId,Survived,Probability`.
 /// The output appears only when complete (written to a temporary file, then renamed).
 pub async fn predict_file(
@@ -223,8 +396,8 @@ pub async fn predict_file(
 ) -> anyhow::Result<u64> {
     let stores = Stores::open(settings).await?;
     let model = match version {
-        Some(v) => stores.registry.load(v).await?,
-        None => bootstrap(settings, &stores).await?,
+        Some(v) => load_served(&stores, v).await?.model,
+        None => bootstrap(settings, &stores).await?.model,
     };
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
     tokio::task::spawn_blocking(move || write_predictions(&model, &input, &output)).await?
@@ -346,9 +519,20 @@ pub fn training_report(t: &Trained) -> String {
     );
     let _ = writeln!(
         s,
-        "trained on {} passengers ({} survivors), data {}",
-        t.artifact.training.rows, t.artifact.training.positives, t.artifact.training.data_hash
+        "trained on {} passengers ({} survivors) as of {}, data {}",
+        t.artifact.training.rows,
+        t.artifact.training.positives,
+        t.artifact.training.as_of,
+        t.artifact.training.data_hash
     );
+    let _ = writeln!(s, "feature service {}", t.artifact.feature_service);
+    if t.skipped > 0 {
+        let _ = writeln!(
+            s,
+            "left out {} labelled passengers without usable features at that time",
+            t.skipped
+        );
+    }
     let _ = writeln!(
         s,
         "stratified {}-fold cross-validation (seed {}):",

@@ -25,13 +25,30 @@ enum Command {
     Serve,
     /// Train with stratified k-fold evaluation and register a model version.
     Train {
-        /// A Kaggle-format CSV with a Survived column (ingested first). Default: the
-        /// labelled passengers already in the offline store.
-        #[arg(long)]
+        /// Train on exactly this Kaggle-format CSV with a Survived column (it is also
+        /// appended to the offline history). Default: every passenger labelled in the
+        /// offline store, with the features it had at --as-of.
+        #[arg(long, conflicts_with = "as_of")]
         data: Option<PathBuf>,
+        /// Read the training set as of this time (RFC 3339, e.g. 2026-11-26T12:00:00Z):
+        /// no label or feature value with a later event time is used. Default: now.
+        #[arg(long)]
+        as_of: Option<String>,
         /// Make the new version the served one (alias `production`).
         #[arg(long)]
         promote: bool,
+    },
+    /// Copy the latest offline feature values into the online store (Redis when configured).
+    Materialize {
+        /// Every entity, instead of those written since the last run.
+        #[arg(long)]
+        full: bool,
+        /// One feature view (default: the views of the production model's feature service).
+        #[arg(long)]
+        view: Option<String>,
+        /// Version of --view (default: its latest).
+        #[arg(long, requires = "view")]
+        version: Option<i64>,
     },
     /// Batch-predict a Kaggle-format CSV into PassengerId,Survived,Probability.
     Predict {
@@ -95,10 +112,41 @@ fn main() -> ExitCode {
 async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => app::serve(settings).await,
-        Command::Train { data, promote } => {
+        Command::Train {
+            data,
+            as_of,
+            promote,
+        } => {
+            let source = match (&data, as_of) {
+                (Some(path), _) => app::TrainingData::File(path),
+                (None, Some(text)) => app::TrainingData::AsOf(
+                    titanic::core::time::parse_rfc3339(&text)
+                        .map_err(|e| anyhow::anyhow!("--as-of: {e}"))?,
+                ),
+                (None, None) => app::TrainingData::AsOf(titanic::core::time::now_micros()),
+            };
             let stores = app::Stores::open(settings).await?;
-            let trained = app::train_model(settings, &stores, data.as_deref(), promote).await?;
+            let trained = app::train_model(settings, &stores, source, promote).await?;
             print!("{}", app::training_report(&trained));
+            Ok(())
+        }
+        Command::Materialize {
+            full,
+            view,
+            version,
+        } => {
+            let mode = if full {
+                titanic::feature_store::materialize::Mode::Full
+            } else {
+                titanic::feature_store::materialize::Mode::Incremental
+            };
+            let target = view.as_deref().map(|v| (v, version));
+            for r in app::materialize_command(settings, target, mode).await? {
+                println!(
+                    "{}@{}: {:?}, {} entities in {} chunks, watermark {}",
+                    r.view, r.version, r.mode, r.entities, r.chunks, r.watermark
+                );
+            }
             Ok(())
         }
         Command::Predict {

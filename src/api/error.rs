@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use crate::core::security::TokenError;
 use crate::feature_store::ValidationErrors;
-use crate::feature_store::online::OnlineError;
 use crate::ml::registry::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
@@ -180,14 +179,6 @@ impl From<JsonRejection> for ApiError {
 impl From<ValidationErrors> for ApiError {
     fn from(errors: ValidationErrors) -> Self {
         ApiError::Validation(errors)
-    }
-}
-
-impl From<OnlineError> for ApiError {
-    fn from(e: OnlineError) -> Self {
-        match e {
-            OnlineError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
-        }
     }
 }
 

@@ -23,36 +23,55 @@ pub async fn live() -> Json<Value> {
 /// is not shutting down; 503 otherwise, with the state of each component.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let model = match state.models.current() {
-        Some(m) => json!({ "status": "up", "version": &**m.version() }),
+        Some(s) => json!({
+            "status": "up",
+            "version": &**s.model.version(),
+            "feature_service": s.model.feature_service().to_string(),
+        }),
         None => json!({ "status": "down", "message": "no model loaded" }),
     };
-    let database = match tokio::time::timeout(PROBE_TIMEOUT, db::ping(&state.db)).await {
+    let database = match tokio::time::timeout(PROBE_TIMEOUT, db::ping(&state.stores.pool)).await {
         Ok(Ok(())) => json!({ "status": "up" }),
         Ok(Err(e)) => json!({ "status": "down", "message": e.to_string() }),
         Err(_) => json!({ "status": "down", "message": "timed out" }),
     };
-    let online = match tokio::time::timeout(PROBE_TIMEOUT, state.online.count()).await {
-        Ok(Ok(n)) => json!({ "status": "up", "kind": state.online.kind(), "entities": n }),
-        Ok(Err(e)) => {
-            json!({ "status": "down", "kind": state.online.kind(), "message": e.to_string() })
+    // The online store has a fallback (the offline store): when it fails the service is
+    // degraded, not unready.
+    let kind = state.features.online().kind();
+    let online = match tokio::time::timeout(PROBE_TIMEOUT, state.features.check_online()).await {
+        Ok(Ok(())) => json!({ "status": "up", "kind": kind }),
+        Ok(Err(e)) => json!({
+            "status": "degraded", "kind": kind, "message": e.to_string(),
+            "fallback": "offline_store",
+        }),
+        Err(_) => {
+            state.features.metrics().online_up.set(0);
+            json!({ "status": "degraded", "kind": kind, "message": "timed out", "fallback": "offline_store" })
         }
-        Err(_) => json!({ "status": "down", "kind": state.online.kind(), "message": "timed out" }),
     };
     let draining = state.lifecycle.is_draining();
-    let all_up = [&model, &database, &online]
-        .iter()
-        .all(|c| c["status"] == "up");
-    let ready = all_up && !draining;
+    let ready = model["status"] == "up" && database["status"] == "up" && !draining;
+    let status = if !ready {
+        if draining {
+            "shutting_down"
+        } else {
+            "not_ready"
+        }
+    } else if online["status"] == "up" {
+        "ready"
+    } else {
+        "degraded"
+    };
     let body = json!({
-        "status": if ready { "ready" } else if draining { "shutting_down" } else { "not_ready" },
+        "status": status,
         "components": { "model": model, "database": database, "online_store": online },
     });
-    let status = if ready {
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body)).into_response()
+    (code, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -1,5 +1,6 @@
 //! `POST /predict` and `POST /predict/batch` (scope `predict`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -9,10 +10,14 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::error::ApiError;
 use super::extract::{ApiJson, Object};
 use super::state::AppState;
+use crate::core::time::micros_to_rfc3339;
+use crate::feature_store::serving::{
+    FeatureStatus, ReadSource, ServeFeaturesError, ServedPassenger,
+};
 use crate::feature_store::{
     FEATURE_NAMES, FeatureVector, FieldError, Passenger, RawPassenger, ValidationErrors,
 };
-use crate::ml::{Model, Prediction};
+use crate::ml::{Model, Served};
 
 /// Per-feature contributions, serialized as `{"feature": value, ...}` without allocating.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +33,25 @@ impl Serialize for Contributions {
     }
 }
 
+/// Where the features of a stored passenger came from, and how fresh each was.
+#[derive(Debug, Serialize)]
+pub struct FeatureProvenance {
+    pub source: ReadSource,
+    /// Event time of the oldest row used (RFC 3339).
+    pub event_time: String,
+    pub statuses: BTreeMap<String, FeatureStatus>,
+}
+
+impl FeatureProvenance {
+    fn of(served: &ServedPassenger) -> Self {
+        Self {
+            source: served.source,
+            event_time: micros_to_rfc3339(served.event_time),
+            statuses: served.statuses.iter().cloned().collect(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct PredictionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,20 +63,9 @@ pub struct PredictionResponse {
     pub logit: f64,
     pub intercept: f64,
     pub contributions: Contributions,
-}
-
-impl PredictionResponse {
-    fn new(passenger_id: Option<i64>, p: &Prediction, model: &Model) -> Self {
-        Self {
-            passenger_id,
-            survived: p.survived(),
-            probability: p.probability,
-            model_version: Arc::clone(model.version()),
-            logit: p.logit,
-            intercept: model.intercept(),
-            contributions: Contributions(p.contributions),
-        }
-    }
+    /// For a passenger looked up by id: the feature source and per-feature freshness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<FeatureProvenance>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,35 +80,10 @@ pub struct BatchResponse {
     pub predictions: Vec<PredictionResponse>,
 }
 
-/// A passenger given inline or shared from the online store.
-enum Shared {
-    Owned(Passenger),
-    Stored(Arc<Passenger>),
-}
-
-impl Shared {
-    fn get(&self) -> &Passenger {
-        match self {
-            Shared::Owned(p) => p,
-            Shared::Stored(p) => p,
-        }
-    }
-}
-
 /// What one request instance asks to score.
 enum Subject {
     Features(Option<i64>, Passenger),
     Stored(i64),
-}
-
-impl Subject {
-    /// The stored id asked for (0 for inline features, which always resolve).
-    fn stored_id(&self) -> i64 {
-        match self {
-            Subject::Stored(id) => *id,
-            Subject::Features(..) => 0,
-        }
-    }
 }
 
 /// Features given inline win; an instance with only `passenger_id` is looked up.
@@ -106,58 +94,110 @@ fn subject(raw: RawPassenger) -> Result<Subject, ValidationErrors> {
     }
 }
 
-fn current_model(state: &AppState) -> Result<Arc<Model>, ApiError> {
+fn current(state: &AppState) -> Result<Arc<Served>, ApiError> {
     state
         .models
         .current()
         .ok_or_else(|| ApiError::Unavailable("no model is loaded yet".to_owned()))
 }
 
-fn score(state: &AppState, model: &Model, id: Option<i64>, p: &Passenger) -> PredictionResponse {
+fn score(
+    state: &AppState,
+    model: &Model,
+    id: Option<i64>,
+    p: &Passenger,
+    features: Option<FeatureProvenance>,
+) -> PredictionResponse {
     let prediction = model.predict(p);
     state
         .metrics
         .record_prediction(prediction.survived(), model.version());
-    PredictionResponse::new(id, &prediction, model)
+    PredictionResponse {
+        passenger_id: id,
+        survived: prediction.survived(),
+        probability: prediction.probability,
+        model_version: Arc::clone(model.version()),
+        logit: prediction.logit,
+        intercept: model.intercept(),
+        contributions: Contributions(prediction.contributions),
+        features,
+    }
 }
 
-/// The passenger to score, with the id to echo; `None` when a stored id is unknown.
-async fn resolve(
+/// Looks up stored passengers through the served feature service: one read per view for
+/// all ids. Each id gets its passenger, or the errors naming what is wrong (prefixed by
+/// `field_prefix(i)`).
+async fn stored(
     state: &AppState,
-    subject: Subject,
-) -> Result<Option<(Option<i64>, Shared)>, ApiError> {
-    Ok(match subject {
-        Subject::Features(id, p) => Some((id, Shared::Owned(p))),
-        Subject::Stored(id) => state
-            .online
-            .get(id)
-            .await?
-            .map(|p| (Some(id), Shared::Stored(p))),
-    })
+    served: &Served,
+    ids: &[i64],
+    field_prefix: impl Fn(usize) -> String,
+) -> Result<Vec<Result<ServedPassenger, Vec<FieldError>>>, ApiError> {
+    let found = state
+        .features
+        .passengers(&served.features, ids)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(found
+        .into_iter()
+        .zip(ids)
+        .enumerate()
+        .map(|(i, (result, id))| match result {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(vec![FieldError {
+                field: format!("{}passenger_id", field_prefix(i)),
+                message: format!("no passenger with id {id}"),
+            }]),
+            Err(ServeFeaturesError::Invalid { errors, .. }) => Err(errors
+                .0
+                .into_iter()
+                .map(|e| FieldError {
+                    field: format!("{}stored_features.{}", field_prefix(i), e.field),
+                    message: e.message,
+                })
+                .collect()),
+            Err(ServeFeaturesError::Read(e)) => Err(vec![FieldError {
+                field: format!("{}passenger_id", field_prefix(i)),
+                message: e.to_string(),
+            }]),
+        })
+        .collect())
 }
 
-/// `POST /predict`: one passenger's features, or `{"passenger_id": N}` for a stored one.
+/// `POST /predict`: one passenger's features, or `{"passenger_id": N}` for a stored one
+/// (404 when unknown).
 pub async fn predict(
     State(state): State<AppState>,
     ApiJson(Object(raw)): ApiJson<Object<RawPassenger>>,
 ) -> Result<ApiJson<PredictionResponse>, ApiError> {
     let subject = subject(raw)?;
-    let wanted = match &subject {
-        Subject::Stored(id) => Some(*id),
-        Subject::Features(..) => None,
+    let served = current(&state)?;
+    let response = match subject {
+        Subject::Features(id, p) => score(&state, &served.model, id, &p, None),
+        Subject::Stored(id) => {
+            let mut found = stored(&state, &served, &[id], |_| String::new()).await?;
+            match found.pop() {
+                Some(Ok(p)) => score(
+                    &state,
+                    &served.model,
+                    Some(id),
+                    &p.passenger,
+                    Some(FeatureProvenance::of(&p)),
+                ),
+                Some(Err(errors)) if errors[0].field == "passenger_id" => {
+                    return Err(ApiError::NotFound(errors[0].message.clone()));
+                }
+                Some(Err(errors)) => return Err(ApiError::Validation(ValidationErrors(errors))),
+                None => return Err(ApiError::NotFound(format!("no passenger with id {id}"))),
+            }
+        }
     };
-    let (id, passenger) = resolve(&state, subject).await?.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no passenger with id {}",
-            wanted.unwrap_or_default()
-        ))
-    })?;
-    let model = current_model(&state)?;
-    Ok(ApiJson(score(&state, &model, id, passenger.get())))
+    Ok(ApiJson(response))
 }
 
 /// `POST /predict/batch`: `{"instances": [...]}` scored by one model version, in order.
-/// Every invalid instance is named (`instances[3].age`); nothing is scored unless all are valid.
+/// Every invalid instance is named (`instances[3].age`, `instances[5].passenger_id`); nothing
+/// is scored unless all are valid. Stored passengers are read in one round trip per view.
 pub async fn predict_batch(
     State(state): State<AppState>,
     ApiJson(batch): ApiJson<BatchRequest>,
@@ -183,28 +223,52 @@ pub async fn predict_batch(
     if !errors.is_empty() {
         return Err(ApiError::Validation(ValidationErrors(errors)));
     }
-    // Resolve stored passengers first, naming every unknown id.
-    let mut passengers = Vec::with_capacity(subjects.len());
-    for (i, subject) in subjects.into_iter().enumerate() {
-        let wanted = subject.stored_id();
-        match resolve(&state, subject).await? {
-            Some(found) => passengers.push(found),
-            None => errors.push(FieldError {
-                field: format!("instances[{i}].passenger_id"),
-                message: format!("no passenger with id {wanted}"),
-            }),
+    let served = current(&state)?;
+    let positions: Vec<usize> = subjects
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s, Subject::Stored(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let ids: Vec<i64> = positions
+        .iter()
+        .filter_map(|&i| match subjects[i] {
+            Subject::Stored(id) => Some(id),
+            Subject::Features(..) => None,
+        })
+        .collect();
+    let mut lookups = if ids.is_empty() {
+        Vec::new()
+    } else {
+        stored(&state, &served, &ids, |k| {
+            format!("instances[{}].", positions[k])
+        })
+        .await?
+    }
+    .into_iter();
+    let mut resolved = Vec::with_capacity(subjects.len());
+    for s in subjects {
+        match s {
+            Subject::Features(id, p) => resolved.push((id, p, None)),
+            Subject::Stored(id) => match lookups.next() {
+                Some(Ok(p)) => {
+                    let provenance = FeatureProvenance::of(&p);
+                    resolved.push((Some(id), p.passenger, Some(provenance)));
+                }
+                Some(Err(e)) => errors.extend(e),
+                None => {}
+            },
         }
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(ValidationErrors(errors)));
     }
-    let model = current_model(&state)?;
-    let predictions = passengers
+    let predictions = resolved
         .into_iter()
-        .map(|(id, p)| score(&state, &model, id, p.get()))
+        .map(|(id, p, provenance)| score(&state, &served.model, id, &p, provenance))
         .collect();
     Ok(ApiJson(BatchResponse {
-        model_version: Arc::clone(model.version()),
+        model_version: Arc::clone(served.model.version()),
         predictions,
     }))
 }

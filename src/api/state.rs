@@ -2,20 +2,21 @@
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
-
+use crate::app::Stores;
+use crate::core::config::Settings;
 use crate::core::rate_limit::RateLimiter;
 use crate::core::security::JwtKeys;
 use crate::core::shutdown::Lifecycle;
-use crate::feature_store::online::OnlineStore;
+use crate::feature_store::serving::FeatureServer;
 use crate::ml::ModelServer;
 use crate::monitoring::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {
     pub models: Arc<ModelServer>,
-    pub online: Arc<dyn OnlineStore>,
-    pub db: SqlitePool,
+    pub features: Arc<FeatureServer>,
+    pub stores: Stores,
+    pub settings: Arc<Settings>,
     pub metrics: Metrics,
     pub keys: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,

@@ -61,6 +61,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
+    pub feature_cache: FeatureCacheSettings,
+    pub materialization: MaterializationSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub data: DataSettings,
@@ -93,6 +95,18 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// Empty means the in-process online store.
     pub url: String,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeatureCacheSettings {
+    pub max_entries: u64,
+    pub ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MaterializationSettings {
+    pub chunk_size: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +211,9 @@ impl Settings {
         }
         if self.rate_limit.per_second == 0 || self.rate_limit.burst == 0 {
             return invalid("rate_limit", "per_second and burst must be at least 1");
+        }
+        if self.materialization.chunk_size == 0 {
+            return invalid("materialization.chunk_size", "must be at least 1");
         }
         if self.training.folds < 2 {
             return invalid("training.folds", "must be at least 2");

@@ -89,7 +89,13 @@ mod tests {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        for table in ["model_aliases", "model_versions", "passengers"] {
+        for table in [
+            "feature_rows",
+            "materialization",
+            "model_aliases",
+            "model_versions",
+            "registry",
+        ] {
             assert!(tables.iter().any(|t| t == table), "{tables:?}");
         }
         ping(&pool).await.unwrap();

@@ -1,17 +1,54 @@
-//! The offline store: every ingested passenger, in SQLite. All statements are static SQL with
-//! bound parameters.
+//! The offline store: an append-only history of feature values per view and entity, each
+//! with its event time (when it was true) and write time (when it was stored). Reads are
+//! point-in-time: the latest value at or before a given time. All statements are static SQL
+//! with bound parameters; lists of keys are bound as one JSON array.
 
-use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+use std::collections::HashMap;
 
-use super::passenger::{PassengerRecord, RawPassenger};
-use crate::core::time::now_rfc3339;
+use serde_json::{Map, Value};
+use sqlx::{Row, SqlitePool};
+
+use crate::core::time::{Micros, now_micros, now_rfc3339};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
     #[error("offline store: {0}")]
     Db(#[from] sqlx::Error),
-    #[error("offline store: stored passenger {passenger_id} is invalid: {message}")]
-    Corrupt { passenger_id: i64, message: String },
+    #[error("offline store: row of {view} for {entity_key} is unreadable: {message}")]
+    Corrupt {
+        view: String,
+        entity_key: String,
+        message: String,
+    },
+}
+
+/// Feature values by feature name.
+pub type Values = Map<String, Value>;
+
+/// A row to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRow {
+    pub entity_key: String,
+    pub event_time: Micros,
+    pub values: Values,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRow {
+    pub entity_key: String,
+    pub event_time: Micros,
+    pub write_time: Micros,
+    pub values: Values,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Appended {
+    /// Rows stored.
+    pub written: u64,
+    /// Rows equal (values and event time) to the entity's latest row, skipped.
+    pub unchanged: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -19,24 +56,18 @@ pub struct OfflineStore {
     pool: SqlitePool,
 }
 
-const UPSERT: &str = "\
-INSERT INTO passengers (passenger_id, survived, pclass, name, sex, age, sibsp, parch, ticket,
-                        fare, cabin, embarked, source, ingested_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-ON CONFLICT (passenger_id) DO UPDATE SET
-    survived = COALESCE(excluded.survived, passengers.survived),
-    pclass = excluded.pclass, name = excluded.name, sex = excluded.sex, age = excluded.age,
-    sibsp = excluded.sibsp, parch = excluded.parch, ticket = excluded.ticket,
-    fare = excluded.fare, cabin = excluded.cabin, embarked = excluded.embarked,
-    source = excluded.source, ingested_at = excluded.ingested_at";
-
-/// `SELECT <every passenger column> FROM passengers <rest>`, as one static string.
-macro_rules! select_passengers {
-    ($rest:literal) => {
+/// `SELECT` of the latest row per entity at or before `?2` for view `?1`, with an extra
+/// condition spliced in at compile time (static SQL only).
+macro_rules! latest_rows {
+    ($filter:literal) => {
         concat!(
-            "SELECT passenger_id, survived, pclass, name, sex, age, sibsp, parch, ticket, fare, \
-             cabin, embarked FROM passengers ",
-            $rest
+            "SELECT entity_key, event_time, write_time, feature_values FROM (\
+               SELECT entity_key, event_time, write_time, feature_values, \
+                 ROW_NUMBER() OVER (PARTITION BY entity_key \
+                   ORDER BY event_time DESC, write_time DESC, id DESC) AS rn \
+               FROM feature_rows WHERE view = ?1 AND event_time <= ?2 ",
+            $filter,
+            ") WHERE rn = 1 ORDER BY entity_key"
         )
     };
 }
@@ -46,83 +77,324 @@ impl OfflineStore {
         Self { pool }
     }
 
-    /// Inserts or updates passengers in one transaction; returns how many were written.
-    /// A known label is never erased by a later unlabelled copy of the same passenger.
-    pub async fn upsert(
+    /// Appends rows for one view version in one transaction (durable when this returns).
+    /// A row identical to the entity's latest row (same event time and values) is skipped,
+    /// so ingesting the same data twice changes nothing.
+    pub async fn append(
         &self,
-        records: &[PassengerRecord],
+        view: &str,
+        view_version: i64,
+        rows: &[NewRow],
         source: &str,
-    ) -> Result<u64, OfflineError> {
-        let now = now_rfc3339();
+    ) -> Result<Appended, OfflineError> {
+        const INSERT: &str = "\
+INSERT INTO feature_rows (view, view_version, entity_key, event_time, write_time, feature_values, source)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+        let keys: Vec<&str> = rows.iter().map(|r| r.entity_key.as_str()).collect();
         let mut tx = self.pool.begin().await?;
-        for r in records {
-            let p = &r.passenger;
-            sqlx::query(UPSERT)
-                .bind(r.passenger_id)
-                .bind(r.survived.map(i64::from))
-                .bind(p.pclass.number())
-                .bind(p.name.as_deref())
-                .bind(p.sex.as_str())
-                .bind(p.age)
-                .bind(i64::from(p.sibsp))
-                .bind(i64::from(p.parch))
-                .bind(p.ticket.as_deref())
-                .bind(p.fare)
-                .bind(p.cabin.as_deref())
-                .bind(p.embarked.map(|e| e.as_str()))
+        let latest: HashMap<String, FeatureRow> =
+            fetch_latest(&mut *tx, view, Micros::MAX, Some(&keys))
+                .await?
+                .into_iter()
+                .map(|r| (r.entity_key.clone(), r))
+                .collect();
+        let write_time = now_micros();
+        let mut done = Appended::default();
+        let mut seen: HashMap<&str, (Micros, &Values)> = HashMap::new();
+        for row in rows {
+            let same_as_latest = match seen.get(row.entity_key.as_str()) {
+                Some((t, v)) => *t == row.event_time && **v == row.values,
+                None => latest
+                    .get(&row.entity_key)
+                    .is_some_and(|l| l.event_time == row.event_time && l.values == row.values),
+            };
+            if same_as_latest {
+                done.unchanged += 1;
+                continue;
+            }
+            sqlx::query(INSERT)
+                .bind(view)
+                .bind(view_version)
+                .bind(&row.entity_key)
+                .bind(row.event_time)
+                .bind(write_time)
+                .bind(Value::Object(row.values.clone()).to_string())
                 .bind(source)
-                .bind(&now)
                 .execute(&mut *tx)
                 .await?;
+            seen.insert(&row.entity_key, (row.event_time, &row.values));
+            done.written += 1;
         }
         tx.commit().await?;
-        Ok(records.len() as u64)
+        Ok(done)
     }
 
-    pub async fn count(&self) -> Result<i64, OfflineError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM passengers")
-            .fetch_one(&self.pool)
-            .await?)
+    /// Number of stored rows of a view.
+    pub async fn count(&self, view: &str) -> Result<i64, OfflineError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM feature_rows WHERE view = ?1")
+                .bind(view)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
-    /// Every passenger with a known label, ordered by id.
-    pub async fn labelled(&self) -> Result<Vec<PassengerRecord>, OfflineError> {
-        const SQL: &str = select_passengers!("WHERE survived IS NOT NULL ORDER BY passenger_id");
-        let rows = sqlx::query(SQL).fetch_all(&self.pool).await?;
-        rows.iter().map(record).collect()
+    /// The latest row per entity with event time at or before `as_of`: every entity, or only
+    /// `keys`. Ties on event time go to the later write.
+    pub async fn latest_as_of(
+        &self,
+        view: &str,
+        as_of: Micros,
+        keys: Option<&[&str]>,
+    ) -> Result<Vec<FeatureRow>, OfflineError> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_latest(&mut *conn, view, as_of, keys).await
     }
 
-    /// Every passenger, ordered by id.
-    pub async fn all(&self) -> Result<Vec<PassengerRecord>, OfflineError> {
-        const SQL: &str = select_passengers!("ORDER BY passenger_id");
-        let rows = sqlx::query(SQL).fetch_all(&self.pool).await?;
-        rows.iter().map(record).collect()
+    /// Entities of `view` with rows whose id is in `(after_id, upto_id]`, at most `limit` of
+    /// them, in key order after `after_key` (keyset pagination for bounded chunks). Row ids
+    /// grow in commit order (SQLite has one writer), so an id watermark misses nothing.
+    pub async fn keys_written_between(
+        &self,
+        view: &str,
+        after_id: i64,
+        upto_id: i64,
+        after_key: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, OfflineError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT entity_key FROM feature_rows \
+             WHERE view = ?1 AND id > ?2 AND id <= ?3 AND entity_key > ?4 \
+             ORDER BY entity_key LIMIT ?5",
+        )
+        .bind(view)
+        .bind(after_id)
+        .bind(upto_id)
+        .bind(after_key)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The id of the newest row of a view (0 when empty).
+    pub async fn last_row_id(&self, view: &str) -> Result<i64, OfflineError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM feature_rows WHERE view = ?1")
+                .bind(view)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The row id up to which a view version has been materialized (0: nothing yet).
+    pub async fn watermark(&self, view: &str, version: i64) -> Result<i64, OfflineError> {
+        Ok(sqlx::query_scalar(
+            "SELECT watermark FROM materialization WHERE view = ?1 AND view_version = ?2",
+        )
+        .bind(view)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or(0))
+    }
+
+    pub async fn set_watermark(
+        &self,
+        view: &str,
+        version: i64,
+        watermark: i64,
+    ) -> Result<(), OfflineError> {
+        sqlx::query(
+            "INSERT INTO materialization (view, view_version, watermark, updated_at) \
+             VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (view, view_version) DO UPDATE SET \
+               watermark = MAX(watermark, excluded.watermark), updated_at = excluded.updated_at",
+        )
+        .bind(view)
+        .bind(version)
+        .bind(watermark)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 
-fn record(row: &SqliteRow) -> Result<PassengerRecord, OfflineError> {
-    let passenger_id: i64 = row.try_get("passenger_id")?;
-    let survived: Option<i64> = row.try_get("survived")?;
-    let raw = RawPassenger {
-        passenger_id: Some(passenger_id),
-        pclass: row.try_get("pclass")?,
-        sex: row.try_get("sex")?,
-        age: row.try_get("age")?,
-        sibsp: row.try_get("sibsp")?,
-        parch: row.try_get("parch")?,
-        fare: row.try_get("fare")?,
-        embarked: row.try_get("embarked")?,
-        name: row.try_get("name")?,
-        ticket: row.try_get("ticket")?,
-        cabin: row.try_get("cabin")?,
+async fn fetch_latest<'c, E>(
+    executor: E,
+    view: &str,
+    as_of: Micros,
+    keys: Option<&[&str]>,
+) -> Result<Vec<FeatureRow>, OfflineError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    const ALL: &str = latest_rows!("");
+    const SOME: &str = latest_rows!("AND entity_key IN (SELECT value FROM json_each(?3))");
+    let rows = match keys {
+        None => {
+            sqlx::query(ALL)
+                .bind(view)
+                .bind(as_of)
+                .fetch_all(executor)
+                .await?
+        }
+        Some(keys) => {
+            let list = serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned());
+            sqlx::query(SOME)
+                .bind(view)
+                .bind(as_of)
+                .bind(list)
+                .fetch_all(executor)
+                .await?
+        }
     };
-    let passenger = raw.validate().map_err(|e| OfflineError::Corrupt {
-        passenger_id,
-        message: e.to_string(),
-    })?;
-    Ok(PassengerRecord {
-        passenger_id,
-        survived: survived.map(|s| s != 0),
-        passenger,
-    })
+    rows.iter()
+        .map(|row| {
+            let entity_key: String = row.try_get("entity_key")?;
+            let text: String = row.try_get("feature_values")?;
+            let values = match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => map,
+                Ok(_) | Err(_) => {
+                    return Err(OfflineError::Corrupt {
+                        view: view.to_owned(),
+                        entity_key,
+                        message: "feature values are not a JSON object".to_owned(),
+                    });
+                }
+            };
+            Ok(FeatureRow {
+                entity_key,
+                event_time: row.try_get("event_time")?,
+                write_time: row.try_get("write_time")?,
+                values,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::DatabaseSettings;
+    use serde_json::json;
+
+    async fn store() -> (OfflineStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::core::db::connect(&DatabaseSettings {
+            url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            max_connections: 2,
+        })
+        .await
+        .unwrap();
+        (OfflineStore::new(pool), dir)
+    }
+
+    fn row(key: &str, t: Micros, age: f64) -> NewRow {
+        NewRow {
+            entity_key: key.to_owned(),
+            event_time: t,
+            values: json!({ "age": age }).as_object().unwrap().clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn point_in_time_reads_never_see_later_values() {
+        let (s, _dir) = store().await;
+        s.append("v", 1, &[row("1", 100, 22.0), row("2", 100, 30.0)], "t")
+            .await
+            .unwrap();
+        s.append("v", 1, &[row("1", 300, 80.0)], "t").await.unwrap();
+        // A late-arriving correction for time 150, written after the value for 300.
+        s.append("v", 1, &[row("1", 150, 23.0)], "t").await.unwrap();
+
+        let at = |t| {
+            let s = s.clone();
+            async move { s.latest_as_of("v", t, None).await.unwrap() }
+        };
+        assert!(at(99).await.is_empty(), "nothing existed yet");
+        let at_200 = at(200).await;
+        assert_eq!(at_200.len(), 2);
+        assert_eq!(
+            at_200[0].values["age"], 23.0,
+            "the value true at 200, not the later 80"
+        );
+        assert_eq!(at(120).await[0].values["age"], 22.0);
+        assert_eq!(at(300).await[0].values["age"], 80.0);
+        let only_2 = s.latest_as_of("v", 1000, Some(&["2"])).await.unwrap();
+        assert_eq!(only_2.len(), 1);
+        assert_eq!(only_2[0].entity_key, "2");
+    }
+
+    #[tokio::test]
+    async fn appending_the_same_rows_again_changes_nothing() {
+        let (s, _dir) = store().await;
+        let rows = [row("1", 100, 22.0), row("2", 100, 30.0)];
+        let first = s.append("v", 1, &rows, "t").await.unwrap();
+        assert_eq!(
+            first,
+            Appended {
+                written: 2,
+                unchanged: 0
+            }
+        );
+        let again = s.append("v", 1, &rows, "t").await.unwrap();
+        assert_eq!(
+            again,
+            Appended {
+                written: 0,
+                unchanged: 2
+            }
+        );
+        assert_eq!(s.count("v").await.unwrap(), 2);
+        // Duplicates inside one batch are skipped too.
+        let twice = s
+            .append("v", 1, &[row("3", 5, 1.0), row("3", 5, 1.0)], "t")
+            .await
+            .unwrap();
+        assert_eq!(
+            twice,
+            Appended {
+                written: 1,
+                unchanged: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_written_after_a_watermark_page_in_order() {
+        let (s, _dir) = store().await;
+        s.append(
+            "v",
+            1,
+            &[row("a", 1, 1.0), row("b", 1, 1.0), row("c", 1, 1.0)],
+            "t",
+        )
+        .await
+        .unwrap();
+        let mark = s.last_row_id("v").await.unwrap();
+        assert_eq!(mark, 3);
+        assert_eq!(
+            s.keys_written_between("v", 0, mark, "", 2).await.unwrap(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            s.keys_written_between("v", 0, mark, "b", 2).await.unwrap(),
+            ["c"]
+        );
+        assert!(
+            s.keys_written_between("v", mark, mark, "", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        s.append("v", 1, &[row("b", 2, 2.0)], "t").await.unwrap();
+        assert_eq!(
+            s.keys_written_between("v", mark, 10, "", 10).await.unwrap(),
+            ["b"]
+        );
+        s.set_watermark("v", 1, mark).await.unwrap();
+        s.set_watermark("v", 1, mark - 5).await.unwrap();
+        assert_eq!(s.watermark("v", 1).await.unwrap(), mark, "never moves back");
+    }
 }

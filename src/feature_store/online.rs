@@ -1,37 +1,94 @@
-//! The online store: the latest features of each passenger, for serving by id. One trait;
-//! the in-process map is the embedded default (a Redis implementation plugs in beside it).
+//! The online store: the latest values of each entity per feature view version, for serving.
+//! One trait; the in-process map is the embedded default and Redis the shared one.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
-use super::offline::{OfflineError, OfflineStore};
-use super::passenger::Passenger;
+use serde::{Deserialize, Serialize};
+
+use super::offline::Values;
+use crate::core::time::Micros;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OnlineError {
     #[error("online store unavailable: {0}")]
     Unavailable(String),
+    #[error("online store holds an unreadable value for {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// One feature view version, as addressed in the online store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ViewKey {
+    pub name: String,
+    pub version: i64,
+}
+
+impl ViewKey {
+    pub fn new(name: impl Into<String>, version: i64) -> Self {
+        Self {
+            name: name.into(),
+            version,
+        }
+    }
+}
+
+impl std::fmt::Display for ViewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+/// The latest values of one entity for one view version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineRow {
+    /// When the values were true (microseconds since the epoch).
+    #[serde(rename = "t")]
+    pub event_time: Micros,
+    #[serde(rename = "v")]
+    pub values: Values,
 }
 
 pub trait OnlineStore: Send + Sync + 'static {
     /// A short name for health output and logs (`in_process`, `redis`).
     fn kind(&self) -> &'static str;
-    /// The passenger's latest features, or `None` when the id is unknown.
-    fn get(&self, passenger_id: i64) -> BoxFuture<'_, Result<Option<Arc<Passenger>>, OnlineError>>;
-    /// Stores the latest features of many passengers.
-    fn put_many(&self, rows: Vec<(i64, Passenger)>) -> BoxFuture<'_, Result<(), OnlineError>>;
-    /// How many passengers the store holds.
-    fn count(&self) -> BoxFuture<'_, Result<usize, OnlineError>>;
+    /// The rows of `keys`, in order; `None` where an entity has none.
+    fn read<'a>(
+        &'a self,
+        view: &'a ViewKey,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<OnlineRow>>, OnlineError>>;
+    /// Stores rows; `ttl_secs` > 0 lets the store forget them after that long.
+    fn write<'a>(
+        &'a self,
+        view: &'a ViewKey,
+        rows: Vec<(String, OnlineRow)>,
+        ttl_secs: u64,
+    ) -> BoxFuture<'a, Result<(), OnlineError>>;
+    /// True once a view version has been materialized into this store.
+    fn is_materialized<'a>(&'a self, view: &'a ViewKey)
+    -> BoxFuture<'a, Result<bool, OnlineError>>;
+    fn mark_materialized<'a>(&'a self, view: &'a ViewKey)
+    -> BoxFuture<'a, Result<(), OnlineError>>;
+    /// A cheap round trip, for readiness.
+    fn ping(&self) -> BoxFuture<'_, Result<(), OnlineError>>;
+}
+
+struct Entry {
+    row: OnlineRow,
+    expires: Option<Instant>,
 }
 
 /// A process-local map; nothing to install, nothing shared between replicas.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct InProcessStore {
-    rows: RwLock<HashMap<i64, Arc<Passenger>>>,
+    rows: RwLock<HashMap<(ViewKey, String), Entry>>,
+    materialized: RwLock<std::collections::HashSet<ViewKey>>,
 }
 
 impl InProcessStore {
@@ -45,50 +102,91 @@ impl OnlineStore for InProcessStore {
         "in_process"
     }
 
-    fn get(&self, passenger_id: i64) -> BoxFuture<'_, Result<Option<Arc<Passenger>>, OnlineError>> {
-        // A poisoned lock only means a writer panicked mid-insert of whole values; the map
-        // itself is still consistent, so reads carry on.
-        let found = self
-            .rows
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&passenger_id)
-            .cloned();
-        Box::pin(std::future::ready(Ok(found)))
+    fn read<'a>(
+        &'a self,
+        view: &'a ViewKey,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<OnlineRow>>, OnlineError>> {
+        // A poisoned lock only means a writer panicked between whole-value inserts; the map
+        // is still consistent, so reads carry on.
+        let map = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let rows = keys
+            .iter()
+            .map(|k| {
+                map.get(&(view.clone(), k.clone()))
+                    .filter(|e| e.expires.is_none_or(|at| at > now))
+                    .map(|e| e.row.clone())
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(rows)))
     }
 
-    fn put_many(&self, rows: Vec<(i64, Passenger)>) -> BoxFuture<'_, Result<(), OnlineError>> {
+    fn write<'a>(
+        &'a self,
+        view: &'a ViewKey,
+        rows: Vec<(String, OnlineRow)>,
+        ttl_secs: u64,
+    ) -> BoxFuture<'a, Result<(), OnlineError>> {
+        let expires = (ttl_secs > 0).then(|| Instant::now() + Duration::from_secs(ttl_secs));
         let mut map = self.rows.write().unwrap_or_else(|e| e.into_inner());
-        map.extend(rows.into_iter().map(|(id, p)| (id, Arc::new(p))));
+        for (key, row) in rows {
+            map.insert((view.clone(), key), Entry { row, expires });
+        }
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn count(&self) -> BoxFuture<'_, Result<usize, OnlineError>> {
-        let n = self.rows.read().unwrap_or_else(|e| e.into_inner()).len();
-        Box::pin(std::future::ready(Ok(n)))
+    fn is_materialized<'a>(
+        &'a self,
+        view: &'a ViewKey,
+    ) -> BoxFuture<'a, Result<bool, OnlineError>> {
+        let done = self
+            .materialized
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(view);
+        Box::pin(std::future::ready(Ok(done)))
+    }
+
+    fn mark_materialized<'a>(
+        &'a self,
+        view: &'a ViewKey,
+    ) -> BoxFuture<'a, Result<(), OnlineError>> {
+        self.materialized
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(view.clone());
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), OnlineError>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum MaterializeError {
-    #[error(transparent)]
-    Offline(#[from] OfflineError),
-    #[error(transparent)]
-    Online(#[from] OnlineError),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
 
-/// Copies the latest features of every offline passenger into the online store.
-pub async fn materialize(
-    offline: &OfflineStore,
-    online: &dyn OnlineStore,
-) -> Result<usize, MaterializeError> {
-    let rows: Vec<(i64, Passenger)> = offline
-        .all()
-        .await?
-        .into_iter()
-        .map(|r| (r.passenger_id, r.passenger))
-        .collect();
-    let n = rows.len();
-    online.put_many(rows).await?;
-    Ok(n)
+    #[tokio::test]
+    async fn in_process_reads_what_was_written_per_view_version() {
+        let store = InProcessStore::new();
+        let v1 = ViewKey::new("v", 1);
+        let v2 = ViewKey::new("v", 2);
+        let row = OnlineRow {
+            event_time: 7,
+            values: json!({"age": 3}).as_object().unwrap().clone(),
+        };
+        store
+            .write(&v1, vec![("1".into(), row.clone())], 0)
+            .await
+            .unwrap();
+        let keys = ["1".to_owned(), "2".to_owned()];
+        assert_eq!(store.read(&v1, &keys).await.unwrap(), vec![Some(row), None]);
+        assert_eq!(store.read(&v2, &keys).await.unwrap(), vec![None, None]);
+        assert!(!store.is_materialized(&v1).await.unwrap());
+        store.mark_materialized(&v1).await.unwrap();
+        assert!(store.is_materialized(&v1).await.unwrap());
+    }
 }

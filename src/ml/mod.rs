@@ -9,7 +9,7 @@ pub mod registry;
 pub mod serving;
 pub mod train;
 
-pub use model::{Model, ModelArtifact, ModelError, Prediction};
+pub use model::{FeatureServiceRef, Model, ModelArtifact, ModelError, Prediction};
 pub use registry::{ModelRegistry, PRODUCTION};
-pub use serving::ModelServer;
+pub use serving::{ModelServer, Served};
 pub use train::{TrainError, TrainParams};

@@ -9,7 +9,21 @@ use super::train::TrainParams;
 use crate::feature_store::{FEATURE_NAMES, FeatureVector, N_FEATURES, Passenger, Preprocessing};
 
 /// Version of the artifact layout; bumped when it changes incompatibly.
-pub const ARTIFACT_FORMAT: u32 = 1;
+/// 2: adds the feature service the model was trained on.
+pub const ARTIFACT_FORMAT: u32 = 2;
+
+/// A feature service version, as recorded by a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureServiceRef {
+    pub name: String,
+    pub version: i64,
+}
+
+impl std::fmt::Display for FeatureServiceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
 
 /// Facts about the data a model was trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +34,8 @@ pub struct TrainingInfo {
     pub data_hash: String,
     /// RFC 3339, UTC.
     pub trained_at: String,
+    /// The point in time the training set was read as of (RFC 3339, UTC).
+    pub as_of: String,
 }
 
 /// Everything needed to score with a trained model, stored as JSON in the registry.
@@ -27,6 +43,8 @@ pub struct TrainingInfo {
 pub struct ModelArtifact {
     pub format_version: u32,
     pub algorithm: String,
+    /// The feature service (version) the model's inputs come from.
+    pub feature_service: FeatureServiceRef,
     pub feature_names: Vec<String>,
     pub coefficients: Vec<f64>,
     pub intercept: f64,
@@ -51,6 +69,8 @@ pub enum ModelError {
     CoefficientCount { found: usize },
     #[error("model has non-finite parameters")]
     NonFinite,
+    #[error("model's feature service {service} cannot be served: {reason}")]
+    FeatureService { service: String, reason: String },
 }
 
 /// One scored passenger.
@@ -107,6 +127,7 @@ impl Scorer {
 #[derive(Debug)]
 pub struct Model {
     version: Arc<str>,
+    feature_service: FeatureServiceRef,
     scorer: Scorer,
 }
 
@@ -160,6 +181,7 @@ impl Model {
         }
         Ok(Self {
             version: Arc::from(version),
+            feature_service: artifact.feature_service,
             scorer: Scorer {
                 coefficients,
                 intercept: artifact.intercept,
@@ -170,6 +192,10 @@ impl Model {
 
     pub fn version(&self) -> &Arc<str> {
         &self.version
+    }
+
+    pub fn feature_service(&self) -> &FeatureServiceRef {
+        &self.feature_service
     }
 
     pub fn intercept(&self) -> f64 {
@@ -216,6 +242,10 @@ mod artifact_tests {
         ModelArtifact {
             format_version: ARTIFACT_FORMAT,
             algorithm: "test".into(),
+            feature_service: FeatureServiceRef {
+                name: "svc".into(),
+                version: 1,
+            },
             feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
             coefficients: (0..N_FEATURES).map(|i| i as f64 / 10.0 - 0.5).collect(),
             intercept: 0.25,
@@ -232,6 +262,7 @@ mod artifact_tests {
                 positives: 1,
                 data_hash: "sha256:0".into(),
                 trained_at: "2026-01-01T00:00:00Z".into(),
+                as_of: "2026-01-01T00:00:00Z".into(),
             },
         }
     }

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::TrainingSet;
 use super::evaluation::{CvMetrics, FoldMetrics, stratified_kfold};
-use super::model::{ARTIFACT_FORMAT, ModelArtifact, Scorer, TrainingInfo};
+use super::model::{ARTIFACT_FORMAT, FeatureServiceRef, ModelArtifact, Scorer, TrainingInfo};
 use crate::core::config::TrainingSettings;
-use crate::core::time::now_rfc3339;
+use crate::core::time::{Micros, micros_to_rfc3339, now_rfc3339};
 use crate::feature_store::{FEATURE_NAMES, N_FEATURES, Passenger, Preprocessing};
 
 /// Hyperparameters and evaluation settings, stored with the artifact.
@@ -115,8 +115,14 @@ pub fn cross_validate(set: &TrainingSet, params: &TrainParams) -> Result<CvMetri
     Ok(CvMetrics::from_folds(params.seed, per_fold))
 }
 
-/// Cross-validates, then fits on every row and packages the artifact.
-pub fn train(set: &TrainingSet, params: &TrainParams) -> Result<ModelArtifact, TrainError> {
+/// Cross-validates, then fits on every row and packages the artifact, recording the feature
+/// service the rows were read through and the time they were read as of.
+pub fn train(
+    set: &TrainingSet,
+    params: &TrainParams,
+    feature_service: FeatureServiceRef,
+    as_of: Micros,
+) -> Result<ModelArtifact, TrainError> {
     let needed = params.folds.max(2);
     if set.len() < needed * 2 || set.positives() < needed || set.len() - set.positives() < needed {
         return Err(TrainError::NotEnoughData {
@@ -130,6 +136,7 @@ pub fn train(set: &TrainingSet, params: &TrainParams) -> Result<ModelArtifact, T
     Ok(ModelArtifact {
         format_version: ARTIFACT_FORMAT,
         algorithm: "logistic_regression (linfa-logistic, L2)".to_owned(),
+        feature_service,
         feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
         coefficients: fitted.coefficients.to_vec(),
         intercept: fitted.intercept,
@@ -141,6 +148,7 @@ pub fn train(set: &TrainingSet, params: &TrainParams) -> Result<ModelArtifact, T
             positives: set.positives(),
             data_hash: set.data_hash.clone(),
             trained_at: now_rfc3339(),
+            as_of: micros_to_rfc3339(as_of),
         },
     })
 }
@@ -155,6 +163,13 @@ mod tests {
     fn bundled() -> TrainingSet {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
         TrainingSet::from_records(&ingest::read_all(&path).unwrap())
+    }
+
+    fn service() -> FeatureServiceRef {
+        FeatureServiceRef {
+            name: "titanic_survival".into(),
+            version: 1,
+        }
     }
 
     fn params() -> TrainParams {
@@ -183,7 +198,7 @@ mod tests {
     #[test]
     fn artifact_is_complete_and_oriented_towards_survival() {
         let set = bundled();
-        let artifact = train(&set, &params()).unwrap();
+        let artifact = train(&set, &params(), service(), 0).unwrap();
         assert_eq!(artifact.feature_names.len(), FEATURE_NAMES.len());
         assert_eq!(artifact.training.rows, 891);
         assert!(artifact.training.data_hash.starts_with("sha256:"));
@@ -214,7 +229,7 @@ mod tests {
         let mut set = bundled();
         set.labels.iter_mut().for_each(|y| *y = false);
         assert!(matches!(
-            train(&set, &params()),
+            train(&set, &params(), service(), 0),
             Err(TrainError::NotEnoughData { positives: 0, .. })
         ));
     }

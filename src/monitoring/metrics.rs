@@ -91,6 +91,17 @@ impl Metrics {
         })
     }
 
+    /// Registers collectors owned elsewhere (e.g. the feature store's) for export.
+    pub fn register_all(
+        &self,
+        collectors: Vec<Box<dyn prometheus::core::Collector>>,
+    ) -> Result<(), prometheus::Error> {
+        for c in collectors {
+            self.registry.register(c)?;
+        }
+        Ok(())
+    }
+
     /// Records the served version (and clears the previous one).
     pub fn set_model_version(&self, version: &str) {
         self.model_info.reset();

@@ -1,0 +1,217 @@
+//! The online store in Redis. Keys are versioned by layout, view and view version:
+//! `{prefix}fv:{view}:{version}:{entity}` holding `{"t": event_time, "v": {values}}` as JSON,
+//! with the view's TTL as key expiry. Reads of many entities are one `MGET` round trip; writes
+//! are one pipeline. While Redis is down, calls fail fast for a second at a time instead of
+//! waiting on the network, and the first call after that probes it again (the connection
+//! manager reconnects by itself).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::online::{BoxFuture, OnlineError, OnlineRow, OnlineStore, ViewKey};
+
+/// How long calls fail fast after a failure before Redis is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Upper bound on one Redis call; a slow Redis counts as a down one.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+
+pub struct RedisStore {
+    manager: ConnectionManager,
+    prefix: String,
+    up: AtomicBool,
+    /// While set and in the future, calls fail fast.
+    retry_at: Mutex<Option<Instant>>,
+}
+
+impl RedisStore {
+    /// Connects lazily: the service starts (degraded) even when Redis is down.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, OnlineError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| OnlineError::Unavailable(format!("redis url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(300)))
+            .set_response_timeout(Some(Duration::from_millis(300)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| OnlineError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            manager,
+            prefix: prefix.to_owned(),
+            up: AtomicBool::new(true),
+            retry_at: Mutex::new(None),
+        })
+    }
+
+    fn key(&self, view: &ViewKey, entity: &str) -> String {
+        format!(
+            "{}fv:{}:{}:{}",
+            self.prefix, view.name, view.version, entity
+        )
+    }
+
+    fn marker(&self, view: &ViewKey) -> String {
+        format!("{}materialized:{}:{}", self.prefix, view.name, view.version)
+    }
+
+    /// Whether the last call succeeded.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn fail_fast(&self) -> Result<(), OnlineError> {
+        let retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        match *retry_at {
+            Some(at) if Instant::now() < at => Err(OnlineError::Unavailable(
+                "redis is down; retrying shortly".to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs one Redis call with a deadline, recording the outcome.
+    async fn call<T>(
+        &self,
+        probe: bool,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, OnlineError> {
+        if !probe {
+            self.fail_fast()?;
+        }
+        let result = match tokio::time::timeout(CALL_TIMEOUT, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(OnlineError::Unavailable(e.to_string())),
+            Err(_) => Err(OnlineError::Unavailable("redis call timed out".to_owned())),
+        };
+        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(_) => {
+                *retry_at = None;
+                if !self.up.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis is reachable again");
+                }
+            }
+            Err(e) => {
+                *retry_at = Some(Instant::now() + RETRY_AFTER);
+                if self.up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "redis is unreachable; serving from the offline store");
+                }
+            }
+        }
+        result
+    }
+}
+
+impl OnlineStore for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn read<'a>(
+        &'a self,
+        view: &'a ViewKey,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<OnlineRow>>, OnlineError>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let redis_keys: Vec<String> = keys.iter().map(|k| self.key(view, k)).collect();
+            let mut conn = self.manager.clone();
+            // MGET of one key answers a bare value; always ask for a list.
+            let values: Vec<Option<String>> = self
+                .call(false, async move {
+                    redis::cmd("MGET")
+                        .arg(&redis_keys)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            values
+                .into_iter()
+                .zip(keys)
+                .map(|(v, k)| {
+                    v.map(|text| {
+                        serde_json::from_str::<OnlineRow>(&text).map_err(|e| OnlineError::Corrupt {
+                            key: self.key(view, k),
+                            message: e.to_string(),
+                        })
+                    })
+                    .transpose()
+                })
+                .collect()
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        view: &'a ViewKey,
+        rows: Vec<(String, OnlineRow)>,
+        ttl_secs: u64,
+    ) -> BoxFuture<'a, Result<(), OnlineError>> {
+        Box::pin(async move {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            for (entity, row) in &rows {
+                let key = self.key(view, entity);
+                let value = serde_json::to_string(row).unwrap_or_default();
+                if ttl_secs > 0 {
+                    pipe.set_ex(key, value, ttl_secs).ignore();
+                } else {
+                    pipe.set(key, value).ignore();
+                }
+            }
+            let mut conn = self.manager.clone();
+            self.call(
+                false,
+                async move { pipe.query_async::<()>(&mut conn).await },
+            )
+            .await
+        })
+    }
+
+    fn is_materialized<'a>(
+        &'a self,
+        view: &'a ViewKey,
+    ) -> BoxFuture<'a, Result<bool, OnlineError>> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            let marker = self.marker(view);
+            self.call(false, async move { conn.exists::<_, bool>(marker).await })
+                .await
+        })
+    }
+
+    fn mark_materialized<'a>(
+        &'a self,
+        view: &'a ViewKey,
+    ) -> BoxFuture<'a, Result<(), OnlineError>> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            let marker = self.marker(view);
+            let now = crate::core::time::now_rfc3339();
+            self.call(
+                false,
+                async move { conn.set::<_, _, ()>(marker, now).await },
+            )
+            .await
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), OnlineError>> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            self.call(true, async move {
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            })
+            .await
+            .map(|_| ())
+        })
+    }
+}

@@ -1,0 +1,504 @@
+//! Reading features for serving: a bounded TTL cache in front of the online store, the
+//! offline store as fallback when the online store is down, and a freshness status for every
+//! feature value (Feast's statuses: present, null, not found, outside max age). A stale value
+//! is never served as fresh: it is reported as `OUTSIDE_MAX_AGE` and withheld.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use prometheus::{IntCounter, IntGauge};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::offline::{OfflineError, OfflineStore, Values};
+use super::online::{OnlineError, OnlineRow, OnlineStore, ViewKey};
+use super::passenger::{Passenger, RawPassenger, ValidationErrors};
+use super::registry::{FeatureServiceSpec, FeatureViewSpec, Versioned};
+use crate::core::time::{Micros, now_micros};
+
+/// Counters and gauges of the feature store (exported with the `titanic_` prefix of the
+/// process registry), registered into that registry by the
+/// caller (this module does not own a registry).
+#[derive(Debug, Clone)]
+pub struct FeatureStoreMetrics {
+    pub online_up: IntGauge,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub offline_fallbacks: IntCounter,
+    pub online_write_failures: IntCounter,
+}
+
+impl FeatureStoreMetrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            online_up: IntGauge::new(
+                "online_store_up",
+                "1 when the online store answers, 0 while reads fall back to the offline store",
+            )?,
+            cache_hits: IntCounter::new(
+                "feature_cache_hits_total",
+                "Online feature reads answered by the in-process cache",
+            )?,
+            cache_misses: IntCounter::new(
+                "feature_cache_misses_total",
+                "Online feature reads that went past the in-process cache",
+            )?,
+            offline_fallbacks: IntCounter::new(
+                "online_store_fallbacks_total",
+                "Feature reads served from the offline store because the online store failed",
+            )?,
+            online_write_failures: IntCounter::new(
+                "online_store_write_failures_total",
+                "Online store writes that failed (the offline store keeps the data)",
+            )?,
+        })
+    }
+
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.online_up.clone()),
+            Box::new(self.cache_hits.clone()),
+            Box::new(self.cache_misses.clone()),
+            Box::new(self.offline_fallbacks.clone()),
+            Box::new(self.online_write_failures.clone()),
+        ]
+    }
+}
+
+/// Per-value freshness, named as in Feast's `get-online-features` response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FeatureStatus {
+    Present,
+    NullValue,
+    NotFound,
+    OutsideMaxAge,
+}
+
+/// Where a read was answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadSource {
+    OnlineStore,
+    OfflineStore,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureReadError {
+    #[error("online store failed ({online}) and so did the offline store ({offline})")]
+    BothDown {
+        online: OnlineError,
+        offline: OfflineError,
+    },
+}
+
+/// Rows of one view version for many entities.
+#[derive(Debug, Clone)]
+pub struct ViewRead {
+    pub rows: Vec<Option<Arc<OnlineRow>>>,
+    pub source: ReadSource,
+}
+
+/// The status and value of one feature of one entity.
+pub fn status_of<'r>(
+    row: Option<&'r OnlineRow>,
+    feature: &str,
+    ttl_secs: u64,
+    now: Micros,
+) -> (FeatureStatus, Option<&'r Value>) {
+    let Some(row) = row else {
+        return (FeatureStatus::NotFound, None);
+    };
+    let max_age = i64::try_from(ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    if ttl_secs > 0 && now.saturating_sub(row.event_time) > max_age {
+        return (FeatureStatus::OutsideMaxAge, None);
+    }
+    match row.values.get(feature) {
+        None | Some(Value::Null) => (FeatureStatus::NullValue, None),
+        Some(v) => (FeatureStatus::Present, Some(v)),
+    }
+}
+
+/// A stored passenger assembled from a feature service, ready for the model.
+#[derive(Debug, Clone)]
+pub struct ServedPassenger {
+    pub passenger: Passenger,
+    /// The oldest event time among the rows used.
+    pub event_time: Micros,
+    pub statuses: Vec<(String, FeatureStatus)>,
+    pub source: ReadSource,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeFeaturesError {
+    #[error(transparent)]
+    Read(#[from] FeatureReadError),
+    #[error("stored features of passenger {passenger_id} are not usable: {errors}")]
+    Invalid {
+        passenger_id: i64,
+        errors: ValidationErrors,
+    },
+}
+
+pub struct FeatureServer {
+    online: Arc<dyn OnlineStore>,
+    offline: OfflineStore,
+    cache: Option<Cache<String, Arc<OnlineRow>>>,
+    metrics: FeatureStoreMetrics,
+}
+
+fn cache_key(view: &ViewKey, entity: &str) -> String {
+    format!("{}\u{1f}{}\u{1f}{entity}", view.name, view.version)
+}
+
+impl FeatureServer {
+    /// `cache`: (entries, time to live) for an in-process cache in front of the online store.
+    pub fn new(
+        online: Arc<dyn OnlineStore>,
+        offline: OfflineStore,
+        cache: Option<(u64, Duration)>,
+        metrics: FeatureStoreMetrics,
+    ) -> Self {
+        metrics.online_up.set(1);
+        Self {
+            online,
+            offline,
+            cache: cache.map(|(entries, ttl)| {
+                Cache::builder()
+                    .max_capacity(entries)
+                    .time_to_live(ttl)
+                    .build()
+            }),
+            metrics,
+        }
+    }
+
+    pub fn online(&self) -> &dyn OnlineStore {
+        self.online.as_ref()
+    }
+
+    pub fn offline(&self) -> &OfflineStore {
+        &self.offline
+    }
+
+    pub fn metrics(&self) -> &FeatureStoreMetrics {
+        &self.metrics
+    }
+
+    /// Pings the online store and records whether it is up.
+    pub async fn check_online(&self) -> Result<(), OnlineError> {
+        let result = self.online.ping().await;
+        self.metrics.online_up.set(i64::from(result.is_ok()));
+        result
+    }
+
+    /// The latest rows of `keys` for one view version: cache, then online store, then (if
+    /// the online store fails) the offline store's latest values as of now.
+    pub async fn read(
+        &self,
+        view: &ViewKey,
+        features: &[String],
+        keys: &[String],
+    ) -> Result<ViewRead, FeatureReadError> {
+        let mut rows: Vec<Option<Arc<OnlineRow>>> = vec![None; keys.len()];
+        let mut missing: Vec<usize> = Vec::with_capacity(keys.len());
+        match &self.cache {
+            Some(cache) => {
+                for (i, key) in keys.iter().enumerate() {
+                    match cache.get(&cache_key(view, key)) {
+                        Some(row) => {
+                            self.metrics.cache_hits.inc();
+                            rows[i] = Some(row);
+                        }
+                        None => {
+                            self.metrics.cache_misses.inc();
+                            missing.push(i);
+                        }
+                    }
+                }
+            }
+            None => missing.extend(0..keys.len()),
+        }
+        if missing.is_empty() {
+            return Ok(ViewRead {
+                rows,
+                source: ReadSource::OnlineStore,
+            });
+        }
+        let wanted: Vec<String> = missing.iter().map(|&i| keys[i].clone()).collect();
+        match self.online.read(view, &wanted).await {
+            Ok(found) => {
+                self.metrics.online_up.set(1);
+                for (&i, row) in missing.iter().zip(found) {
+                    let row = row.map(Arc::new);
+                    if let (Some(cache), Some(row)) = (&self.cache, &row) {
+                        cache.insert(cache_key(view, &keys[i]), Arc::clone(row));
+                    }
+                    rows[i] = row;
+                }
+                Ok(ViewRead {
+                    rows,
+                    source: ReadSource::OnlineStore,
+                })
+            }
+            Err(online) => {
+                self.metrics.online_up.set(0);
+                self.metrics.offline_fallbacks.inc();
+                let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+                let latest = self
+                    .offline
+                    .latest_as_of(&view.name, now_micros(), Some(&refs))
+                    .await
+                    .map_err(|offline| FeatureReadError::BothDown { online, offline })?;
+                let by_key: std::collections::HashMap<String, OnlineRow> = latest
+                    .into_iter()
+                    .map(|r| {
+                        let row = OnlineRow {
+                            event_time: r.event_time,
+                            values: project(&r.values, features),
+                        };
+                        (r.entity_key, row)
+                    })
+                    .collect();
+                for &i in &missing {
+                    rows[i] = by_key.get(&keys[i]).cloned().map(Arc::new);
+                }
+                Ok(ViewRead {
+                    rows,
+                    source: ReadSource::OfflineStore,
+                })
+            }
+        }
+    }
+
+    /// Writes rows to the online store and drops them from the cache. A failure is counted
+    /// and returned; the offline store still holds the data for the next materialization.
+    pub async fn write(
+        &self,
+        view: &ViewKey,
+        ttl_secs: u64,
+        rows: Vec<(String, OnlineRow)>,
+    ) -> Result<(), OnlineError> {
+        let keys: Vec<String> = rows.iter().map(|(k, _)| cache_key(view, k)).collect();
+        let result = self.online.write(view, rows, ttl_secs).await;
+        if let Some(cache) = &self.cache {
+            for k in &keys {
+                cache.invalidate(k);
+            }
+        }
+        match &result {
+            Ok(()) => self.metrics.online_up.set(1),
+            Err(_) => {
+                self.metrics.online_up.set(0);
+                self.metrics.online_write_failures.inc();
+            }
+        }
+        result
+    }
+
+    /// Assembles stored passengers from the views of a feature service, as of now.
+    pub async fn passengers(
+        &self,
+        service: &ServiceViews,
+        ids: &[i64],
+    ) -> Result<Vec<Result<Option<ServedPassenger>, ServeFeaturesError>>, FeatureReadError> {
+        let keys: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let mut per_view = Vec::with_capacity(service.views.len());
+        for (projection, view) in service.projections() {
+            let key = ViewKey::new(&view.name, view.version);
+            per_view.push(self.read(&key, &projection.features, &keys).await?);
+        }
+        let source = if per_view
+            .iter()
+            .any(|r| r.source == ReadSource::OfflineStore)
+        {
+            ReadSource::OfflineStore
+        } else {
+            ReadSource::OnlineStore
+        };
+        let now = now_micros();
+        Ok(ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                let rows: Vec<Option<&OnlineRow>> =
+                    per_view.iter().map(|r| r.rows[i].as_deref()).collect();
+                service.assemble(id, &rows, now, source)
+            })
+            .collect())
+    }
+}
+
+/// A feature service version with the view versions it reads, resolved from the registry.
+#[derive(Debug, Clone)]
+pub struct ServiceViews {
+    pub service: Versioned<FeatureServiceSpec>,
+    /// One per `service.spec.views` entry, in the same order.
+    pub views: Vec<Versioned<FeatureViewSpec>>,
+}
+
+/// Passenger fields a feature service may provide, and those it must.
+const PASSENGER_FIELDS: &[&str] = &[
+    "pclass", "sex", "age", "sibsp", "parch", "fare", "embarked", "name", "ticket", "cabin",
+];
+const REQUIRED_PASSENGER_FIELDS: &[&str] = &["pclass", "sex", "sibsp", "parch"];
+
+impl ServiceViews {
+    pub fn projections(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            &super::registry::ViewProjection,
+            &Versioned<FeatureViewSpec>,
+        ),
+    > {
+        self.service.spec.views.iter().zip(&self.views)
+    }
+
+    /// Checks that the passenger pipeline can be fed from this service: every feature it
+    /// lists is a passenger field of the right type, and the required fields are all there.
+    pub fn check_produces_passengers(&self) -> Result<(), String> {
+        let mut provided = Vec::new();
+        for (projection, view) in self.projections() {
+            if view.spec.entity != super::registry::PASSENGER {
+                return Err(format!(
+                    "view {} is keyed by {:?}, not by passenger",
+                    view.name, view.spec.entity
+                ));
+            }
+            for f in &projection.features {
+                if !PASSENGER_FIELDS.contains(&f.as_str()) {
+                    return Err(format!(
+                        "feature {}:{f} is not a passenger field the pipeline knows",
+                        view.name
+                    ));
+                }
+                provided.push(f.as_str());
+            }
+        }
+        let missing: Vec<&str> = REQUIRED_PASSENGER_FIELDS
+            .iter()
+            .copied()
+            .filter(|f| !provided.contains(f))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("service does not provide {}", missing.join(", ")))
+        }
+    }
+
+    /// One passenger from its rows (one per view, `None` where the view has none), judged as
+    /// of `now`: the same code path for serving (now) and for training sets (as of a time).
+    pub fn assemble(
+        &self,
+        id: i64,
+        rows: &[Option<&OnlineRow>],
+        now: Micros,
+        source: ReadSource,
+    ) -> Result<Option<ServedPassenger>, ServeFeaturesError> {
+        if rows.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let mut values = Values::new();
+        let mut statuses = Vec::new();
+        let mut event_time = Micros::MAX;
+        for ((projection, view), row) in self.projections().zip(rows) {
+            if let Some(r) = row {
+                event_time = event_time.min(r.event_time);
+            }
+            for feature in &projection.features {
+                let (status, value) = status_of(*row, feature, view.spec.ttl_secs, now);
+                statuses.push((feature.clone(), status));
+                if let Some(v) = value {
+                    values.insert(feature.clone(), v.clone());
+                }
+            }
+        }
+        values.insert("passenger_id".to_owned(), Value::from(id));
+        let stale: Vec<&str> = statuses
+            .iter()
+            .filter(|(_, s)| *s == FeatureStatus::OutsideMaxAge)
+            .map(|(f, _)| f.as_str())
+            .collect();
+        serde_json::from_value::<RawPassenger>(Value::Object(values))
+            .map_err(|e| ValidationErrors::single("features", e.to_string()))
+            .and_then(RawPassenger::validate)
+            .map_err(|mut errors| {
+                for e in &mut errors.0 {
+                    if stale.contains(&e.field.as_str()) {
+                        e.message = "is outside its view's max age".to_owned();
+                    }
+                }
+                ServeFeaturesError::Invalid {
+                    passenger_id: id,
+                    errors,
+                }
+            })
+            .map(|passenger| {
+                Some(ServedPassenger {
+                    passenger,
+                    event_time,
+                    statuses,
+                    source,
+                })
+            })
+    }
+}
+
+/// Only the named features of a row.
+pub fn project(values: &Values, features: &[String]) -> Values {
+    features
+        .iter()
+        .filter_map(|f| values.get(f).map(|v| (f.clone(), v.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(t: Micros) -> OnlineRow {
+        OnlineRow {
+            event_time: t,
+            values: json!({"age": 30, "fare": null})
+                .as_object()
+                .unwrap()
+                .clone(),
+        }
+    }
+
+    #[test]
+    fn statuses_follow_feast() {
+        let r = row(1_000_000);
+        assert_eq!(
+            status_of(Some(&r), "age", 0, 10_000_000_000).0,
+            FeatureStatus::Present
+        );
+        assert_eq!(
+            status_of(Some(&r), "fare", 0, 0).0,
+            FeatureStatus::NullValue
+        );
+        assert_eq!(
+            status_of(Some(&r), "cabin", 0, 0).0,
+            FeatureStatus::NullValue
+        );
+        assert_eq!(status_of(None, "age", 0, 0).0, FeatureStatus::NotFound);
+        // 10 s max age: fresh at 11 s, stale just after.
+        assert_eq!(
+            status_of(Some(&r), "age", 10, 11_000_000).0,
+            FeatureStatus::Present
+        );
+        let (stale, value) = status_of(Some(&r), "age", 10, 11_000_001);
+        assert_eq!((stale, value), (FeatureStatus::OutsideMaxAge, None));
+    }
+
+    #[test]
+    fn projection_keeps_only_named_features() {
+        let values = json!({"a": 1, "b": 2}).as_object().unwrap().clone();
+        let p = project(&values, &["b".to_owned(), "c".to_owned()]);
+        assert_eq!(Value::Object(p), json!({"b": 2}));
+    }
+}
