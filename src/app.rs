@@ -269,6 +269,9 @@ pub async fn materialize_service(
         match materialize::materialize(server, view, mode, settings.materialization.chunk_size)
             .await
         {
+            Ok(report) if report.entities == 0 && report.mode == Mode::Incremental => {
+                reports.push(report);
+            }
             Ok(report) => {
                 tracing::info!(
                     view = %key,
@@ -312,6 +315,11 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         "serving model"
     );
     models.swap(served);
+    let supervisor = tokio::spawn(supervise_online_store(
+        settings.clone(),
+        Arc::clone(&features),
+        Arc::clone(&models),
+    ));
     let state = AppState {
         models,
         features,
@@ -336,7 +344,31 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     )
     .await
     .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
-    Ok(server)
+    Ok(server.with_task(supervisor))
+}
+
+/// How often the online store is checked in the background.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps the online store honest without waiting for traffic: checks it every couple of
+/// seconds (so the health gauge recovers by itself), and when it answers but has lost a view
+/// (a Redis restarted without persistence), materializes that view again in full.
+async fn supervise_online_store(
+    settings: Settings,
+    features: Arc<FeatureServer>,
+    models: Arc<ModelServer>,
+) {
+    let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if features.check_online().await.is_err() {
+            continue;
+        }
+        if let Some(served) = models.current() {
+            materialize_service(&settings, &features, &served.features).await;
+        }
+    }
 }
 
 /// `titanic serve`: bootstrap, then serve until SIGTERM/SIGINT.

@@ -15,6 +15,7 @@ pub struct Server {
     state: AppState,
     drain: Duration,
     grace: Duration,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -32,7 +33,14 @@ impl Server {
             state,
             drain,
             grace,
+            background: Vec::new(),
         })
+    }
+
+    /// A background task that lives as long as the server and is stopped with it.
+    pub fn with_task(mut self, task: tokio::task::JoinHandle<()>) -> Self {
+        self.background.push(task);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -49,16 +57,17 @@ impl Server {
             state,
             drain,
             grace,
+            mut background,
         } = self;
         let lifecycle = state.lifecycle.clone();
         let limiter = state.limiter.clone();
-        let sweeper = tokio::spawn(async move {
+        background.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 limiter.retain_recent();
             }
-        });
+        }));
         let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -84,7 +93,9 @@ impl Server {
                 Ok(())
             }
         };
-        sweeper.abort();
+        for task in background {
+            task.abort();
+        }
         tracing::info!("server stopped");
         result
     }

@@ -54,7 +54,6 @@ pub async fn materialize(
         Mode::Full => 0,
         Mode::Incremental => offline.watermark(&view.name, view.version).await?,
     };
-    let now = now_micros();
     let mut report = Report {
         view: view.name.clone(),
         version: view.version,
@@ -63,6 +62,10 @@ pub async fn materialize(
         chunks: 0,
         watermark: upto.max(after),
     };
+    if mode == Mode::Incremental && upto <= after {
+        return Ok(report);
+    }
+    let now = now_micros();
     let mut after_key = String::new();
     loop {
         let keys = offline

@@ -46,7 +46,7 @@ impl FeatureStoreMetrics {
             )?,
             offline_fallbacks: IntCounter::new(
                 "online_store_fallbacks_total",
-                "Feature reads served from the offline store because the online store failed",
+                "Entity reads served from the offline store (online store down or missing the entity)",
             )?,
             online_write_failures: IntCounter::new(
                 "online_store_write_failures_total",
@@ -80,6 +80,8 @@ pub enum FeatureStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadSource {
+    /// The in-process cache of online store rows.
+    Cache,
     OnlineStore,
     OfflineStore,
 }
@@ -93,11 +95,11 @@ pub enum FeatureReadError {
     },
 }
 
-/// Rows of one view version for many entities.
+/// Rows of one view version for many entities, each with where it was read from.
 #[derive(Debug, Clone)]
 pub struct ViewRead {
     pub rows: Vec<Option<Arc<OnlineRow>>>,
-    pub source: ReadSource,
+    pub sources: Vec<ReadSource>,
 }
 
 /// The status and value of one feature of one entity.
@@ -193,8 +195,10 @@ impl FeatureServer {
         result
     }
 
-    /// The latest rows of `keys` for one view version: cache, then online store, then (if
-    /// the online store fails) the offline store's latest values as of now.
+    /// The latest rows of `keys` for one view version: from the cache, else the online store,
+    /// else the offline store's latest values as of now. The offline store answers for keys the
+    /// online store does not have (never materialized, evicted, expired, or a Redis that lost
+    /// its data) and for every key while the online store fails.
     pub async fn read(
         &self,
         view: &ViewKey,
@@ -202,6 +206,7 @@ impl FeatureServer {
         keys: &[String],
     ) -> Result<ViewRead, FeatureReadError> {
         let mut rows: Vec<Option<Arc<OnlineRow>>> = vec![None; keys.len()];
+        let mut sources = vec![ReadSource::OnlineStore; keys.len()];
         let mut missing: Vec<usize> = Vec::with_capacity(keys.len());
         match &self.cache {
             Some(cache) => {
@@ -210,6 +215,7 @@ impl FeatureServer {
                         Some(row) => {
                             self.metrics.cache_hits.inc();
                             rows[i] = Some(row);
+                            sources[i] = ReadSource::Cache;
                         }
                         None => {
                             self.metrics.cache_misses.inc();
@@ -221,55 +227,72 @@ impl FeatureServer {
             None => missing.extend(0..keys.len()),
         }
         if missing.is_empty() {
-            return Ok(ViewRead {
-                rows,
-                source: ReadSource::OnlineStore,
-            });
+            return Ok(ViewRead { rows, sources });
         }
         let wanted: Vec<String> = missing.iter().map(|&i| keys[i].clone()).collect();
-        match self.online.read(view, &wanted).await {
+        let (absent, online_error) = match self.online.read(view, &wanted).await {
             Ok(found) => {
                 self.metrics.online_up.set(1);
+                let mut absent = Vec::new();
                 for (&i, row) in missing.iter().zip(found) {
-                    let row = row.map(Arc::new);
-                    if let (Some(cache), Some(row)) = (&self.cache, &row) {
-                        cache.insert(cache_key(view, &keys[i]), Arc::clone(row));
+                    match row {
+                        Some(row) => {
+                            let row = Arc::new(row);
+                            if let Some(cache) = &self.cache {
+                                cache.insert(cache_key(view, &keys[i]), Arc::clone(&row));
+                            }
+                            rows[i] = Some(row);
+                        }
+                        None => absent.push(i),
                     }
-                    rows[i] = row;
                 }
-                Ok(ViewRead {
-                    rows,
-                    source: ReadSource::OnlineStore,
-                })
+                (absent, None)
             }
-            Err(online) => {
+            Err(e) => {
                 self.metrics.online_up.set(0);
-                self.metrics.offline_fallbacks.inc();
-                let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-                let latest = self
-                    .offline
-                    .latest_as_of(&view.name, now_micros(), Some(&refs))
-                    .await
-                    .map_err(|offline| FeatureReadError::BothDown { online, offline })?;
-                let by_key: std::collections::HashMap<String, OnlineRow> = latest
-                    .into_iter()
-                    .map(|r| {
-                        let row = OnlineRow {
-                            event_time: r.event_time,
-                            values: project(&r.values, features),
-                        };
-                        (r.entity_key, row)
-                    })
-                    .collect();
-                for &i in &missing {
-                    rows[i] = by_key.get(&keys[i]).cloned().map(Arc::new);
+                (missing, Some(e))
+            }
+        };
+        if absent.is_empty() {
+            return Ok(ViewRead { rows, sources });
+        }
+        let refs: Vec<&str> = absent.iter().map(|&i| keys[i].as_str()).collect();
+        let latest = match self
+            .offline
+            .latest_as_of(&view.name, now_micros(), Some(&refs))
+            .await
+        {
+            Ok(latest) => latest,
+            Err(offline) => match online_error {
+                Some(online) => return Err(FeatureReadError::BothDown { online, offline }),
+                // The online store answered; without the offline store, what it lacks is
+                // reported as not found.
+                None => {
+                    tracing::warn!(error = %offline, "offline store failed; online misses stay missing");
+                    return Ok(ViewRead { rows, sources });
                 }
-                Ok(ViewRead {
-                    rows,
-                    source: ReadSource::OfflineStore,
-                })
+            },
+        };
+        let mut by_key: std::collections::HashMap<String, OnlineRow> = latest
+            .into_iter()
+            .map(|r| {
+                let row = OnlineRow {
+                    event_time: r.event_time,
+                    values: project(&r.values, features),
+                };
+                (r.entity_key, row)
+            })
+            .collect();
+        let mut served_offline = 0;
+        for &i in &absent {
+            if let Some(row) = by_key.remove(&keys[i]) {
+                rows[i] = Some(Arc::new(row));
+                sources[i] = ReadSource::OfflineStore;
+                served_offline += 1;
             }
         }
+        self.metrics.offline_fallbacks.inc_by(served_offline);
+        Ok(ViewRead { rows, sources })
     }
 
     /// Writes rows to the online store and drops them from the cache. A failure is counted
@@ -309,14 +332,6 @@ impl FeatureServer {
             let key = ViewKey::new(&view.name, view.version);
             per_view.push(self.read(&key, &projection.features, &keys).await?);
         }
-        let source = if per_view
-            .iter()
-            .any(|r| r.source == ReadSource::OfflineStore)
-        {
-            ReadSource::OfflineStore
-        } else {
-            ReadSource::OnlineStore
-        };
         let now = now_micros();
         Ok(ids
             .iter()
@@ -324,6 +339,16 @@ impl FeatureServer {
             .map(|(i, &id)| {
                 let rows: Vec<Option<&OnlineRow>> =
                     per_view.iter().map(|r| r.rows[i].as_deref()).collect();
+                // The least direct source used for any of its views.
+                let source = per_view
+                    .iter()
+                    .map(|r| r.sources[i])
+                    .max_by_key(|s| match s {
+                        ReadSource::Cache => 0,
+                        ReadSource::OnlineStore => 1,
+                        ReadSource::OfflineStore => 2,
+                    })
+                    .unwrap_or(ReadSource::OnlineStore);
                 service.assemble(id, &rows, now, source)
             })
             .collect())

@@ -158,3 +158,135 @@ pub fn passenger() -> Value {
         "embarked": "S", "name": "Braund, Mr. Owen Harris", "ticket": "A/5 21171", "cabin": null
     })
 }
+
+/// True when a Redis answers PING at `url` within a second.
+pub async fn redis_answers(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
+        Ok(Some(_))
+    )
+}
+
+/// Refuses to skip in CI; elsewhere says loudly what was skipped.
+fn skip_or_fail(what: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what}: required in CI (.ci/run installs and starts Redis)");
+    }
+    eprintln!(
+        "SKIPPED: {what}; install redis-server (apt-get install redis-server) to run this test"
+    );
+}
+
+/// The shared test Redis (`TITANIC_TEST_REDIS_URL`, default 127.0.0.1:6379), or `None` with a
+/// notice outside CI when none answers.
+pub async fn shared_redis() -> Option<String> {
+    let url = std::env::var("TITANIC_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
+    if redis_answers(&url).await {
+        Some(url)
+    } else {
+        skip_or_fail(&format!("no Redis answers at {url}"));
+        None
+    }
+}
+
+/// A key prefix no other test (or run) uses.
+pub fn unique_prefix() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "titanic-test:{}-{nanos}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server of the test's own, which the test may kill and restart.
+pub struct OwnRedis {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl OwnRedis {
+    /// Starts one on a spare port, or `None` (outside CI) without `redis-server`.
+    pub async fn start() -> Option<Self> {
+        let mut redis = Self {
+            child: None,
+            port: free_port(),
+        };
+        if redis.restart().await {
+            Some(redis)
+        } else {
+            skip_or_fail("cannot start redis-server");
+            None
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts (again) on the same port, empty; true once it answers.
+    pub async fn restart(&mut self) -> bool {
+        let spawned = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = spawned else {
+            return false;
+        };
+        self.child = Some(child);
+        for _ in 0..100 {
+            if redis_answers(&self.url()).await {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The value of one unlabelled sample (`name value`) in a Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}

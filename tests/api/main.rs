@@ -6,4 +6,5 @@ mod helpers;
 mod auth;
 mod health;
 mod limits;
+mod online;
 mod predict;
