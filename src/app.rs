@@ -127,10 +127,12 @@ pub enum TrainingData<'a> {
     File(&'a Path),
     /// Every passenger labelled in the history as of this time, with the features it had then.
     AsOf(Micros),
+    /// The same as of now (after filling an empty store with the bundled CSVs).
+    Latest,
 }
 
-/// Trains, registers the version, and optionally promotes it to `production`. With
-/// `TrainingData::AsOf`, an empty store is first filled with the bundled CSVs.
+/// Trains, registers the version, and optionally promotes it to `production`. Reading from
+/// the history, an empty store is first filled with the bundled CSVs.
 pub async fn train_model(
     settings: &Settings,
     stores: &Stores,
@@ -140,8 +142,12 @@ pub async fn train_model(
     let service = current_service(stores).await?;
     let (records, as_of, skipped) = match data {
         TrainingData::File(path) => (ingest_file(stores, path).await?, now_micros(), 0),
-        TrainingData::AsOf(as_of) => {
+        TrainingData::AsOf(_) | TrainingData::Latest => {
             ingest_bundled(settings, stores).await?;
+            let as_of = match data {
+                TrainingData::AsOf(t) => t,
+                _ => now_micros(),
+            };
             let rows = history::training_rows(&stores.offline, &service, as_of).await?;
             let skipped = rows.without_features + rows.unusable;
             (rows.records, as_of, skipped)
@@ -204,7 +210,7 @@ pub async fn bootstrap(settings: &Settings, stores: &Stores) -> anyhow::Result<S
     ingest_bundled(settings, stores).await?;
     if stores.models.resolve(PRODUCTION).await?.is_none() {
         tracing::info!("no production model yet: training one");
-        train_model(settings, stores, TrainingData::AsOf(now_micros()), true).await?;
+        train_model(settings, stores, TrainingData::Latest, true).await?;
     }
     let version = stores
         .models

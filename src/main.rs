@@ -123,7 +123,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
                     titanic::core::time::parse_rfc3339(&text)
                         .map_err(|e| anyhow::anyhow!("--as-of: {e}"))?,
                 ),
-                (None, None) => app::TrainingData::AsOf(titanic::core::time::now_micros()),
+                (None, None) => app::TrainingData::Latest,
             };
             let stores = app::Stores::open(settings).await?;
             let trained = app::train_model(settings, &stores, source, promote).await?;

@@ -522,3 +522,125 @@ async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
         .unwrap();
     assert_eq!(ready["components"]["model"]["version"], "v1");
 }
+
+fn data_hash(report: &str) -> String {
+    report
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no data hash in {report}"))
+        .to_owned()
+}
+
+#[test]
+fn train_as_of_reads_the_history_point_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(titanic(dir.path()).arg("train"));
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let first = text(&first.stdout);
+    std::thread::sleep(Duration::from_millis(20));
+    let between = titanic::core::time::now_rfc3339();
+    std::thread::sleep(Duration::from_millis(20));
+
+    // Later facts: every passenger in train.csv is recorded again, ten years older.
+    let original = std::fs::read_to_string(repo().join("data/titanic/train.csv")).unwrap();
+    let mut older = String::new();
+    let mut reader = csv::Reader::from_reader(original.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let age = headers.iter().position(|h| h == "Age").unwrap();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(&headers).unwrap();
+    for record in reader.records() {
+        let record = record.unwrap();
+        let fields: Vec<String> = record
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match (i == age, f.parse::<f64>()) {
+                (true, Ok(a)) => format!("{}", (a + 10.0).min(120.0)),
+                _ => f.to_owned(),
+            })
+            .collect();
+        writer.write_record(&fields).unwrap();
+    }
+    older.push_str(std::str::from_utf8(&writer.into_inner().unwrap()).unwrap());
+    let later = dir.path().join("later.csv");
+    std::fs::write(&later, older).unwrap();
+    let second = run(titanic(dir.path()).args(["train", "--data", later.to_str().unwrap()]));
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let second = text(&second.stdout);
+    assert_ne!(data_hash(&first), data_hash(&second));
+
+    // As of the time between the two, training sees exactly the first data again.
+    let as_of = run(titanic(dir.path()).args(["train", "--as-of", &between]));
+    assert!(as_of.status.success(), "{}", text(&as_of.stderr));
+    let as_of = text(&as_of.stdout);
+    assert_eq!(data_hash(&as_of), data_hash(&first), "{as_of}");
+    assert!(
+        as_of.contains(&format!("as of {}", &between[..19])),
+        "{as_of}"
+    );
+    // And as of now, the later ages.
+    let now = run(titanic(dir.path()).arg("train"));
+    assert_eq!(data_hash(&text(&now.stdout)), data_hash(&second));
+
+    let bad = run(titanic(dir.path()).args(["train", "--as-of", "last tuesday"]));
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--as-of"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialize_fills_redis_and_is_incremental() {
+    let url = std::env::var("TITANIC_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide Redis at {url}"
+        );
+        eprintln!("SKIPPED: no Redis at {url}");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("titanic-cli-test:{}:", std::process::id());
+    let materialize = |args: &[&str]| {
+        let out = run(titanic(dir.path())
+            .env("TITANIC__REDIS__URL", &url)
+            .env("TITANIC__REDIS__KEY_PREFIX", &prefix)
+            .arg("materialize")
+            .args(args));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let full = materialize(&[]);
+    assert!(
+        full.starts_with("passenger_demographics@1: Incremental, 1309 entities in 3 chunks"),
+        "{full}"
+    );
+    let again = materialize(&[]);
+    assert!(again.contains("0 entities in 0 chunks"), "{again}");
+    let forced = materialize(&[
+        "--full",
+        "--view",
+        "passenger_demographics",
+        "--version",
+        "1",
+    ]);
+    assert!(forced.contains("Full, 1309 entities"), "{forced}");
+    let value: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}fv:passenger_demographics:1:1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(value.unwrap().contains("Braund"));
+    let _: () = redis::cmd("EVAL")
+        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
+        .arg(0)
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod features;
 pub mod health;
 pub mod middleware;
 pub mod predict;
@@ -12,7 +13,7 @@ pub mod state;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,6 +29,26 @@ use crate::core::security::scopes;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A method route behind a valid token (with `scope`, when given) and the per-subject rate
+/// limit. Layered per method route, so a wrong method is 405 before any token check.
+fn guarded(
+    state: &AppState,
+    scope: Option<&'static str>,
+    route: MethodRouter<AppState>,
+) -> MethodRouter<AppState> {
+    route.route_layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(
+                (state.clone(), scope),
+                middleware::authorize,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                middleware::rate_limit,
+            )),
+    )
+}
+
 /// The whole application: open routes, routes behind a scope, and the middleware stack.
 pub fn router(state: AppState) -> Router {
     let open = Router::new()
@@ -35,24 +56,57 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics));
 
-    // Per method route, so a wrong method is 405 before any token check.
-    let guarded = ServiceBuilder::new()
-        .layer(axum::middleware::from_fn_with_state(
-            (state.clone(), scopes::PREDICT),
-            middleware::authorize,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::rate_limit,
-        ));
     let predict = Router::new()
         .route(
             "/predict",
-            post(predict::predict).route_layer(guarded.clone()),
+            guarded(&state, Some(scopes::PREDICT), post(predict::predict)),
         )
         .route(
             "/predict/batch",
-            post(predict::predict_batch).route_layer(guarded),
+            guarded(&state, Some(scopes::PREDICT), post(predict::predict_batch)),
+        );
+
+    let read = |route| guarded(&state, None, route);
+    let write = |route| guarded(&state, Some(scopes::FEATURES_WRITE), route);
+    let features = Router::new()
+        .route(
+            "/features/entities",
+            read(get(features::list_entities)).merge(write(post(features::register_entity))),
+        )
+        .route(
+            "/features/entities/{name}",
+            read(get(features::entity_versions)),
+        )
+        .route(
+            "/features/entities/{name}/versions/{version}",
+            read(get(features::entity_version)),
+        )
+        .route(
+            "/features/views",
+            read(get(features::list_views)).merge(write(post(features::register_view))),
+        )
+        .route("/features/views/{name}", read(get(features::view_versions)))
+        .route(
+            "/features/views/{name}/versions/{version}",
+            read(get(features::view_version)),
+        )
+        .route(
+            "/features/services",
+            read(get(features::list_services)).merge(write(post(features::register_service))),
+        )
+        .route(
+            "/features/services/{name}",
+            read(get(features::service_versions)),
+        )
+        .route(
+            "/features/services/{name}/versions/{version}",
+            read(get(features::service_version)),
+        )
+        .route("/features/online", read(post(features::online_features)))
+        .route("/features/push", write(post(features::push_rows)))
+        .route(
+            "/features/materialize",
+            write(post(features::materialize_views)),
         );
 
     // Read top-down: the first layer sees the request first and the response last.
@@ -97,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.limits.body_limit_bytes));
 
     open.merge(predict)
+        .merge(features)
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
         .layer(stack)
         .with_state(state)

@@ -3,8 +3,6 @@
 //! versioned: registering a changed definition creates a new immutable version, and old
 //! versions stay readable. Registering an unchanged definition returns the existing version.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -127,6 +125,15 @@ pub struct Versioned<T> {
     pub spec: T,
 }
 
+/// The outcome of a registration: the latest version, and whether this call created it
+/// (false when the definition equals the latest version already).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registered<T> {
+    pub created: bool,
+    #[serde(flatten)]
+    pub item: Versioned<T>,
+}
+
 /// The kinds of registry objects, with their table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -223,7 +230,7 @@ impl FeatureViewSpec {
 
     /// Validates a row of values: every required feature present, every value of the right
     /// type and within its rule, no unknown feature. Names every problem.
-    pub fn validate_values(&self, values: &BTreeMap<String, Value>) -> Vec<FieldError> {
+    pub fn validate_values(&self, values: &serde_json::Map<String, Value>) -> Vec<FieldError> {
         let mut errors = Vec::new();
         for (name, value) in values {
             match self.feature(name) {
@@ -407,7 +414,7 @@ impl FeatureRegistry {
         &self,
         spec: &EntitySpec,
         by: &str,
-    ) -> Result<Versioned<EntitySpec>, RegistryError> {
+    ) -> Result<Registered<EntitySpec>, RegistryError> {
         let mut errors = Vec::new();
         check_name(&mut errors, "name", &spec.name);
         check_name(&mut errors, "join_key", &spec.join_key);
@@ -428,7 +435,7 @@ impl FeatureRegistry {
         &self,
         spec: &FeatureViewSpec,
         by: &str,
-    ) -> Result<Versioned<FeatureViewSpec>, RegistryError> {
+    ) -> Result<Registered<FeatureViewSpec>, RegistryError> {
         let mut errors = Vec::new();
         check_name(&mut errors, "name", &spec.name);
         if spec.features.is_empty() {
@@ -481,7 +488,7 @@ impl FeatureRegistry {
         &self,
         spec: &FeatureServiceSpec,
         by: &str,
-    ) -> Result<Versioned<FeatureServiceSpec>, RegistryError> {
+    ) -> Result<Registered<FeatureServiceSpec>, RegistryError> {
         let mut errors = Vec::new();
         check_name(&mut errors, "name", &spec.name);
         if spec.views.is_empty() {
@@ -524,7 +531,7 @@ impl FeatureRegistry {
         name: &str,
         spec: &T,
         by: &str,
-    ) -> Result<Versioned<T>, RegistryError> {
+    ) -> Result<Registered<T>, RegistryError> {
         // One statement: the next version, unless the latest version has the same spec.
         const SQL: &str = "\
 INSERT INTO registry (kind, name, version, spec, spec_hash, created_at, created_by)
@@ -535,7 +542,7 @@ WHERE NOT EXISTS (
     SELECT 1 FROM registry r WHERE r.kind = ?1 AND r.name = ?2 AND r.spec_hash = ?4
       AND r.version = (SELECT MAX(version) FROM registry WHERE kind = ?1 AND name = ?2))";
         let json = serde_json::to_string(spec).unwrap_or_default();
-        sqlx::query(SQL)
+        let done = sqlx::query(SQL)
             .bind(kind.table())
             .bind(name)
             .bind(&json)
@@ -544,7 +551,10 @@ WHERE NOT EXISTS (
             .bind(by)
             .execute(&self.pool)
             .await?;
-        self.latest(kind, name).await
+        Ok(Registered {
+            created: done.rows_affected() == 1,
+            item: self.latest(kind, name).await?,
+        })
     }
 
     /// One version of a definition.

@@ -122,6 +122,16 @@ pub fn status_of<'r>(
     }
 }
 
+/// One feature's values for many entities.
+#[derive(Debug, Clone)]
+pub struct FeatureColumn {
+    pub view: String,
+    pub feature: String,
+    pub values: Vec<Value>,
+    pub statuses: Vec<FeatureStatus>,
+    pub event_times: Vec<Option<Micros>>,
+}
+
 /// A stored passenger assembled from a feature service, ready for the model.
 #[derive(Debug, Clone)]
 pub struct ServedPassenger {
@@ -318,6 +328,39 @@ impl FeatureServer {
             }
         }
         result
+    }
+
+    /// Feature values for many entities, one column per requested feature (Feast's
+    /// `get-online-features`): one read per view version, statuses judged as of now.
+    pub async fn online_features(
+        &self,
+        requests: &[(Versioned<FeatureViewSpec>, Vec<String>)],
+        keys: &[String],
+    ) -> Result<Vec<FeatureColumn>, FeatureReadError> {
+        let now = now_micros();
+        let mut columns = Vec::new();
+        for (view, features) in requests {
+            let key = ViewKey::new(&view.name, view.version);
+            let read = self.read(&key, features, keys).await?;
+            for feature in features {
+                let mut column = FeatureColumn {
+                    view: view.name.clone(),
+                    feature: feature.clone(),
+                    values: Vec::with_capacity(keys.len()),
+                    statuses: Vec::with_capacity(keys.len()),
+                    event_times: Vec::with_capacity(keys.len()),
+                };
+                for row in &read.rows {
+                    let (status, value) =
+                        status_of(row.as_deref(), feature, view.spec.ttl_secs, now);
+                    column.values.push(value.cloned().unwrap_or(Value::Null));
+                    column.statuses.push(status);
+                    column.event_times.push(row.as_ref().map(|r| r.event_time));
+                }
+                columns.push(column);
+            }
+        }
+        Ok(columns)
     }
 
     /// Assembles stored passengers from the views of a feature service, as of now.

@@ -224,12 +224,13 @@ mod tests {
 }
 
 #[cfg(test)]
-mod artifact_tests {
+pub(crate) mod tests_support {
     use super::*;
     use crate::feature_store::passenger::RawPassenger;
     use crate::ml::evaluation::CvMetrics;
 
-    fn artifact() -> ModelArtifact {
+    /// A small valid artifact recording the given feature service.
+    pub(crate) fn artifact_for(service: &str, version: i64) -> ModelArtifact {
         let p = RawPassenger {
             pclass: Some(1),
             sex: Some("female".into()),
@@ -243,8 +244,8 @@ mod artifact_tests {
             format_version: ARTIFACT_FORMAT,
             algorithm: "test".into(),
             feature_service: FeatureServiceRef {
-                name: "svc".into(),
-                version: 1,
+                name: service.into(),
+                version,
             },
             feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
             coefficients: (0..N_FEATURES).map(|i| i as f64 / 10.0 - 0.5).collect(),
@@ -265,6 +266,17 @@ mod artifact_tests {
                 as_of: "2026-01-01T00:00:00Z".into(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod artifact_tests {
+    use super::tests_support::artifact_for;
+    use super::*;
+    use crate::feature_store::passenger::RawPassenger;
+
+    fn artifact() -> ModelArtifact {
+        artifact_for("svc", 1)
     }
 
     #[test]

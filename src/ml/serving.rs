@@ -54,3 +54,53 @@ impl ModelServer {
         self.current.load_full()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feature_store::registry::{
+        FeatureServiceSpec, Versioned, ViewProjection, builtin_services, builtin_views,
+    };
+    use crate::ml::model::tests_support::artifact_for;
+
+    fn versioned<T>(name: &str, version: i64, spec: T) -> Versioned<T> {
+        Versioned {
+            name: name.to_owned(),
+            version,
+            created_at: String::new(),
+            created_by: String::new(),
+            spec,
+        }
+    }
+
+    fn service(features: &[&str]) -> ServiceViews {
+        let view = builtin_views().remove(0);
+        let spec = FeatureServiceSpec {
+            views: vec![ViewProjection {
+                view: view.name.clone(),
+                version: 1,
+                features: features.iter().map(|s| (*s).to_owned()).collect(),
+            }],
+            ..builtin_services().remove(0)
+        };
+        ServiceViews {
+            service: versioned("titanic_survival", 1, spec),
+            views: vec![versioned(&view.name.clone(), 1, view)],
+        }
+    }
+
+    #[test]
+    fn a_model_is_served_only_with_features_it_can_get() {
+        let model = || Model::from_artifact("v1", artifact_for("titanic_survival", 1)).unwrap();
+        let all = ["pclass", "sex", "age", "sibsp", "parch"];
+        assert!(Served::new(model(), service(&all)).is_ok());
+        let err = Served::new(model(), service(&["pclass", "age", "sibsp", "parch"])).unwrap_err();
+        assert!(err.to_string().contains("does not provide sex"), "{err}");
+        let other = Model::from_artifact("v2", artifact_for("titanic_survival", 2)).unwrap();
+        let err = Served::new(other, service(&all)).unwrap_err();
+        assert!(err.to_string().contains("titanic_survival@2"), "{err}");
+        let mut labels = service(&all);
+        labels.views[0].spec.entity = "ticket".to_owned();
+        assert!(Served::new(model(), labels).is_err());
+    }
+}

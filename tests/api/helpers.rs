@@ -52,6 +52,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
+    /// The test's data directory (its SQLite file is `titanic.db` here).
+    pub dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -75,6 +77,7 @@ impl TestApp {
             addr,
             client: reqwest::Client::new(),
             keys: JwtKeys::new(&Secret::new(SECRET), 0).unwrap(),
+            dir: dir.path().to_path_buf(),
             stop: Some(stop),
             server: Some(server),
             _dir: dir,
@@ -96,6 +99,16 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// GET with a token of the given scopes.
+    pub async fn get_as(&self, path: &str, scopes: &[&str]) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(self.token(scopes))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// POST a JSON body with a `predict` token.

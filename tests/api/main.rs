@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod features;
 mod health;
 mod limits;
 mod online;

@@ -1,0 +1,438 @@
+//! Feature management: the registry (entities, feature views, feature services and their
+//! versions), pushing rows, reading online features (Feast's `get-online-features` shape) and
+//! materialization. Reads need any valid token; writes need `features:write`.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Object};
+use super::state::AppState;
+use crate::core::security::Claims;
+use crate::core::time::micros_to_rfc3339;
+use crate::feature_store::materialize::{self, Mode, Report};
+use crate::feature_store::push::{self, PushOutcome, PushRow};
+use crate::feature_store::registry::{
+    EntitySpec, FeatureServiceSpec, FeatureViewSpec, Kind, Registered, RegistryError, Versioned,
+};
+use crate::feature_store::{FieldError, ValidationErrors};
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            RegistryError::Invalid(fields) => ApiError::Validation(ValidationErrors(fields)),
+            RegistryError::Db(_) => ApiError::Unavailable(e.to_string()),
+            RegistryError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Items<T> {
+    pub items: Vec<Versioned<T>>,
+}
+
+/// 201 when a new version was created, 200 when the definition equals the latest version.
+fn registered<T: Serialize>(r: Registered<T>) -> Response {
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, ApiJson(r)).into_response()
+}
+
+macro_rules! registry_reads {
+    ($list:ident, $versions:ident, $version:ident, $kind:expr, $spec:ty) => {
+        pub async fn $list(
+            State(state): State<AppState>,
+        ) -> Result<ApiJson<Items<$spec>>, ApiError> {
+            let items = state.stores.features.list::<$spec>($kind).await?;
+            Ok(ApiJson(Items { items }))
+        }
+
+        pub async fn $versions(
+            State(state): State<AppState>,
+            Path(name): Path<String>,
+        ) -> Result<ApiJson<Items<$spec>>, ApiError> {
+            let items = state
+                .stores
+                .features
+                .versions::<$spec>($kind, &name)
+                .await?;
+            Ok(ApiJson(Items { items }))
+        }
+
+        pub async fn $version(
+            State(state): State<AppState>,
+            Path((name, version)): Path<(String, i64)>,
+        ) -> Result<ApiJson<Versioned<$spec>>, ApiError> {
+            Ok(ApiJson(
+                state
+                    .stores
+                    .features
+                    .get::<$spec>($kind, &name, version)
+                    .await?,
+            ))
+        }
+    };
+}
+
+registry_reads!(
+    list_entities,
+    entity_versions,
+    entity_version,
+    Kind::Entity,
+    EntitySpec
+);
+registry_reads!(
+    list_views,
+    view_versions,
+    view_version,
+    Kind::View,
+    FeatureViewSpec
+);
+registry_reads!(
+    list_services,
+    service_versions,
+    service_version,
+    Kind::Service,
+    FeatureServiceSpec
+);
+
+pub async fn register_entity(
+    State(state): State<AppState>,
+    Extension(claims): Extension<Claims>,
+    ApiJson(Object(spec)): ApiJson<Object<EntitySpec>>,
+) -> Result<Response, ApiError> {
+    let r = state
+        .stores
+        .features
+        .register_entity(&spec, &claims.sub)
+        .await?;
+    Ok(registered(r))
+}
+
+pub async fn register_view(
+    State(state): State<AppState>,
+    Extension(claims): Extension<Claims>,
+    ApiJson(Object(spec)): ApiJson<Object<FeatureViewSpec>>,
+) -> Result<Response, ApiError> {
+    let r = state
+        .stores
+        .features
+        .register_view(&spec, &claims.sub)
+        .await?;
+    Ok(registered(r))
+}
+
+pub async fn register_service(
+    State(state): State<AppState>,
+    Extension(claims): Extension<Claims>,
+    ApiJson(Object(spec)): ApiJson<Object<FeatureServiceSpec>>,
+) -> Result<Response, ApiError> {
+    let r = state
+        .stores
+        .features
+        .register_service(&spec, &claims.sub)
+        .await?;
+    Ok(registered(r))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    pub view: String,
+    /// Default: the view's latest version.
+    #[serde(default)]
+    pub version: Option<i64>,
+    pub rows: Vec<PushRow>,
+}
+
+async fn view_or_latest(
+    state: &AppState,
+    name: &str,
+    version: Option<i64>,
+) -> Result<Versioned<FeatureViewSpec>, ApiError> {
+    let registry = &state.stores.features;
+    Ok(match version {
+        Some(v) => registry.get(Kind::View, name, v).await?,
+        None => registry.latest(Kind::View, name).await?,
+    })
+}
+
+/// `POST /features/push`: 200 with what was accepted and rejected (row by row), once the
+/// accepted rows are durable; 422 when no row is valid.
+pub async fn push_rows(
+    State(state): State<AppState>,
+    Extension(claims): Extension<Claims>,
+    ApiJson(request): ApiJson<PushRequest>,
+) -> Result<ApiJson<PushOutcome>, ApiError> {
+    if request.rows.len() > state.limits.max_batch_size {
+        return Err(ApiError::Validation(ValidationErrors::single(
+            "rows",
+            format!(
+                "at most {} rows per request, got {}",
+                state.limits.max_batch_size,
+                request.rows.len()
+            ),
+        )));
+    }
+    let view = view_or_latest(&state, &request.view, request.version).await?;
+    let entity: Versioned<EntitySpec> = state
+        .stores
+        .features
+        .latest(Kind::Entity, &view.spec.entity)
+        .await?;
+    let rows = request.rows.len();
+    let source = format!("push:{}", claims.sub);
+    let outcome = push::push(&state.features, &view, &entity.spec, request.rows, &source)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if outcome.accepted == 0 && rows > 0 {
+        let fields = outcome
+            .rejected
+            .iter()
+            .flat_map(|r| {
+                r.errors.iter().map(move |e| FieldError {
+                    field: format!("rows[{}].{}", r.index, e.field),
+                    message: e.message.clone(),
+                })
+            })
+            .collect();
+        return Err(ApiError::Validation(ValidationErrors(fields)));
+    }
+    Ok(ApiJson(outcome))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineFeaturesRequest {
+    /// `view:feature` or `view@version:feature` references.
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub feature_service: Option<String>,
+    /// Version of `feature_service`; default: its latest.
+    #[serde(default)]
+    pub feature_service_version: Option<i64>,
+    /// One join key with its values, e.g. `{"passenger_id": [1, 2]}`.
+    pub entities: BTreeMap<String, Vec<Value>>,
+    /// Name features `view__feature` instead of `feature`.
+    #[serde(default)]
+    pub full_feature_names: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OnlineFeaturesResponse {
+    pub metadata: OnlineMetadata,
+    pub results: Vec<OnlineColumn>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OnlineMetadata {
+    pub feature_names: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OnlineColumn {
+    pub values: Vec<Value>,
+    pub statuses: Vec<crate::feature_store::serving::FeatureStatus>,
+    pub event_timestamps: Vec<String>,
+}
+
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::Validation(ValidationErrors::single(field, message))
+}
+
+/// `POST /features/online`: feature values with per-value status and event time.
+pub async fn online_features(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<OnlineFeaturesRequest>,
+) -> Result<ApiJson<OnlineFeaturesResponse>, ApiError> {
+    let registry = &state.stores.features;
+    // Which view versions and features.
+    let mut requests: Vec<(Versioned<FeatureViewSpec>, Vec<String>)> = Vec::new();
+    match (&request.feature_service, request.features.is_empty()) {
+        (Some(name), true) => {
+            let service: Versioned<FeatureServiceSpec> = match request.feature_service_version {
+                Some(v) => registry.get(Kind::Service, name, v).await?,
+                None => registry.latest(Kind::Service, name).await?,
+            };
+            for p in &service.spec.views {
+                let view = registry.get(Kind::View, &p.view, p.version).await?;
+                requests.push((view, p.features.clone()));
+            }
+        }
+        (None, false) => {
+            for (i, reference) in request.features.iter().enumerate() {
+                let field = format!("features[{i}]");
+                let (view_ref, feature) = reference
+                    .split_once(':')
+                    .ok_or_else(|| invalid(&field, "expected view:feature"))?;
+                let (name, version) = match view_ref.split_once('@') {
+                    Some((n, v)) => (
+                        n,
+                        Some(
+                            v.parse::<i64>()
+                                .map_err(|_| invalid(&field, "bad version"))?,
+                        ),
+                    ),
+                    None => (view_ref, None),
+                };
+                let view = view_or_latest(&state, name, version).await?;
+                if view.spec.feature(feature).is_none() {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "{feature:?} is not in {} version {}",
+                            view.name, view.version
+                        ),
+                    ));
+                }
+                match requests
+                    .iter_mut()
+                    .find(|(v, _)| v.name == view.name && v.version == view.version)
+                {
+                    Some((_, features)) => features.push(feature.to_owned()),
+                    None => requests.push((view, vec![feature.to_owned()])),
+                }
+            }
+        }
+        _ => {
+            return Err(invalid(
+                "features",
+                "give either features or feature_service, not both or neither",
+            ));
+        }
+    }
+    // The join key, which every view's entity must use.
+    let mut entities = request.entities.into_iter();
+    let (join_key, values) = match (entities.next(), entities.next()) {
+        (Some(pair), None) => pair,
+        _ => {
+            return Err(invalid(
+                "entities",
+                "give exactly one join key with its values",
+            ));
+        }
+    };
+    if values.len() > state.limits.max_batch_size {
+        return Err(invalid(
+            "entities",
+            format!(
+                "at most {} entities per request",
+                state.limits.max_batch_size
+            ),
+        ));
+    }
+    let mut keys = Vec::with_capacity(values.len());
+    for (view, _) in &requests {
+        let entity: Versioned<EntitySpec> =
+            registry.latest(Kind::Entity, &view.spec.entity).await?;
+        if entity.spec.join_key != join_key {
+            return Err(invalid(
+                "entities",
+                format!(
+                    "view {} is keyed by {:?}, not {join_key:?}",
+                    view.name, entity.spec.join_key
+                ),
+            ));
+        }
+    }
+    for (i, v) in values.iter().enumerate() {
+        match v {
+            Value::Number(n) if n.is_i64() => keys.push(n.to_string()),
+            Value::String(s) if !s.is_empty() => keys.push(s.clone()),
+            _ => {
+                return Err(invalid(
+                    format!("entities.{join_key}[{i}]"),
+                    "must be an integer or a non-empty string",
+                ));
+            }
+        }
+    }
+    let columns = state
+        .features
+        .online_features(&requests, &keys)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut feature_names = vec![join_key.clone()];
+    let mut results = vec![OnlineColumn {
+        statuses: vec![crate::feature_store::serving::FeatureStatus::Present; values.len()],
+        event_timestamps: vec![EPOCH.to_owned(); values.len()],
+        values,
+    }];
+    for c in columns {
+        feature_names.push(if request.full_feature_names {
+            format!("{}__{}", c.view, c.feature)
+        } else {
+            c.feature
+        });
+        results.push(OnlineColumn {
+            values: c.values,
+            statuses: c.statuses,
+            event_timestamps: c
+                .event_times
+                .into_iter()
+                .map(|t| t.map_or_else(|| EPOCH.to_owned(), micros_to_rfc3339))
+                .collect(),
+        });
+    }
+    Ok(ApiJson(OnlineFeaturesResponse {
+        metadata: OnlineMetadata { feature_names },
+        results,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterializeRequest {
+    #[serde(default)]
+    pub mode: Mode,
+    /// One view (default: the views of the served feature service).
+    #[serde(default)]
+    pub view: Option<String>,
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+/// `POST /features/materialize`: copies offline values to the online store; reports counts.
+pub async fn materialize_views(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<MaterializeRequest>,
+) -> Result<ApiJson<Value>, ApiError> {
+    let views = match (&request.view, request.version) {
+        (Some(name), version) => vec![view_or_latest(&state, name, version).await?],
+        (None, None) => state
+            .models
+            .current()
+            .ok_or_else(|| ApiError::Unavailable("no model is loaded yet".to_owned()))?
+            .features
+            .views
+            .clone(),
+        (None, Some(_)) => return Err(invalid("version", "needs view")),
+    };
+    let mut reports: Vec<Report> = Vec::new();
+    for view in &views {
+        let report = materialize::materialize(
+            &state.features,
+            view,
+            request.mode,
+            state.settings.materialization.chunk_size,
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        reports.push(report);
+    }
+    Ok(ApiJson(json!({ "reports": reports })))
+}
