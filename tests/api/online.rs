@@ -73,6 +73,25 @@ async fn redis_serves_stored_passengers_with_freshness_and_cache() {
     );
     assert_eq!(metric(&metrics, "titanic_online_store_up"), Some(1.0));
 
+    // A push invalidates the cached copy: the next read sees the new values at once.
+    let push = json!({"view": "passenger_demographics", "rows": [{"entity": 892, "values":
+        {"pclass": 1, "sex": "female", "age": 30, "sibsp": 0, "parch": 0, "name": "Kelly, Mrs. James"}}]});
+    let pushed = app
+        .post_as("/features/push", &push, &app.token(&["features:write"]))
+        .await;
+    assert_eq!(pushed.status(), 200);
+    let body: Value = app
+        .post("/predict", &json!({"passenger_id": 892}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["features"]["source"], "online_store", "{body}");
+    assert!(
+        body["probability"].as_f64().unwrap() > 0.8,
+        "now a first-class woman: {body}"
+    );
+
     // Many stored passengers at once.
     let instances: Vec<Value> = (1..=200).map(|id| json!({"passenger_id": id})).collect();
     let response = app
