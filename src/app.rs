@@ -3,222 +3,28 @@
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sqlx::SqlitePool;
 
 use crate::api::{AppState, Limits, Server};
 use crate::core::config::Settings;
-use crate::core::db;
 use crate::core::rate_limit::RateLimiter;
 use crate::core::security::{JwtKeys, SecretSource, scopes};
 use crate::core::shutdown::{Lifecycle, termination_signal};
-use crate::core::time::{Micros, now_micros};
-use crate::feature_store::PassengerRecord;
-use crate::feature_store::history::{self, resolve_service};
-use crate::feature_store::ingest::{self, PassengerCsv};
+use crate::feature_store::ingest::PassengerCsv;
 use crate::feature_store::materialize::{self, Mode, Report};
 use crate::feature_store::offline::OfflineStore;
 use crate::feature_store::online::{InProcessStore, ViewKey};
 use crate::feature_store::redis_store::RedisStore;
-use crate::feature_store::registry::{
-    DEMOGRAPHICS, FeatureRegistry, FeatureServiceSpec, Kind, SURVIVAL_SERVICE,
-};
+use crate::feature_store::registry::Kind;
 use crate::feature_store::serving::{FeatureServer, FeatureStoreMetrics, ServiceViews};
-use crate::ml::dataset::TrainingSet;
-use crate::ml::registry::ModelRegistry;
-use crate::ml::{
-    FeatureServiceRef, Model, ModelArtifact, ModelServer, PRODUCTION, Served, TrainParams, train,
-};
+use crate::ml::lifecycle::{self, Stores, Trained, bootstrap, load_served};
+use crate::ml::registry::{AliasAction, AliasChange, AliasMove};
+use crate::ml::{Model, ModelServer};
 use crate::monitoring::Metrics;
-
-/// The stores every command works on.
-#[derive(Debug, Clone)]
-pub struct Stores {
-    pub pool: SqlitePool,
-    pub offline: OfflineStore,
-    pub models: ModelRegistry,
-    pub features: FeatureRegistry,
-}
-
-impl Stores {
-    /// Opens the database, applies migrations and registers the built-in feature definitions.
-    pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        let pool = db::connect(&settings.database).await?;
-        let features = FeatureRegistry::new(pool.clone());
-        features.ensure_builtins().await?;
-        Ok(Self {
-            offline: OfflineStore::new(pool.clone()),
-            models: ModelRegistry::new(pool.clone()),
-            features,
-            pool,
-        })
-    }
-}
-
-/// A registered model version and what training reported.
-#[derive(Debug, Clone)]
-pub struct Trained {
-    pub version: String,
-    pub artifact: ModelArtifact,
-    pub promoted: bool,
-    /// Labelled passengers left out because they had no usable features at the time.
-    pub skipped: usize,
-}
-
-async fn read_csv(path: PathBuf) -> anyhow::Result<Vec<PassengerRecord>> {
-    let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || ingest::read_all(&path))
-        .await?
-        .with_context(|| format!("reading {shown}"))
-}
-
-/// Reads a Kaggle-format CSV and appends it to the offline history (event time: now).
-pub async fn ingest_file(stores: &Stores, path: &Path) -> anyhow::Result<Vec<PassengerRecord>> {
-    let records = read_csv(path.to_path_buf()).await?;
-    let source = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let (features, labels) =
-        history::ingest(&stores.offline, &records, &source, now_micros()).await?;
-    tracing::info!(
-        path = %path.display(),
-        rows = records.len(),
-        feature_rows_written = features.written,
-        label_rows_written = labels.written,
-        unchanged = features.unchanged,
-        "ingested passengers"
-    );
-    Ok(records)
-}
-
-/// On an empty offline store, ingests the bundled `train.csv` and `test.csv`.
-pub async fn ingest_bundled(settings: &Settings, stores: &Stores) -> anyhow::Result<()> {
-    if stores.offline.count(DEMOGRAPHICS).await? > 0 {
-        return Ok(());
-    }
-    for path in [&settings.data.train_csv, &settings.data.test_csv] {
-        if path.is_file() {
-            ingest_file(stores, path).await?;
-        } else {
-            tracing::warn!(path = %path.display(), "bundled data not found; skipping");
-        }
-    }
-    Ok(())
-}
-
-/// The newest version of the survival feature service, resolved.
-async fn current_service(stores: &Stores) -> anyhow::Result<ServiceViews> {
-    let latest = stores
-        .features
-        .latest::<FeatureServiceSpec>(Kind::Service, SURVIVAL_SERVICE)
-        .await?;
-    Ok(resolve_service(&stores.features, &latest.name, latest.version).await?)
-}
-
-/// What to train on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrainingData<'a> {
-    /// Exactly the labelled rows of this CSV (which is also appended to the history).
-    File(&'a Path),
-    /// Every passenger labelled in the history as of this time, with the features it had then.
-    AsOf(Micros),
-    /// The same as of now (after filling an empty store with the bundled CSVs).
-    Latest,
-}
-
-/// Trains, registers the version, and optionally promotes it to `production`. Reading from
-/// the history, an empty store is first filled with the bundled CSVs.
-pub async fn train_model(
-    settings: &Settings,
-    stores: &Stores,
-    data: TrainingData<'_>,
-    promote: bool,
-) -> anyhow::Result<Trained> {
-    let service = current_service(stores).await?;
-    let (records, as_of, skipped) = match data {
-        TrainingData::File(path) => (ingest_file(stores, path).await?, now_micros(), 0),
-        TrainingData::AsOf(_) | TrainingData::Latest => {
-            ingest_bundled(settings, stores).await?;
-            let as_of = match data {
-                TrainingData::AsOf(t) => t,
-                _ => now_micros(),
-            };
-            let rows = history::training_rows(&stores.offline, &service, as_of).await?;
-            let skipped = rows.without_features + rows.unusable;
-            (rows.records, as_of, skipped)
-        }
-    };
-    let set = TrainingSet::from_records(&records);
-    if set.is_empty() {
-        bail!(
-            "no labelled passengers to train on; pass --data PATH (a CSV with a Survived column) or a later --as-of"
-        );
-    }
-    let params = TrainParams::from(&settings.training);
-    let service_ref = FeatureServiceRef {
-        name: service.service.name.clone(),
-        version: service.service.version,
-    };
-    let started = std::time::Instant::now();
-    let artifact =
-        tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of))
-            .await??;
-    // Refuse to register anything that could not serve.
-    Served::new(
-        Model::from_artifact("candidate", artifact.clone())?,
-        service,
-    )?;
-    let version = stores.models.register(&artifact).await?;
-    if promote {
-        stores.models.set_alias(PRODUCTION, &version).await?;
-    }
-    tracing::info!(
-        version = %version,
-        promoted = promote,
-        accuracy = artifact.metrics.accuracy.mean,
-        roc_auc = artifact.metrics.roc_auc.mean,
-        seconds = started.elapsed().as_secs_f64(),
-        "trained a model"
-    );
-    Ok(Trained {
-        version,
-        artifact,
-        promoted: promote,
-        skipped,
-    })
-}
-
-/// Loads a model version with the feature service it was trained on, refusing it when this
-/// service cannot produce its features.
-pub async fn load_served(stores: &Stores, version: &str) -> anyhow::Result<Served> {
-    let model = stores.models.load(version).await?;
-    let wanted = model.feature_service().clone();
-    let features = resolve_service(&stores.features, &wanted.name, wanted.version)
-        .await
-        .with_context(|| format!("model {version} needs feature service {wanted}"))?;
-    Ok(Served::new(model, features)?)
-}
-
-/// On an empty store: ingest the bundled CSVs, then train and promote a first model.
-/// Returns the production model with its feature service.
-pub async fn bootstrap(settings: &Settings, stores: &Stores) -> anyhow::Result<Served> {
-    ingest_bundled(settings, stores).await?;
-    if stores.models.resolve(PRODUCTION).await?.is_none() {
-        tracing::info!("no production model yet: training one");
-        train_model(settings, stores, TrainingData::Latest, true).await?;
-    }
-    let version = stores
-        .models
-        .resolve(PRODUCTION)
-        .await?
-        .context("no production model")?;
-    load_served(stores, &version).await
-}
 
 fn log_secret_source(source: &SecretSource) {
     match source {
@@ -592,4 +398,91 @@ pub fn training_report(t: &Trained) -> String {
         m.log_loss.mean, m.log_loss.std
     );
     s
+}
+
+/// Who the command line acts as, for the alias history: `cli:$USER`.
+pub fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{user}")
+}
+
+/// `titanic models list`.
+pub async fn models_list(stores: &Stores) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for v in stores.models.list().await? {
+        let metric = |name: &str| v.metrics[name]["mean"].as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            out,
+            "{:<6} {}  accuracy {:.4}  roc_auc {:.4}  {}",
+            v.version,
+            v.created_at,
+            metric("accuracy"),
+            metric("roc_auc"),
+            if v.aliases.is_empty() {
+                String::new()
+            } else {
+                format!("[{}]", v.aliases.join(", "))
+            }
+        );
+    }
+    Ok(out)
+}
+
+fn describe_move(m: &AliasMove) -> String {
+    format!(
+        "{} -> {} (was {})\n",
+        m.alias,
+        m.version,
+        m.previous_version.as_deref().unwrap_or("unset")
+    )
+}
+
+/// `titanic models promote`. A running server picks the change up within seconds.
+pub async fn models_promote(
+    stores: &Stores,
+    alias: &str,
+    version: &str,
+    reason: &str,
+) -> anyhow::Result<String> {
+    let actor = cli_actor();
+    let change = AliasChange {
+        action: AliasAction::Promote,
+        actor: &actor,
+        reason,
+    };
+    let (moved, _) = lifecycle::promote(stores, alias, version, &change).await?;
+    Ok(describe_move(&moved))
+}
+
+/// `titanic models rollback`.
+pub async fn models_rollback(stores: &Stores, alias: &str, reason: &str) -> anyhow::Result<String> {
+    let (moved, _) = lifecycle::rollback(stores, alias, &cli_actor(), reason).await?;
+    Ok(describe_move(&moved))
+}
+
+/// `titanic models history`.
+pub async fn models_history(stores: &Stores, alias: Option<&str>) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for e in stores.models.history(alias).await? {
+        let _ = writeln!(
+            out,
+            "{}  {:<12} {:<8} {} -> {}  by {}{}",
+            e.at,
+            e.alias,
+            e.action,
+            e.previous_version.as_deref().unwrap_or("unset"),
+            e.version,
+            e.actor,
+            if e.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.reason)
+            }
+        );
+    }
+    Ok(out)
 }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use titanic::app;
 use titanic::core::config::Settings;
 use titanic::core::telemetry::{self, LogStream};
+use titanic::ml::lifecycle::{self, Stores, TrainingData};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +61,11 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Model versions and aliases: list, promote, roll back, history.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Print a signed JWT (and nothing else) for the configured secret.
     Token {
         /// Subject: who the token is for.
@@ -71,6 +77,32 @@ enum Command {
         /// Lifetime in seconds (default: auth.default_token_ttl_secs).
         #[arg(long)]
         ttl: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Every version with its metrics and aliases.
+    List,
+    /// Point an alias (default: production) at a version, after checking it can be served.
+    Promote {
+        version: String,
+        #[arg(long, default_value = "production")]
+        alias: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Move an alias (default: production) back to the version it held before.
+    Rollback {
+        #[arg(long, default_value = "production")]
+        alias: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Who moved which alias to which version, when (all aliases, or one).
+    History {
+        #[arg(long)]
+        alias: Option<String>,
     },
 }
 
@@ -117,16 +149,18 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
             as_of,
             promote,
         } => {
-            let source = match (&data, as_of) {
-                (Some(path), _) => app::TrainingData::File(path),
-                (None, Some(text)) => app::TrainingData::AsOf(
+            let source = match (data, as_of) {
+                (Some(path), _) => TrainingData::File(path),
+                (None, Some(text)) => TrainingData::AsOf(
                     titanic::core::time::parse_rfc3339(&text)
                         .map_err(|e| anyhow::anyhow!("--as-of: {e}"))?,
                 ),
-                (None, None) => app::TrainingData::Latest,
+                (None, None) => TrainingData::Latest,
             };
-            let stores = app::Stores::open(settings).await?;
-            let trained = app::train_model(settings, &stores, source, promote).await?;
+            let stores = Stores::open(settings).await?;
+            let actor = app::cli_actor();
+            let promote_by = promote.then_some(actor.as_str());
+            let trained = lifecycle::train_model(settings, &stores, &source, promote_by).await?;
             print!("{}", app::training_report(&trained));
             Ok(())
         }
@@ -156,6 +190,25 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
         } => {
             let rows = app::predict_file(settings, &input, &output, model.as_deref()).await?;
             eprintln!("wrote {rows} predictions to {}", output.display());
+            Ok(())
+        }
+        Command::Models { command } => {
+            let stores = Stores::open(settings).await?;
+            let out = match command {
+                ModelsCommand::List => app::models_list(&stores).await?,
+                ModelsCommand::Promote {
+                    version,
+                    alias,
+                    reason,
+                } => app::models_promote(&stores, &alias, &version, &reason).await?,
+                ModelsCommand::Rollback { alias, reason } => {
+                    app::models_rollback(&stores, &alias, &reason).await?
+                }
+                ModelsCommand::History { alias } => {
+                    app::models_history(&stores, alias.as_deref()).await?
+                }
+            };
+            print!("{out}");
             Ok(())
         }
         Command::Token { sub, scopes, ttl } => {

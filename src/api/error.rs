@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use crate::core::security::TokenError;
 use crate::feature_store::ValidationErrors;
+use crate::feature_store::registry::RegistryError as FeatureRegistryError;
+use crate::ml::lifecycle::LifecycleError;
 use crate::ml::registry::RegistryError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -48,6 +52,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -65,6 +70,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
@@ -188,8 +194,44 @@ impl From<RegistryError> for ApiError {
             RegistryError::UnknownVersion(_) | RegistryError::NoAlias(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            RegistryError::Db(_) => ApiError::Unavailable(format!("model registry: {e}")),
-            RegistryError::Invalid { .. } => ApiError::Internal(e.to_string()),
+            RegistryError::Db(_) => ApiError::Unavailable(e.to_string()),
+            RegistryError::Invalid { .. } => {
+                ApiError::Validation(ValidationErrors::single("version", e.to_string()))
+            }
+            RegistryError::BadAlias(_) => {
+                ApiError::Validation(ValidationErrors::single("alias", e.to_string()))
+            }
+            RegistryError::NothingToRollBack(_) => ApiError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<FeatureRegistryError> for ApiError {
+    fn from(e: FeatureRegistryError) -> Self {
+        match e {
+            FeatureRegistryError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            FeatureRegistryError::Invalid(fields) => ApiError::Validation(ValidationErrors(fields)),
+            FeatureRegistryError::Db(_) => ApiError::Unavailable(e.to_string()),
+            FeatureRegistryError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::Models(e) => e.into(),
+            LifecycleError::Features(e) => e.into(),
+            LifecycleError::Db(_) | LifecycleError::Offline(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            LifecycleError::Unservable { .. } => {
+                ApiError::Validation(ValidationErrors::single("version", e.to_string()))
+            }
+            LifecycleError::Csv { .. } | LifecycleError::Train(_) | LifecycleError::NoData => {
+                ApiError::Conflict(e.to_string())
+            }
+            LifecycleError::Task(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

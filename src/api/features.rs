@@ -19,20 +19,9 @@ use crate::core::time::micros_to_rfc3339;
 use crate::feature_store::materialize::{self, Mode, Report};
 use crate::feature_store::push::{self, PushOutcome, PushRow};
 use crate::feature_store::registry::{
-    EntitySpec, FeatureServiceSpec, FeatureViewSpec, Kind, Registered, RegistryError, Versioned,
+    EntitySpec, FeatureServiceSpec, FeatureViewSpec, Kind, Registered, Versioned,
 };
 use crate::feature_store::{FieldError, ValidationErrors};
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::NotFound { .. } => ApiError::NotFound(e.to_string()),
-            RegistryError::Invalid(fields) => ApiError::Validation(ValidationErrors(fields)),
-            RegistryError::Db(_) => ApiError::Unavailable(e.to_string()),
-            RegistryError::Corrupt { .. } => ApiError::Internal(e.to_string()),
-        }
-    }
-}
 
 #[derive(Debug, Serialize)]
 pub struct Items<T> {

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::app::Stores;
 use crate::core::config::Settings;
 use crate::core::rate_limit::RateLimiter;
 use crate::core::security::JwtKeys;
 use crate::core::shutdown::Lifecycle;
 use crate::feature_store::serving::FeatureServer;
 use crate::ml::ModelServer;
+use crate::ml::lifecycle::Stores;
 use crate::monitoring::Metrics;
 
 #[derive(Clone)]

@@ -1,0 +1,293 @@
+//! The model lifecycle over the stores: ingesting data, training and registering versions,
+//! loading a version with its feature service (refusing what cannot serve), promoting and
+//! rolling back aliases, and bootstrapping an empty store. Used by the CLI, the server's
+//! start-up, and the HTTP model endpoints alike.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::SqlitePool;
+
+use super::dataset::TrainingSet;
+use super::model::{FeatureServiceRef, Model, ModelArtifact, ModelError};
+use super::registry::{
+    AliasAction, AliasChange, AliasMove, ModelRegistry, PRODUCTION, RegistryError,
+};
+use super::serving::Served;
+use super::train::{self, TrainError, TrainParams};
+use crate::core::config::Settings;
+use crate::core::db::{self, DbError};
+use crate::core::time::{Micros, now_micros};
+use crate::feature_store::PassengerRecord;
+use crate::feature_store::history::{self, resolve_service};
+use crate::feature_store::ingest::{self, CsvError};
+use crate::feature_store::offline::{OfflineError, OfflineStore};
+use crate::feature_store::registry::{
+    DEMOGRAPHICS, FeatureRegistry, FeatureServiceSpec, Kind, RegistryError as FeatureRegistryError,
+    SURVIVAL_SERVICE,
+};
+use crate::feature_store::serving::ServiceViews;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Models(#[from] RegistryError),
+    #[error(transparent)]
+    Features(#[from] FeatureRegistryError),
+    #[error(transparent)]
+    Offline(#[from] OfflineError),
+    #[error("reading {path}: {source}")]
+    Csv { path: String, source: CsvError },
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error("model version {version} cannot be served: {source}")]
+    Unservable { version: String, source: ModelError },
+    #[error(
+        "no labelled passengers to train on; pass --data PATH (a CSV with a Survived column) or a later --as-of"
+    )]
+    NoData,
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// The stores every command works on.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub pool: SqlitePool,
+    pub offline: OfflineStore,
+    pub models: ModelRegistry,
+    pub features: FeatureRegistry,
+}
+
+impl Stores {
+    /// Opens the database, applies migrations and registers the built-in feature definitions.
+    pub async fn open(settings: &Settings) -> Result<Self, LifecycleError> {
+        let pool = db::connect(&settings.database).await?;
+        let features = FeatureRegistry::new(pool.clone());
+        features.ensure_builtins().await?;
+        Ok(Self {
+            offline: OfflineStore::new(pool.clone()),
+            models: ModelRegistry::new(pool.clone()),
+            features,
+            pool,
+        })
+    }
+}
+
+/// A registered model version and what training reported.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub version: String,
+    pub artifact: ModelArtifact,
+    pub promoted: bool,
+    /// Labelled passengers left out because they had no usable features at the time.
+    pub skipped: usize,
+}
+
+async fn read_csv(path: PathBuf) -> Result<Vec<PassengerRecord>, LifecycleError> {
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || ingest::read_all(&path))
+        .await
+        .map_err(|e| LifecycleError::Task(e.to_string()))?
+        .map_err(|source| LifecycleError::Csv {
+            path: shown,
+            source,
+        })
+}
+
+/// Reads a Kaggle-format CSV and appends it to the offline history (event time: now).
+pub async fn ingest_file(
+    stores: &Stores,
+    path: &Path,
+) -> Result<Vec<PassengerRecord>, LifecycleError> {
+    let records = read_csv(path.to_path_buf()).await?;
+    let source = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let (features, labels) =
+        history::ingest(&stores.offline, &records, &source, now_micros()).await?;
+    tracing::info!(
+        path = %path.display(),
+        rows = records.len(),
+        feature_rows_written = features.written,
+        label_rows_written = labels.written,
+        unchanged = features.unchanged,
+        "ingested passengers"
+    );
+    Ok(records)
+}
+
+/// On an empty offline store, ingests the bundled `train.csv` and `test.csv`.
+pub async fn ingest_bundled(settings: &Settings, stores: &Stores) -> Result<(), LifecycleError> {
+    if stores.offline.count(DEMOGRAPHICS).await? > 0 {
+        return Ok(());
+    }
+    for path in [&settings.data.train_csv, &settings.data.test_csv] {
+        if path.is_file() {
+            ingest_file(stores, path).await?;
+        } else {
+            tracing::warn!(path = %path.display(), "bundled data not found; skipping");
+        }
+    }
+    Ok(())
+}
+
+/// The newest version of the survival feature service, resolved.
+async fn current_service(stores: &Stores) -> Result<ServiceViews, LifecycleError> {
+    let latest = stores
+        .features
+        .latest::<FeatureServiceSpec>(Kind::Service, SURVIVAL_SERVICE)
+        .await?;
+    Ok(resolve_service(&stores.features, &latest.name, latest.version).await?)
+}
+
+/// What to train on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrainingData {
+    /// Exactly the labelled rows of this CSV (which is also appended to the history).
+    File(PathBuf),
+    /// Every passenger labelled in the history as of this time, with the features it had then.
+    AsOf(Micros),
+    /// The same as of now (after filling an empty store with the bundled CSVs).
+    Latest,
+}
+
+/// Trains, registers the version, and, when `promote_by` names an actor, promotes it to
+/// `production`. Reading from the history, an empty store is first filled with the bundled
+/// CSVs.
+pub async fn train_model(
+    settings: &Settings,
+    stores: &Stores,
+    data: &TrainingData,
+    promote_by: Option<&str>,
+) -> Result<Trained, LifecycleError> {
+    let service = current_service(stores).await?;
+    let (records, as_of, skipped) = match data {
+        TrainingData::File(path) => (ingest_file(stores, path).await?, now_micros(), 0),
+        TrainingData::AsOf(_) | TrainingData::Latest => {
+            ingest_bundled(settings, stores).await?;
+            let as_of = match data {
+                TrainingData::AsOf(t) => *t,
+                _ => now_micros(),
+            };
+            let rows = history::training_rows(&stores.offline, &service, as_of).await?;
+            let skipped = rows.without_features + rows.unusable;
+            (rows.records, as_of, skipped)
+        }
+    };
+    let set = TrainingSet::from_records(&records);
+    if set.is_empty() {
+        return Err(LifecycleError::NoData);
+    }
+    let params = TrainParams::from(&settings.training);
+    let service_ref = FeatureServiceRef {
+        name: service.service.name.clone(),
+        version: service.service.version,
+    };
+    let started = std::time::Instant::now();
+    let artifact =
+        tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of))
+            .await
+            .map_err(|e| LifecycleError::Task(e.to_string()))??;
+    // Refuse to register anything that could not serve.
+    Model::from_artifact("candidate", artifact.clone())
+        .and_then(|model| Served::new(model, service))
+        .map_err(|source| LifecycleError::Unservable {
+            version: "candidate".to_owned(),
+            source,
+        })?;
+    let version = stores.models.register(&artifact).await?;
+    if let Some(actor) = promote_by {
+        let change = AliasChange {
+            action: AliasAction::Promote,
+            actor,
+            reason: "trained with --promote",
+        };
+        stores
+            .models
+            .set_alias(PRODUCTION, &version, &change)
+            .await?;
+    }
+    tracing::info!(
+        version = %version,
+        promoted = promote_by.is_some(),
+        accuracy = artifact.metrics.accuracy.mean,
+        roc_auc = artifact.metrics.roc_auc.mean,
+        seconds = started.elapsed().as_secs_f64(),
+        "trained a model"
+    );
+    Ok(Trained {
+        version,
+        artifact,
+        promoted: promote_by.is_some(),
+        skipped,
+    })
+}
+
+/// Loads a model version with the feature service it was trained on, refusing it when it is
+/// broken or this service cannot produce its features.
+pub async fn load_served(stores: &Stores, version: &str) -> Result<Served, LifecycleError> {
+    let model = stores.models.load(version).await?;
+    let wanted = model.feature_service().clone();
+    let features = resolve_service(&stores.features, &wanted.name, wanted.version)
+        .await
+        .map_err(|e| LifecycleError::Unservable {
+            version: version.to_owned(),
+            source: ModelError::FeatureService {
+                service: wanted.to_string(),
+                reason: e.to_string(),
+            },
+        })?;
+    Served::new(model, features).map_err(|source| LifecycleError::Unservable {
+        version: version.to_owned(),
+        source,
+    })
+}
+
+/// Points `alias` at `version` after checking that the version loads and can be served; a
+/// broken version is refused and the alias stays where it was. Returns the move and, for
+/// the caller to swap in, the loaded model.
+pub async fn promote(
+    stores: &Stores,
+    alias: &str,
+    version: &str,
+    change: &AliasChange<'_>,
+) -> Result<(AliasMove, Served), LifecycleError> {
+    let served = load_served(stores, version).await?;
+    let moved = stores.models.set_alias(alias, version, change).await?;
+    Ok((moved, served))
+}
+
+/// Moves `alias` back to the version it held before the current one.
+pub async fn rollback(
+    stores: &Stores,
+    alias: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<(AliasMove, Served), LifecycleError> {
+    let target = stores.models.rollback_target(alias).await?;
+    let change = AliasChange {
+        action: AliasAction::Rollback,
+        actor,
+        reason,
+    };
+    promote(stores, alias, &target, &change).await
+}
+
+/// On an empty store: ingest the bundled CSVs, then train and promote a first model.
+/// Returns the production model with its feature service.
+pub async fn bootstrap(settings: &Settings, stores: &Stores) -> Result<Served, LifecycleError> {
+    ingest_bundled(settings, stores).await?;
+    let version = match stores.models.resolve(PRODUCTION).await? {
+        Some(v) => v,
+        None => {
+            tracing::info!("no production model yet: training one");
+            train_model(settings, stores, &TrainingData::Latest, Some("bootstrap"))
+                .await?
+                .version
+        }
+    };
+    load_served(stores, &version).await
+}
