@@ -23,7 +23,7 @@ use crate::feature_store::registry::Kind;
 use crate::feature_store::serving::{FeatureServer, FeatureStoreMetrics, ServiceViews};
 use crate::ml::lifecycle::{self, Stores, Trained, bootstrap, load_served};
 use crate::ml::registry::{AliasAction, AliasChange, AliasMove};
-use crate::ml::{Model, ModelServer};
+use crate::ml::{Model, ModelServer, PRODUCTION};
 use crate::monitoring::Metrics;
 
 fn log_secret_source(source: &SecretSource) {
@@ -127,11 +127,13 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         "serving model"
     );
     models.swap(served);
-    let supervisor = tokio::spawn(supervise_online_store(
-        settings.clone(),
-        Arc::clone(&features),
-        Arc::clone(&models),
-    ));
+    let interrupted = stores.jobs.fail_interrupted().await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            jobs = interrupted,
+            "training jobs interrupted by the last stop marked failed"
+        );
+    }
     let state = AppState {
         models,
         features,
@@ -146,7 +148,9 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
             body_limit_bytes: settings.server.body_limit_bytes,
             request_timeout: Duration::from_secs(settings.server.request_timeout_secs),
         },
+        training: Arc::new(tokio::sync::Semaphore::new(1)),
     };
+    let supervisor = tokio::spawn(supervise(state.clone()));
     let server = Server::bind(
         &settings.server.host,
         settings.server.port,
@@ -159,26 +163,71 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     Ok(server.with_task(supervisor))
 }
 
-/// How often the online store is checked in the background.
+/// How often the background supervisor looks at the world.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(2);
 
-/// Keeps the online store honest without waiting for traffic: checks it every couple of
-/// seconds (so the health gauge recovers by itself), and when it answers but has lost a view
-/// (a Redis restarted without persistence), materializes that view again in full.
-async fn supervise_online_store(
-    settings: Settings,
-    features: Arc<FeatureServer>,
-    models: Arc<ModelServer>,
-) {
+/// Keeps the process in step with shared state without waiting for traffic, every couple of
+/// seconds:
+/// - the `production` alias: when another process (the CLI, another replica) moved it, the
+///   new version is loaded and swapped in; a version that does not load is refused once,
+///   loudly, and the current model keeps serving;
+/// - the online store: checked (so the health gauge recovers by itself), caught up with new
+///   offline rows, and refilled in full when it lost a view (a Redis restarted empty).
+async fn supervise(state: AppState) {
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refused: Option<String> = None;
     loop {
         tick.tick().await;
-        if features.check_online().await.is_err() {
+        follow_production_alias(&state, &mut refused).await;
+        if state.features.check_online().await.is_err() {
             continue;
         }
-        if let Some(served) = models.current() {
-            materialize_service(&settings, &features, &served.features).await;
+        if let Some(served) = state.models.current() {
+            materialize_service(&state.settings, &state.features, &served.features).await;
+        }
+    }
+}
+
+async fn follow_production_alias(state: &AppState, refused: &mut Option<String>) {
+    let target = match state.stores.models.resolve(PRODUCTION).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the production alias");
+            return;
+        }
+    };
+    let serving = state
+        .models
+        .current()
+        .map(|s| s.model.version().to_string());
+    if serving.as_deref() == Some(target.as_str()) || refused.as_deref() == Some(target.as_str()) {
+        return;
+    }
+    match load_served(&state.stores, &target).await {
+        Ok(served) => {
+            state
+                .metrics
+                .model_reloads
+                .with_label_values(&["loaded"])
+                .inc();
+            state.install(served);
+            *refused = None;
+        }
+        Err(e) => {
+            state
+                .metrics
+                .model_reloads
+                .with_label_values(&["refused"])
+                .inc();
+            tracing::error!(
+                version = %target,
+                serving = serving.as_deref().unwrap_or("none"),
+                error = %e,
+                "production alias points at a model that cannot be served; keeping the current one"
+            );
+            *refused = Some(target);
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod features;
 pub mod health;
 pub mod middleware;
+pub mod models;
 pub mod predict;
 pub mod server;
 pub mod state;
@@ -13,7 +14,7 @@ pub mod state;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -109,6 +110,22 @@ pub fn router(state: AppState) -> Router {
             write(post(features::materialize_views)),
         );
 
+    let admin = |route| guarded(&state, Some(scopes::MODELS_WRITE), route);
+    let model_routes = Router::new()
+        .route("/models", read(get(models::list)))
+        .route("/models/train", admin(post(models::train)))
+        .route("/models/jobs/{id}", read(get(models::job)))
+        .route("/models/aliases/{alias}", admin(put(models::promote)))
+        .route(
+            "/models/aliases/{alias}/history",
+            read(get(models::history)),
+        )
+        .route(
+            "/models/aliases/{alias}/rollback",
+            admin(post(models::rollback)),
+        )
+        .route("/models/{version}", read(get(models::get)));
+
     // Read top-down: the first layer sees the request first and the response last.
     let stack = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -152,6 +169,7 @@ pub fn router(state: AppState) -> Router {
 
     open.merge(predict)
         .merge(features)
+        .merge(model_routes)
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
         .layer(stack)
         .with_state(state)

@@ -7,8 +7,8 @@ use crate::core::rate_limit::RateLimiter;
 use crate::core::security::JwtKeys;
 use crate::core::shutdown::Lifecycle;
 use crate::feature_store::serving::FeatureServer;
-use crate::ml::ModelServer;
 use crate::ml::lifecycle::Stores;
+use crate::ml::{ModelServer, Served};
 use crate::monitoring::Metrics;
 
 #[derive(Clone)]
@@ -22,6 +22,23 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     pub lifecycle: Lifecycle,
     pub limits: Limits,
+    /// One training job at a time.
+    pub training: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// Serves `served` from now on (an atomic swap: requests in flight finish on the model
+    /// they started with).
+    pub fn install(&self, served: Served) {
+        let version = served.model.version().clone();
+        let previous = self.models.swap(served);
+        self.metrics.set_model_version(&version);
+        tracing::info!(
+            version = %version,
+            previous = previous.as_ref().map_or("none", |p| &**p.model.version()),
+            "now serving model"
+        );
+    }
 }
 
 /// Request limits enforced by handlers (the byte limit and timeout are layers).

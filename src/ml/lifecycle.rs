@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use sqlx::SqlitePool;
 
 use super::dataset::TrainingSet;
+use super::jobs::TrainingJobs;
 use super::model::{FeatureServiceRef, Model, ModelArtifact, ModelError};
 use super::registry::{
     AliasAction, AliasChange, AliasMove, ModelRegistry, PRODUCTION, RegistryError,
@@ -58,6 +59,7 @@ pub struct Stores {
     pub offline: OfflineStore,
     pub models: ModelRegistry,
     pub features: FeatureRegistry,
+    pub jobs: TrainingJobs,
 }
 
 impl Stores {
@@ -69,6 +71,7 @@ impl Stores {
         Ok(Self {
             offline: OfflineStore::new(pool.clone()),
             models: ModelRegistry::new(pool.clone()),
+            jobs: TrainingJobs::new(pool.clone()),
             features,
             pool,
         })

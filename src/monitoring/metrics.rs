@@ -28,6 +28,9 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// 1 for the model version being served.
     pub model_info: IntGaugeVec,
+    /// Models loaded because the production alias moved elsewhere, by outcome
+    /// (`loaded`, `refused`).
+    pub model_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -78,7 +81,15 @@ impl Metrics {
         registry.register(Box::new(predictions.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
+        let model_reloads = IntCounterVec::new(
+            Opts::new(
+                "model_reloads_total",
+                "Models loaded after the production alias moved, by outcome",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(model_info.clone()))?;
+        registry.register(Box::new(model_reloads.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -88,6 +99,7 @@ impl Metrics {
             rate_limited,
             auth_failures,
             model_info,
+            model_reloads,
         })
     }
 

@@ -7,5 +7,6 @@ mod auth;
 mod features;
 mod health;
 mod limits;
+mod models;
 mod online;
 mod predict;

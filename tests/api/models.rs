@@ -1,0 +1,362 @@
+//! The model registry over HTTP: training jobs, aliases with history, promotion and rollback
+//! that swap the served model atomically, broken models refused, and promotions made by
+//! another process picked up by the server.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use titanic::ml::registry::{AliasAction, AliasChange, ModelRegistry};
+
+use crate::helpers::{TestApp, error_of, metric, passenger};
+
+const ADMIN: &[&str] = &["models:write", "predict"];
+
+async fn train_job(app: &TestApp, promote: bool) -> String {
+    let response = app
+        .post_as(
+            "/models/train",
+            &json!({ "promote": promote }),
+            &app.token(ADMIN),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "queued");
+    assert_eq!(
+        location,
+        format!("/models/jobs/{}", body["job_id"].as_str().unwrap())
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job: Value = app
+            .get_as(&location, &["predict"])
+            .await
+            .json()
+            .await
+            .unwrap();
+        match job["status"].as_str().unwrap() {
+            "succeeded" => return job["version"].as_str().unwrap().to_owned(),
+            "failed" => panic!("training failed: {job}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "job did not finish: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn serving(app: &TestApp) -> String {
+    let body: Value = app
+        .post("/predict", &passenger())
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["model_version"].as_str().unwrap().to_owned()
+}
+
+async fn move_alias(app: &TestApp, alias: &str, version: &str) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/models/aliases/{alias}")))
+        .bearer_auth(app.token(ADMIN))
+        .json(&json!({"version": version, "reason": "test"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn train_promote_roll_back_with_history() {
+    let app = TestApp::spawn().await;
+    let list: Value = app
+        .get_as("/models", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["serving"], "v1");
+    assert_eq!(list["aliases"], json!({"production": "v1"}));
+
+    let v2 = train_job(&app, false).await;
+    assert_eq!(v2, "v2");
+    assert_eq!(serving(&app).await, "v1", "training alone does not promote");
+    let detail: Value = app
+        .get_as("/models/v2", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["artifact"]["feature_service"]["name"],
+        "titanic_survival"
+    );
+    assert!(
+        detail["artifact"]["metrics"]["accuracy"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.8
+    );
+
+    let staged = move_alias(&app, "staging", "v2").await;
+    assert_eq!(staged.status(), 200);
+    assert_eq!(serving(&app).await, "v1", "only production is served");
+
+    let promoted: Value = move_alias(&app, "production", "v2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(promoted["previous_version"], "v1");
+    assert_eq!(promoted["serving"], "v2");
+    assert_eq!(serving(&app).await, "v2", "swapped at once");
+
+    let rolled = app
+        .post_as(
+            "/models/aliases/production/rollback",
+            &json!({"reason": "regression"}),
+            &app.token(ADMIN),
+        )
+        .await;
+    assert_eq!(rolled.status(), 200);
+    let rolled: Value = rolled.json().await.unwrap();
+    assert_eq!(
+        (rolled["version"].clone(), rolled["serving"].clone()),
+        (json!("v1"), json!("v1"))
+    );
+    assert_eq!(serving(&app).await, "v1");
+    let nothing = app
+        .post_as(
+            "/models/aliases/production/rollback",
+            &json!({}),
+            &app.token(ADMIN),
+        )
+        .await;
+    assert_eq!(nothing.status(), 409);
+    assert_eq!(error_of(nothing).await.0, "conflict");
+
+    let history: Value = app
+        .get_as("/models/aliases/production/history", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events: Vec<(String, String, String)> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["version"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("promote".into(), "v1".into(), "bootstrap".into()),
+            ("promote".into(), "v2".into(), "tester".into()),
+            ("rollback".into(), "v1".into(), "tester".into()),
+        ]
+    );
+    assert_eq!(history["events"][2]["reason"], "regression");
+    assert_eq!(history["events"][2]["previous_version"], "v2");
+
+    // Errors: unknown version, bad alias, missing scope.
+    assert_eq!(move_alias(&app, "production", "v99").await.status(), 404);
+    assert_eq!(move_alias(&app, "Bad Alias!", "v1").await.status(), 422);
+    let denied = app
+        .client
+        .put(app.url("/models/aliases/production"))
+        .bearer_auth(app.token(&["predict"]))
+        .json(&json!({"version": "v2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    app.stop().await;
+}
+
+async fn db(app: &TestApp) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.dir.join("titanic.db").display()
+    ))
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn broken_models_are_refused_and_serving_continues() {
+    let app = TestApp::spawn().await;
+    let pool = db(&app).await;
+    let good: String =
+        sqlx::query_scalar("SELECT artifact FROM model_versions WHERE version = 'v1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let mut wrong_count: Value = serde_json::from_str(&good).unwrap();
+    wrong_count["coefficients"].as_array_mut().unwrap().pop();
+    let mut wrong_service: Value = serde_json::from_str(&good).unwrap();
+    wrong_service["feature_service"]["version"] = json!(42);
+    for (version, artifact) in [
+        ("v7", wrong_count.to_string()),
+        ("v8", wrong_service.to_string()),
+        ("v9", "{not json".to_owned()),
+    ] {
+        sqlx::query(
+            "INSERT INTO model_versions (version, artifact, metrics, data_hash, created_at)
+             VALUES (?1, ?2, '{}', 'sha256:x', '2026-01-01T00:00:00Z')",
+        )
+        .bind(version)
+        .bind(artifact)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let refused = move_alias(&app, "production", version).await;
+        assert_eq!(refused.status(), 422, "{version}");
+        let (_, err) = error_of(refused).await;
+        assert_eq!(
+            err["error"]["details"]["fields"][0]["field"], "version",
+            "{err}"
+        );
+    }
+    let list: Value = app
+        .get_as("/models", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["aliases"]["production"], "v1",
+        "the alias did not move"
+    );
+    assert_eq!(serving(&app).await, "v1");
+
+    // Another process points production at a broken version behind the server's back: the
+    // server refuses it, says so in its metrics, and keeps serving v1.
+    let registry = ModelRegistry::new(pool.clone());
+    let change = AliasChange {
+        action: AliasAction::Promote,
+        actor: "elsewhere",
+        reason: "",
+    };
+    registry
+        .set_alias("production", "v9", &change)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.contains(r#"titanic_model_reloads_total{outcome="refused"} 1"#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refusal recorded: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(serving(&app).await, "v1");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn promotions_by_another_process_are_picked_up() {
+    let app = TestApp::spawn().await;
+    let v2 = train_job(&app, false).await;
+    let registry = ModelRegistry::new(db(&app).await);
+    let change = AliasChange {
+        action: AliasAction::Promote,
+        actor: "cli:ops",
+        reason: "",
+    };
+    registry
+        .set_alias("production", &v2, &change)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while serving(&app).await != v2 {
+        assert!(Instant::now() < deadline, "promotion not picked up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"titanic_model_info{version="v2"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"titanic_model_info{version="v1"}"#));
+    assert!(metrics.contains(r#"titanic_model_reloads_total{outcome="loaded"} 1"#));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hot_swap_under_load_never_fails_or_mixes_versions() {
+    let app = TestApp::spawn_with(&[
+        ("TITANIC__RATE_LIMIT__PER_SECOND", "1000000"),
+        ("TITANIC__RATE_LIMIT__BURST", "1000000"),
+    ])
+    .await;
+    train_job(&app, false).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let (client, url, token, stop) = (
+            app.client.clone(),
+            app.url(if w % 2 == 0 {
+                "/predict"
+            } else {
+                "/predict/batch"
+            }),
+            app.token(&["predict"]),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut seen = std::collections::BTreeMap::<String, u32>::new();
+            let batch =
+                json!({"instances": [passenger(), {"passenger_id": 1}, {"passenger_id": 892}]});
+            let body = if w % 2 == 0 { passenger() } else { batch };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                let body: Value = response.json().await.unwrap();
+                let version = body["model_version"].as_str().unwrap().to_owned();
+                if let Some(predictions) = body["predictions"].as_array() {
+                    for p in predictions {
+                        assert_eq!(p["model_version"], body["model_version"], "mixed batch");
+                    }
+                }
+                *seen.entry(version).or_default() += 1;
+            }
+            seen
+        }));
+    }
+    for round in 0..6 {
+        let version = if round % 2 == 0 { "v2" } else { "v1" };
+        assert_eq!(move_alias(&app, "production", version).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut versions = std::collections::BTreeSet::new();
+    for w in workers {
+        for (version, n) in w.await.unwrap() {
+            assert!(n > 0);
+            versions.insert(version);
+        }
+    }
+    assert_eq!(
+        versions.into_iter().collect::<Vec<_>>(),
+        ["v1", "v2"],
+        "every response named one of the two versions, and both were served"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        metric(&metrics, "titanic_rate_limited_requests_total"),
+        Some(0.0)
+    );
+    app.stop().await;
+}
