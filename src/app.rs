@@ -23,6 +23,7 @@ use crate::feature_store::registry::Kind;
 use crate::feature_store::serving::{FeatureServer, FeatureStoreMetrics, ServiceViews};
 use crate::ml::lifecycle::{self, Stores, Trained, bootstrap, load_served};
 use crate::ml::registry::{AliasAction, AliasChange, AliasMove};
+use crate::ml::serving::ActiveExperiment;
 use crate::ml::{Model, ModelServer, PRODUCTION};
 use crate::monitoring::Metrics;
 
@@ -149,6 +150,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
             request_timeout: Duration::from_secs(settings.server.request_timeout_secs),
         },
         training: Arc::new(tokio::sync::Semaphore::new(1)),
+        pinned: moka::sync::Cache::new(8),
     };
     let supervisor = tokio::spawn(supervise(state.clone()));
     let server = Server::bind(
@@ -177,14 +179,52 @@ async fn supervise(state: AppState) {
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refused: Option<String> = None;
+    let mut refused_candidate: Option<String> = None;
     loop {
         tick.tick().await;
         follow_production_alias(&state, &mut refused).await;
+        follow_experiment(&state, &mut refused_candidate).await;
         if state.features.check_online().await.is_err() {
             continue;
         }
         if let Some(served) = state.models.current() {
             materialize_service(&state.settings, &state.features, &served.features).await;
+        }
+    }
+}
+
+async fn follow_experiment(state: &AppState, refused: &mut Option<String>) {
+    let stored = match state.stores.experiments.get().await {
+        Ok(e) => e.map(|e| e.spec),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the experiment");
+            return;
+        }
+    };
+    let active = state.models.experiment().map(|a| a.spec.clone());
+    if stored == active {
+        return;
+    }
+    let Some(spec) = stored else {
+        tracing::info!("experiment ended elsewhere");
+        state.models.set_experiment(None);
+        return;
+    };
+    if refused.as_deref() == Some(spec.version.as_str()) {
+        return;
+    }
+    match load_served(&state.stores, &spec.version).await {
+        Ok(candidate) => {
+            tracing::info!(experiment = ?spec, "following the experiment");
+            state.models.set_experiment(Some(ActiveExperiment {
+                spec,
+                candidate: Arc::new(candidate),
+            }));
+            *refused = None;
+        }
+        Err(e) => {
+            tracing::error!(version = %spec.version, error = %e, "experiment candidate cannot be served");
+            *refused = Some(spec.version);
         }
     }
 }

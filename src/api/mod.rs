@@ -8,13 +8,14 @@ pub mod health;
 pub mod middleware;
 pub mod models;
 pub mod predict;
+pub mod routing;
 pub mod server;
 pub mod state;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -115,6 +116,12 @@ pub fn router(state: AppState) -> Router {
         .route("/models", read(get(models::list)))
         .route("/models/train", admin(post(models::train)))
         .route("/models/jobs/{id}", read(get(models::job)))
+        .route(
+            "/models/experiment",
+            read(get(models::experiment))
+                .merge(admin(put(models::start_experiment)))
+                .merge(admin(delete(models::stop_experiment))),
+        )
         .route("/models/aliases/{alias}", admin(put(models::promote)))
         .route(
             "/models/aliases/{alias}/history",

@@ -17,11 +17,13 @@ use super::state::AppState;
 use crate::core::security::Claims;
 use crate::core::time::parse_rfc3339;
 use crate::feature_store::ValidationErrors;
+use crate::ml::experiment::ExperimentSpec;
 use crate::ml::jobs::{Job, TrainRequest};
 use crate::ml::lifecycle::{self, TrainingData};
 use crate::ml::registry::{
     AliasAction, AliasChange, AliasEvent, AliasMove, PRODUCTION, VersionSummary,
 };
+use crate::ml::serving::ActiveExperiment;
 
 #[derive(Debug, Serialize)]
 pub struct ModelList {
@@ -215,4 +217,59 @@ pub async fn job(
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .map(ApiJson)
         .ok_or_else(|| ApiError::NotFound(format!("no training job {id}")))
+}
+
+/// `GET /models/experiment`: the running experiment, if any.
+pub async fn experiment(State(state): State<AppState>) -> Result<ApiJson<Value>, ApiError> {
+    let stored = state
+        .stores
+        .experiments
+        .get()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let active = state.models.experiment();
+    Ok(ApiJson(json!({
+        "experiment": stored,
+        "candidate_loaded": active.map(|a| a.candidate.model.version().to_string()),
+    })))
+}
+
+/// `PUT /models/experiment`: starts or changes the experiment (the candidate must load and
+/// be servable); every replica follows within seconds.
+pub async fn start_experiment(
+    State(state): State<AppState>,
+    Extension(claims): Extension<Claims>,
+    ApiJson(spec): ApiJson<ExperimentSpec>,
+) -> Result<ApiJson<Value>, ApiError> {
+    spec.check()
+        .map_err(|e| ApiError::Validation(ValidationErrors::single("share", e)))?;
+    let candidate = lifecycle::load_served(&state.stores, &spec.version).await?;
+    let stored = state
+        .stores
+        .experiments
+        .set(&spec, &claims.sub)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    state.models.set_experiment(Some(ActiveExperiment {
+        spec,
+        candidate: std::sync::Arc::new(candidate),
+    }));
+    tracing::info!(experiment = ?stored, "experiment started");
+    Ok(ApiJson(json!({ "experiment": stored })))
+}
+
+/// `DELETE /models/experiment`: ends it; production answers everything again.
+pub async fn stop_experiment(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    let had = state
+        .stores
+        .experiments
+        .clear()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    state.models.set_experiment(None);
+    if had {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("no experiment is running".to_owned()))
+    }
 }

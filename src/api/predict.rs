@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Object};
+use super::routing::{self, Choice};
 use super::state::AppState;
 use crate::core::time::micros_to_rfc3339;
 use crate::feature_store::serving::{
@@ -17,7 +19,7 @@ use crate::feature_store::serving::{
 use crate::feature_store::{
     FEATURE_NAMES, FeatureVector, FieldError, Passenger, RawPassenger, ValidationErrors,
 };
-use crate::ml::{Model, Served};
+use crate::ml::Served;
 
 /// Per-feature contributions, serialized as `{"feature": value, ...}` without allocating.
 #[derive(Debug, Clone, Copy)]
@@ -94,24 +96,21 @@ fn subject(raw: RawPassenger) -> Result<Subject, ValidationErrors> {
     }
 }
 
-fn current(state: &AppState) -> Result<Arc<Served>, ApiError> {
-    state
-        .models
-        .current()
-        .ok_or_else(|| ApiError::Unavailable("no model is loaded yet".to_owned()))
-}
-
 fn score(
     state: &AppState,
-    model: &Model,
+    choice: &Choice,
     id: Option<i64>,
     p: &Passenger,
     features: Option<FeatureProvenance>,
 ) -> PredictionResponse {
+    let model = &choice.served.model;
     let prediction = model.predict(p);
     state
         .metrics
         .record_prediction(prediction.survived(), model.version());
+    if let Some(shadow) = &choice.shadow {
+        routing::shadow_compare(state, &shadow.model, p, &prediction);
+    }
     PredictionResponse {
         passenger_id: id,
         survived: prediction.survived(),
@@ -164,66 +163,27 @@ async fn stored(
         .collect())
 }
 
-/// `POST /predict`: one passenger's features, or `{"passenger_id": N}` for a stored one
-/// (404 when unknown).
-pub async fn predict(
-    State(state): State<AppState>,
-    ApiJson(Object(raw)): ApiJson<Object<RawPassenger>>,
-) -> Result<ApiJson<PredictionResponse>, ApiError> {
-    let subject = subject(raw)?;
-    let served = current(&state)?;
-    let response = match subject {
-        Subject::Features(id, p) => score(&state, &served.model, id, &p, None),
-        Subject::Stored(id) => {
-            let mut found = stored(&state, &served, &[id], |_| String::new()).await?;
-            match found.pop() {
-                Some(Ok(p)) => score(
-                    &state,
-                    &served.model,
-                    Some(id),
-                    &p.passenger,
-                    Some(FeatureProvenance::of(&p)),
-                ),
-                Some(Err(errors)) if errors[0].field == "passenger_id" => {
-                    return Err(ApiError::NotFound(errors[0].message.clone()));
-                }
-                Some(Err(errors)) => return Err(ApiError::Validation(ValidationErrors(errors))),
-                None => return Err(ApiError::NotFound(format!("no passenger with id {id}"))),
-            }
-        }
-    };
-    Ok(ApiJson(response))
-}
-
-/// `POST /predict/batch`: `{"instances": [...]}` scored by one model version, in order.
-/// Every invalid instance is named (`instances[3].age`, `instances[5].passenger_id`); nothing
-/// is scored unless all are valid. Stored passengers are read in one round trip per view.
-pub async fn predict_batch(
-    State(state): State<AppState>,
-    ApiJson(batch): ApiJson<BatchRequest>,
-) -> Result<ApiJson<BatchResponse>, ApiError> {
-    if batch.instances.len() > state.limits.max_batch_size {
-        return Err(ApiError::Validation(ValidationErrors::single(
-            "instances",
-            format!(
-                "at most {} instances per request, got {}",
-                state.limits.max_batch_size,
-                batch.instances.len()
-            ),
-        )));
-    }
-    let mut subjects = Vec::with_capacity(batch.instances.len());
+/// Scores passengers (inline features or stored ids) with the chosen model, in order. Every
+/// invalid input is named, with `name(i)` as the prefix of input `i` (`instances[3]`);
+/// nothing is scored unless all are valid. Stored passengers are read in one round trip per
+/// view.
+pub(crate) async fn predict_all(
+    state: &AppState,
+    choice: &Choice,
+    raws: Vec<RawPassenger>,
+    name: impl Fn(usize) -> String,
+) -> Result<Vec<PredictionResponse>, ApiError> {
+    let mut subjects = Vec::with_capacity(raws.len());
     let mut errors = Vec::new();
-    for (i, Object(raw)) in batch.instances.into_iter().enumerate() {
+    for (i, raw) in raws.into_iter().enumerate() {
         match subject(raw) {
             Ok(s) => subjects.push(s),
-            Err(e) => errors.extend(e.prefixed(&format!("instances[{i}]")).0),
+            Err(e) => errors.extend(e.prefixed(&name(i)).0),
         }
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(ValidationErrors(errors)));
     }
-    let served = current(&state)?;
     let positions: Vec<usize> = subjects
         .iter()
         .enumerate()
@@ -240,8 +200,13 @@ pub async fn predict_batch(
     let mut lookups = if ids.is_empty() {
         Vec::new()
     } else {
-        stored(&state, &served, &ids, |k| {
-            format!("instances[{}].", positions[k])
+        stored(state, &choice.served, &ids, |k| {
+            let prefix = name(positions[k]);
+            if prefix.is_empty() {
+                prefix
+            } else {
+                format!("{prefix}.")
+            }
         })
         .await?
     }
@@ -263,12 +228,60 @@ pub async fn predict_batch(
     if !errors.is_empty() {
         return Err(ApiError::Validation(ValidationErrors(errors)));
     }
-    let predictions = resolved
+    Ok(resolved
         .into_iter()
-        .map(|(id, p, provenance)| score(&state, &served.model, id, &p, provenance))
-        .collect();
+        .map(|(id, p, provenance)| score(state, choice, id, &p, provenance))
+        .collect())
+}
+
+/// `POST /predict`: one passenger's features, or `{"passenger_id": N}` for a stored one
+/// (404 when unknown). The model is production, the experiment's candidate, or the version
+/// named by the `x-model-version` header.
+pub async fn predict(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(Object(raw)): ApiJson<Object<RawPassenger>>,
+) -> Result<ApiJson<PredictionResponse>, ApiError> {
+    let choice = routing::choose(&state, &headers, None).await?;
+    let stored_id = raw.passenger_id.filter(|_| raw.has_no_features());
+    match predict_all(&state, &choice, vec![raw], |_| String::new()).await {
+        Ok(mut predictions) => predictions
+            .pop()
+            .map(ApiJson)
+            .ok_or_else(|| ApiError::Internal("no prediction".to_owned())),
+        // A single unknown id is a missing resource, not invalid input.
+        Err(ApiError::Validation(errors))
+            if stored_id.is_some()
+                && errors.0.len() == 1
+                && errors.0[0].field == "passenger_id" =>
+        {
+            Err(ApiError::NotFound(errors.0[0].message.clone()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /predict/batch`: `{"instances": [...]}` scored by one model version, in order.
+pub async fn predict_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(batch): ApiJson<BatchRequest>,
+) -> Result<ApiJson<BatchResponse>, ApiError> {
+    if batch.instances.len() > state.limits.max_batch_size {
+        return Err(ApiError::Validation(ValidationErrors::single(
+            "instances",
+            format!(
+                "at most {} instances per request, got {}",
+                state.limits.max_batch_size,
+                batch.instances.len()
+            ),
+        )));
+    }
+    let choice = routing::choose(&state, &headers, None).await?;
+    let raws = batch.instances.into_iter().map(|Object(r)| r).collect();
+    let predictions = predict_all(&state, &choice, raws, |i| format!("instances[{i}]")).await?;
     Ok(ApiJson(BatchResponse {
-        model_version: Arc::clone(served.model.version()),
+        model_version: Arc::clone(choice.served.model.version()),
         predictions,
     }))
 }

@@ -24,6 +24,8 @@ pub struct AppState {
     pub limits: Limits,
     /// One training job at a time.
     pub training: Arc<tokio::sync::Semaphore>,
+    /// Models of versions pinned by requests, loaded on first use.
+    pub pinned: moka::sync::Cache<String, Arc<Served>>,
 }
 
 impl AppState {

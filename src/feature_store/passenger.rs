@@ -173,8 +173,12 @@ impl ValidationErrors {
         }])
     }
 
-    /// Qualifies every field name, e.g. `instances[3]` + `age` -> `instances[3].age`.
+    /// Qualifies every field name, e.g. `instances[3]` + `age` -> `instances[3].age`
+    /// (an empty prefix leaves the names alone).
     pub fn prefixed(self, prefix: &str) -> Self {
+        if prefix.is_empty() {
+            return self;
+        }
         Self(
             self.0
                 .into_iter()

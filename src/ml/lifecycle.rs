@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use sqlx::SqlitePool;
 
 use super::dataset::TrainingSet;
+use super::experiment::ExperimentStore;
 use super::jobs::TrainingJobs;
 use super::model::{FeatureServiceRef, Model, ModelArtifact, ModelError};
 use super::registry::{
@@ -60,6 +61,7 @@ pub struct Stores {
     pub models: ModelRegistry,
     pub features: FeatureRegistry,
     pub jobs: TrainingJobs,
+    pub experiments: ExperimentStore,
 }
 
 impl Stores {
@@ -72,6 +74,7 @@ impl Stores {
             offline: OfflineStore::new(pool.clone()),
             models: ModelRegistry::new(pool.clone()),
             jobs: TrainingJobs::new(pool.clone()),
+            experiments: ExperimentStore::new(pool.clone()),
             features,
             pool,
         })

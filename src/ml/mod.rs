@@ -4,6 +4,7 @@
 
 pub mod dataset;
 pub mod evaluation;
+pub mod experiment;
 pub mod jobs;
 pub mod lifecycle;
 pub mod model;

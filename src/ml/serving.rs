@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+use super::experiment::ExperimentSpec;
 use super::model::{Model, ModelError};
 use crate::feature_store::serving::ServiceViews;
 
@@ -34,9 +35,17 @@ impl Served {
     }
 }
 
+/// The running experiment with its loaded candidate.
+#[derive(Debug)]
+pub struct ActiveExperiment {
+    pub spec: ExperimentSpec,
+    pub candidate: Arc<Served>,
+}
+
 #[derive(Debug, Default)]
 pub struct ModelServer {
     current: ArcSwapOption<Served>,
+    experiment: ArcSwapOption<ActiveExperiment>,
 }
 
 impl ModelServer {
@@ -52,6 +61,15 @@ impl ModelServer {
     /// The model to use for one request, or `None` before the first load.
     pub fn current(&self) -> Option<Arc<Served>> {
         self.current.load_full()
+    }
+
+    /// Starts (or replaces, or with `None` ends) the experiment.
+    pub fn set_experiment(&self, experiment: Option<ActiveExperiment>) {
+        self.experiment.store(experiment.map(Arc::new));
+    }
+
+    pub fn experiment(&self) -> Option<Arc<ActiveExperiment>> {
+        self.experiment.load_full()
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Metrics {
     /// Models loaded because the production alias moved elsewhere, by outcome
     /// (`loaded`, `refused`).
     pub model_reloads: IntCounterVec,
+    /// Shadow predictions by candidate version and whether they agreed with production.
+    pub shadow_predictions: IntCounterVec,
+    /// |candidate probability - production probability| of shadow predictions.
+    pub shadow_delta: HistogramVec,
 }
 
 impl Metrics {
@@ -90,6 +94,23 @@ impl Metrics {
         )?;
         registry.register(Box::new(model_info.clone()))?;
         registry.register(Box::new(model_reloads.clone()))?;
+        let shadow_predictions = IntCounterVec::new(
+            Opts::new(
+                "shadow_predictions_total",
+                "Shadow predictions by candidate version and agreement with production",
+            ),
+            &["candidate", "agreement"],
+        )?;
+        let shadow_delta = HistogramVec::new(
+            HistogramOpts::new(
+                "shadow_probability_delta",
+                "Absolute difference between candidate and production probabilities",
+            )
+            .buckets(vec![0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]),
+            &["candidate"],
+        )?;
+        registry.register(Box::new(shadow_predictions.clone()))?;
+        registry.register(Box::new(shadow_delta.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -100,6 +121,8 @@ impl Metrics {
             auth_failures,
             model_info,
             model_reloads,
+            shadow_predictions,
+            shadow_delta,
         })
     }
 
@@ -118,6 +141,16 @@ impl Metrics {
     pub fn set_model_version(&self, version: &str) {
         self.model_info.reset();
         self.model_info.with_label_values(&[version]).set(1);
+    }
+
+    pub fn record_shadow(&self, candidate: &str, agree: bool, delta: f64) {
+        let agreement = if agree { "agree" } else { "disagree" };
+        self.shadow_predictions
+            .with_label_values(&[candidate, agreement])
+            .inc();
+        self.shadow_delta
+            .with_label_values(&[candidate])
+            .observe(delta);
     }
 
     pub fn record_prediction(&self, survived: bool, version: &str) {

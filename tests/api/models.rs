@@ -360,3 +360,127 @@ async fn hot_swap_under_load_never_fails_or_mixes_versions() {
     );
     app.stop().await;
 }
+
+async fn put_experiment(app: &TestApp, body: Value) -> reqwest::Response {
+    app.client
+        .put(app.url("/models/experiment"))
+        .bearer_auth(app.token(ADMIN))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn versions_answering(app: &TestApp, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        *seen.entry(serving(app).await).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn experiments_canary_shadow_and_pinned_versions() {
+    let app = TestApp::spawn_with(&[
+        ("TITANIC__RATE_LIMIT__PER_SECOND", "1000000"),
+        ("TITANIC__RATE_LIMIT__BURST", "1000000"),
+    ])
+    .await;
+    let v2 = train_job(&app, false).await;
+
+    // A header pins any registered version for one request.
+    let pinned = app
+        .client
+        .post(app.url("/predict"))
+        .bearer_auth(app.token(&["predict"]))
+        .header("x-model-version", &v2)
+        .json(&passenger())
+        .send()
+        .await
+        .unwrap();
+    let body: Value = pinned.json().await.unwrap();
+    assert_eq!(body["model_version"], "v2");
+    let unknown = app
+        .client
+        .post(app.url("/predict"))
+        .bearer_auth(app.token(&["predict"]))
+        .header("x-model-version", "v404")
+        .json(&passenger())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // Canary: the candidate answers its share.
+    let bad = put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 0})).await;
+    assert_eq!(bad.status(), 422);
+    let started =
+        put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 0.5})).await;
+    assert_eq!(started.status(), 200);
+    let seen = versions_answering(&app, 200).await;
+    assert!(
+        seen["v1"] > 40 && seen["v2"] > 40,
+        "about half each: {seen:?}"
+    );
+    put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 1.0})).await;
+    assert_eq!(
+        versions_answering(&app, 20)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["v2"]
+    );
+
+    // Shadow: production answers everything; the candidate's answers are only compared.
+    let shadow = put_experiment(&app, json!({"mode": "shadow", "version": v2})).await;
+    assert_eq!(shadow.status(), 200);
+    assert_eq!(
+        versions_answering(&app, 30)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["v1"]
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let compared: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("titanic_shadow_predictions_total{agreement="))
+        .filter(|l| l.contains(r#"candidate="v2""#))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(compared, 30.0, "{metrics}");
+    assert!(metrics.contains(r#"titanic_shadow_probability_delta_count{candidate="v2"} 30"#));
+    let state: Value = app
+        .get_as("/models/experiment", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["experiment"]["mode"], "shadow");
+    assert_eq!(state["experiment"]["updated_by"], "tester");
+
+    let ended = app
+        .client
+        .delete(app.url("/models/experiment"))
+        .bearer_auth(app.token(ADMIN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    assert_eq!(
+        versions_answering(&app, 10)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["v1"]
+    );
+    let again = app
+        .client
+        .delete(app.url("/models/experiment"))
+        .bearer_auth(app.token(ADMIN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    app.stop().await;
+}
