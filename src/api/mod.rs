@@ -7,6 +7,7 @@ pub mod features;
 pub mod health;
 pub mod middleware;
 pub mod models;
+pub mod oip;
 pub mod predict;
 pub mod routing;
 pub mod server;
@@ -133,6 +134,28 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/models/{version}", read(get(models::get)));
 
+    let predict_scope = |route| guarded(&state, Some(scopes::PREDICT), route);
+    let oip_routes = Router::new()
+        .route("/v2", get(oip::server_metadata))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/models/{model}", read(get(oip::model_metadata)))
+        .route("/v2/models/{model}/ready", read(get(oip::model_ready)))
+        .route("/v2/models/{model}/infer", predict_scope(post(oip::infer)))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            read(get(oip::version_metadata)),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            read(get(oip::version_ready)),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            predict_scope(post(oip::infer_version)),
+        )
+        .layer(axum::middleware::from_fn(oip::oip_errors));
+
     // Read top-down: the first layer sees the request first and the response last.
     let stack = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -177,6 +200,7 @@ pub fn router(state: AppState) -> Router {
     open.merge(predict)
         .merge(features)
         .merge(model_routes)
+        .merge(oip_routes)
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })
         .layer(stack)
         .with_state(state)

@@ -8,5 +8,6 @@ mod features;
 mod health;
 mod limits;
 mod models;
+mod oip;
 mod online;
 mod predict;
