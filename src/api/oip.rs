@@ -381,7 +381,7 @@ async fn infer_with(
         .collect();
     let mut response = json!({
         "model_name": MODEL,
-        "model_version": &*choice.served.model.version(),
+        "model_version": choice.served.model.version().as_ref(),
         "outputs": outputs,
     });
     if let Some(id) = request.id {
