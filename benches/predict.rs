@@ -20,6 +20,7 @@ fn model() -> (Model, Vec<Passenger>) {
         folds: 5,
         seed: 42,
         alpha: 1.0,
+        alpha_grid: Vec::new(),
         max_iterations: 1000,
     };
     let service = FeatureServiceRef {

@@ -486,6 +486,23 @@ pub fn training_report(t: &Trained) -> String {
         "  log_loss  {:.4} ± {:.4}",
         m.log_loss.mean, m.log_loss.std
     );
+    let _ = writeln!(s, "  brier     {:.4} ± {:.4}", m.brier.mean, m.brier.std);
+    let alphas: Vec<String> = m.per_fold.iter().map(|f| format!("{}", f.alpha)).collect();
+    let _ = writeln!(
+        s,
+        "L2 alpha per fold (inner cross-validation): {}; final model: {}",
+        alphas.join(", "),
+        t.artifact.params.alpha
+    );
+    let _ = writeln!(s, "calibration of out-of-fold predictions:");
+    let _ = writeln!(s, "  predicted     count  mean predicted  observed");
+    for bin in m.calibration.iter().filter(|b| b.count > 0) {
+        let _ = writeln!(
+            s,
+            "  {:.1} - {:.1}  {:>7}  {:>14.3}  {:>8.3}",
+            bin.lower, bin.upper, bin.count, bin.mean_predicted, bin.observed_rate
+        );
+    }
     s
 }
 

@@ -136,6 +136,7 @@ pub struct TrainingSettings {
     pub folds: usize,
     pub seed: u64,
     pub alpha: f64,
+    pub alpha_grid: Vec<f64>,
     pub max_iterations: u64,
 }
 
@@ -218,7 +219,10 @@ impl Settings {
         if self.training.folds < 2 {
             return invalid("training.folds", "must be at least 2");
         }
-        if !(self.training.alpha.is_finite() && self.training.alpha >= 0.0) {
+        if !std::iter::once(&self.training.alpha)
+            .chain(&self.training.alpha_grid)
+            .all(|a| a.is_finite() && *a >= 0.0)
+        {
             return invalid("training.alpha", "must be a finite number >= 0");
         }
         Ok(())

@@ -38,6 +38,57 @@ pub fn log_loss(labels: &[bool], probabilities: &[f64]) -> f64 {
     total / labels.len() as f64
 }
 
+/// Mean squared difference between probability and outcome (0 is perfect, 0.25 is a coin).
+pub fn brier(labels: &[bool], probabilities: &[f64]) -> f64 {
+    if labels.is_empty() {
+        return f64::NAN;
+    }
+    let total: f64 = labels
+        .iter()
+        .zip(probabilities)
+        .map(|(y, p)| (p - if *y { 1.0 } else { 0.0 }).powi(2))
+        .sum();
+    total / labels.len() as f64
+}
+
+/// One bin of a calibration table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: usize,
+    /// Mean predicted probability in the bin (NaN-free: 0 when empty).
+    pub mean_predicted: f64,
+    /// Share of positives in the bin (0 when empty).
+    pub observed_rate: f64,
+}
+
+/// Calibration in `bins` equal-width probability bins (the last includes 1.0).
+pub fn calibration(labels: &[bool], probabilities: &[f64], bins: usize) -> Vec<CalibrationBin> {
+    let bins = bins.max(1);
+    let mut sums = vec![(0usize, 0.0f64, 0usize); bins];
+    for (y, p) in labels.iter().zip(probabilities) {
+        let b = ((p * bins as f64) as usize).min(bins - 1);
+        sums[b].0 += 1;
+        sums[b].1 += p;
+        sums[b].2 += usize::from(*y);
+    }
+    sums.iter()
+        .enumerate()
+        .map(|(b, &(count, sum_p, positives))| CalibrationBin {
+            lower: b as f64 / bins as f64,
+            upper: (b + 1) as f64 / bins as f64,
+            count,
+            mean_predicted: if count > 0 { sum_p / count as f64 } else { 0.0 },
+            observed_rate: if count > 0 {
+                positives as f64 / count as f64
+            } else {
+                0.0
+            },
+        })
+        .collect()
+}
+
 /// Area under the ROC curve: the probability that a random positive scores above a random
 /// negative, ties counting one half (the Mann-Whitney U statistic with mid-ranks).
 /// NaN when either class is absent.
@@ -92,16 +143,21 @@ pub struct FoldMetrics {
     pub accuracy: f64,
     pub roc_auc: f64,
     pub log_loss: f64,
+    pub brier: f64,
     pub rows: usize,
+    /// The regularization strength chosen for this fold by the inner cross-validation.
+    pub alpha: f64,
 }
 
 impl FoldMetrics {
-    pub fn compute(labels: &[bool], probabilities: &[f64]) -> Self {
+    pub fn compute(labels: &[bool], probabilities: &[f64], alpha: f64) -> Self {
         Self {
             accuracy: accuracy(labels, probabilities),
             roc_auc: roc_auc(labels, probabilities),
             log_loss: log_loss(labels, probabilities),
+            brier: brier(labels, probabilities),
             rows: labels.len(),
+            alpha,
         }
     }
 }
@@ -128,12 +184,22 @@ pub struct CvMetrics {
     pub accuracy: Summary,
     pub roc_auc: Summary,
     pub log_loss: Summary,
+    pub brier: Summary,
     pub per_fold: Vec<FoldMetrics>,
+    /// Calibration of the pooled out-of-fold predictions, in 10 bins.
+    pub calibration: Vec<CalibrationBin>,
 }
 
 impl CvMetrics {
-    pub fn from_folds(seed: u64, per_fold: Vec<FoldMetrics>) -> Self {
+    /// Summaries of the folds, and calibration of the pooled out-of-fold predictions.
+    pub fn from_folds(
+        seed: u64,
+        per_fold: Vec<FoldMetrics>,
+        out_of_fold: (&[bool], &[f64]),
+    ) -> Self {
         Self {
+            brier: Summary::of(per_fold.iter().map(|f| f.brier)),
+            calibration: calibration(out_of_fold.0, out_of_fold.1, 10),
             folds: per_fold.len(),
             seed,
             accuracy: Summary::of(per_fold.iter().map(|f| f.accuracy)),
@@ -226,6 +292,19 @@ mod tests {
         }
         assert_eq!(folds, stratified_kfold(&labels, 5, 7), "deterministic");
         assert_ne!(folds, stratified_kfold(&labels, 5, 8), "seed matters");
+    }
+
+    #[test]
+    fn brier_and_calibration_match_hand_values() {
+        // ((0.8-1)^2 + (0.4-0)^2) / 2 = (0.04 + 0.16) / 2
+        assert!(close(brier(&[true, false], &[0.8, 0.4]), 0.1));
+        let table = calibration(&[true, false, true, true], &[0.05, 0.08, 0.95, 1.0], 10);
+        assert_eq!(table.len(), 10);
+        assert_eq!((table[0].count, table[9].count), (2, 2));
+        assert!(close(table[0].mean_predicted, 0.065) && close(table[0].observed_rate, 0.5));
+        assert!(close(table[9].mean_predicted, 0.975) && close(table[9].observed_rate, 1.0));
+        assert_eq!(table[5].count, 0);
+        assert_eq!(table.iter().map(|b| b.count).sum::<usize>(), 4);
     }
 
     #[test]

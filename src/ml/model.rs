@@ -255,9 +255,10 @@ pub(crate) mod tests_support {
                 folds: 5,
                 seed: 1,
                 alpha: 1.0,
+                alpha_grid: Vec::new(),
                 max_iterations: 10,
             },
-            metrics: CvMetrics::from_folds(1, vec![]),
+            metrics: CvMetrics::from_folds(1, vec![], (&[], &[])),
             training: TrainingInfo {
                 rows: 1,
                 positives: 1,

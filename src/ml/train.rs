@@ -14,11 +14,16 @@ use crate::core::time::{Micros, micros_to_rfc3339, now_rfc3339};
 use crate::feature_store::{FEATURE_NAMES, N_FEATURES, Passenger, Preprocessing};
 
 /// Hyperparameters and evaluation settings, stored with the artifact.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainParams {
     pub folds: usize,
     pub seed: u64,
+    /// The L2 penalty used; with a grid, the one chosen by cross-validation on all rows.
     pub alpha: f64,
+    /// Candidate penalties, chosen among by an inner cross-validation (nested inside each
+    /// evaluation fold). Empty or one value: `alpha` is used as is.
+    #[serde(default)]
+    pub alpha_grid: Vec<f64>,
     pub max_iterations: u64,
 }
 
@@ -28,6 +33,7 @@ impl From<&TrainingSettings> for TrainParams {
             folds: s.folds,
             seed: s.seed,
             alpha: s.alpha,
+            alpha_grid: s.alpha_grid.clone(),
             max_iterations: s.max_iterations,
         }
     }
@@ -43,10 +49,11 @@ pub enum TrainError {
     NonFinite,
 }
 
-/// Fits preprocessing and logistic regression on the given rows only.
+/// Fits preprocessing and logistic regression on the given rows only, with penalty `alpha`.
 pub fn fit(
     passengers: &[&Passenger],
     labels: &[bool],
+    alpha: f64,
     params: &TrainParams,
 ) -> Result<Scorer, TrainError> {
     let positives = labels.iter().filter(|y| **y).count();
@@ -66,7 +73,7 @@ pub fn fit(
     let targets = Array1::from(labels.to_vec());
     let dataset = Dataset::new(records, targets);
     let model = LogisticRegression::default()
-        .alpha(params.alpha)
+        .alpha(alpha)
         .max_iterations(params.max_iterations)
         .fit(&dataset)
         .map_err(|e| TrainError::Fit(e.to_string()))?;
@@ -87,32 +94,87 @@ pub fn fit(
     })
 }
 
-/// Stratified k-fold cross-validation. Everything learned from data (imputation statistics,
-/// scaling, coefficients) is fitted inside each training fold, so nothing leaks from the
-/// held-out fold.
-pub fn cross_validate(set: &TrainingSet, params: &TrainParams) -> Result<CvMetrics, TrainError> {
-    let folds = stratified_kfold(&set.labels, params.folds, params.seed);
-    let mut in_test = vec![usize::MAX; set.len()];
+/// Out-of-fold probabilities of a stratified k-fold split of the rows, each fold's model
+/// fitted with the penalty `choose` picks from that fold's training rows alone.
+fn out_of_fold(
+    passengers: &[&Passenger],
+    labels: &[bool],
+    params: &TrainParams,
+    seed: u64,
+    choose: &dyn Fn(&[&Passenger], &[bool]) -> Result<f64, TrainError>,
+) -> Result<(Vec<f64>, Vec<FoldMetrics>), TrainError> {
+    let folds = stratified_kfold(labels, params.folds, seed);
+    let mut in_test = vec![usize::MAX; labels.len()];
     for (k, fold) in folds.iter().enumerate() {
         for &i in fold {
             in_test[i] = k;
         }
     }
+    let mut probabilities = vec![0.0; labels.len()];
     let mut per_fold = Vec::with_capacity(folds.len());
     for (k, test) in folds.iter().enumerate() {
-        let (train_x, train_y): (Vec<&Passenger>, Vec<bool>) = (0..set.len())
+        let (train_x, train_y): (Vec<&Passenger>, Vec<bool>) = (0..labels.len())
             .filter(|&i| in_test[i] != k)
-            .map(|i| (&set.passengers[i], set.labels[i]))
+            .map(|i| (passengers[i], labels[i]))
             .unzip();
-        let fitted = fit(&train_x, &train_y, params)?;
-        let test_y: Vec<bool> = test.iter().map(|&i| set.labels[i]).collect();
+        let alpha = choose(&train_x, &train_y)?;
+        let fitted = fit(&train_x, &train_y, alpha, params)?;
+        let test_y: Vec<bool> = test.iter().map(|&i| labels[i]).collect();
         let test_p: Vec<f64> = test
             .iter()
-            .map(|&i| fitted.probability(&set.passengers[i]))
+            .map(|&i| fitted.probability(passengers[i]))
             .collect();
-        per_fold.push(FoldMetrics::compute(&test_y, &test_p));
+        for (&i, &p) in test.iter().zip(&test_p) {
+            probabilities[i] = p;
+        }
+        per_fold.push(FoldMetrics::compute(&test_y, &test_p, alpha));
     }
-    Ok(CvMetrics::from_folds(params.seed, per_fold))
+    Ok((probabilities, per_fold))
+}
+
+/// The penalty of the grid with the lowest cross-validated log loss on these rows (the
+/// configured `alpha` without a grid).
+pub fn select_alpha(
+    passengers: &[&Passenger],
+    labels: &[bool],
+    params: &TrainParams,
+) -> Result<f64, TrainError> {
+    if params.alpha_grid.len() <= 1 {
+        return Ok(params.alpha_grid.first().copied().unwrap_or(params.alpha));
+    }
+    let mut best = (f64::INFINITY, params.alpha);
+    for &alpha in &params.alpha_grid {
+        let fixed = move |_: &[&Passenger], _: &[bool]| Ok(alpha);
+        // A different split than the outer one.
+        let (p, _) = out_of_fold(
+            passengers,
+            labels,
+            params,
+            params.seed.wrapping_add(1),
+            &fixed,
+        )?;
+        let loss = crate::ml::evaluation::log_loss(labels, &p);
+        if loss < best.0 {
+            best = (loss, alpha);
+        }
+    }
+    Ok(best.1)
+}
+
+/// Stratified k-fold cross-validation. Everything learned from data (imputation statistics,
+/// scaling, the penalty, coefficients) is fitted inside each training fold, so nothing leaks
+/// from the held-out fold; choosing the penalty is itself cross-validated inside the fold
+/// (nested cross-validation).
+pub fn cross_validate(set: &TrainingSet, params: &TrainParams) -> Result<CvMetrics, TrainError> {
+    let passengers: Vec<&Passenger> = set.passengers.iter().collect();
+    let choose = |x: &[&Passenger], y: &[bool]| select_alpha(x, y, params);
+    let (probabilities, per_fold) =
+        out_of_fold(&passengers, &set.labels, params, params.seed, &choose)?;
+    Ok(CvMetrics::from_folds(
+        params.seed,
+        per_fold,
+        (&set.labels, &probabilities),
+    ))
 }
 
 /// Cross-validates, then fits on every row and packages the artifact, recording the feature
@@ -132,7 +194,8 @@ pub fn train(
     }
     let metrics = cross_validate(set, params)?;
     let all: Vec<&Passenger> = set.passengers.iter().collect();
-    let fitted = fit(&all, &set.labels, params)?;
+    let alpha = select_alpha(&all, &set.labels, params)?;
+    let fitted = fit(&all, &set.labels, alpha, params)?;
     Ok(ModelArtifact {
         format_version: ARTIFACT_FORMAT,
         algorithm: "logistic_regression (linfa-logistic, L2)".to_owned(),
@@ -141,7 +204,10 @@ pub fn train(
         coefficients: fitted.coefficients.to_vec(),
         intercept: fitted.intercept,
         preprocessing: fitted.preprocessing,
-        params: *params,
+        params: TrainParams {
+            alpha,
+            ..params.clone()
+        },
         metrics,
         training: TrainingInfo {
             rows: set.len(),
@@ -177,6 +243,7 @@ mod tests {
             folds: 5,
             seed: 42,
             alpha: 1.0,
+            alpha_grid: Vec::new(),
             max_iterations: 1000,
         }
     }
@@ -210,7 +277,7 @@ mod tests {
         // Serving reproduces the training-time scorer exactly.
         let model = Model::from_artifact("v-test", artifact.clone()).unwrap();
         let all: Vec<&Passenger> = set.passengers.iter().collect();
-        let scorer = fit(&all, &set.labels, &params()).unwrap();
+        let scorer = fit(&all, &set.labels, 1.0, &params()).unwrap();
         for p in &set.passengers[..50] {
             assert_eq!(model.predict(p).probability, scorer.probability(p));
         }
@@ -222,6 +289,31 @@ mod tests {
             .collect();
         let acc = crate::ml::evaluation::accuracy(&set.labels, &probs);
         assert!(acc > 0.8 && acc < 0.9, "{acc}");
+    }
+
+    #[test]
+    fn nested_cross_validation_chooses_the_penalty_inside_each_fold() {
+        let set = bundled();
+        let grid = TrainParams {
+            alpha_grid: vec![0.3, 1000.0],
+            ..params()
+        };
+        let m = cross_validate(&set, &grid).unwrap();
+        assert_eq!(m.per_fold.len(), 5);
+        // A penalty of 1000 flattens the model; the inner CV never picks it.
+        assert!(
+            m.per_fold.iter().all(|f| f.alpha < 1000.0),
+            "{:?}",
+            m.per_fold
+        );
+        assert!(m.accuracy.mean >= 0.80, "{m:?}");
+        assert!(m.brier.mean > 0.0 && m.brier.mean < 0.16, "{m:?}");
+        let counted: usize = m.calibration.iter().map(|b| b.count).sum();
+        assert_eq!(counted, 891, "every row is out of fold exactly once");
+        // The chosen penalty is recorded in the artifact.
+        let artifact = train(&set, &grid, service(), 0).unwrap();
+        assert_eq!(artifact.params.alpha, 0.3);
+        assert_eq!(artifact.params.alpha_grid, grid.alpha_grid);
     }
 
     #[test]
