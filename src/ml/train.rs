@@ -94,6 +94,9 @@ pub fn fit(
     })
 }
 
+/// Picks the L2 penalty from a fold's training rows.
+type ChoosePenalty<'a> = dyn Fn(&[&Passenger], &[bool]) -> Result<f64, TrainError> + 'a;
+
 /// Out-of-fold probabilities of a stratified k-fold split of the rows, each fold's model
 /// fitted with the penalty `choose` picks from that fold's training rows alone.
 fn out_of_fold(
@@ -101,7 +104,7 @@ fn out_of_fold(
     labels: &[bool],
     params: &TrainParams,
     seed: u64,
-    choose: &dyn Fn(&[&Passenger], &[bool]) -> Result<f64, TrainError>,
+    choose: &ChoosePenalty<'_>,
 ) -> Result<(Vec<f64>, Vec<FoldMetrics>), TrainError> {
     let folds = stratified_kfold(labels, params.folds, seed);
     let mut in_test = vec![usize::MAX; labels.len()];
