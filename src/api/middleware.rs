@@ -98,6 +98,32 @@ pub async fn close_when_draining(
     response
 }
 
+/// True for a streamed CSV body (`POST /predict/batch` with `Content-Type: text/csv`), which
+/// is read in bounded chunks and so not held to the body limit.
+pub fn is_csv(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/csv"))
+}
+
+/// Refuses bodies over `limit` bytes with 413: at once when `Content-Length` says so,
+/// otherwise when reading passes the limit. Streamed CSV bodies are exempt.
+pub async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    if is_csv(req.headers()) {
+        return next.run(req).await;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
+}
+
 fn bearer(req: &Request) -> Result<&str, TokenError> {
     let value = req
         .headers()

@@ -12,13 +12,13 @@ pub mod predict;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod stream;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
@@ -194,7 +194,10 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             state.limits.request_timeout,
         ))
-        .layer(RequestBodyLimitLayer::new(state.limits.body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.limits.body_limit_bytes,
+            middleware::limit_body,
+        ))
         .layer(DefaultBodyLimit::max(state.limits.body_limit_bytes));
 
     open.merge(predict)

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -261,12 +262,17 @@ pub async fn predict(
     }
 }
 
-/// `POST /predict/batch`: `{"instances": [...]}` scored by one model version, in order.
+/// `POST /predict/batch`: `{"instances": [...]}` scored by one model version, in order; or,
+/// with `Content-Type: text/csv`, a streamed Kaggle-format CSV of any size.
 pub async fn predict_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(batch): ApiJson<BatchRequest>,
-) -> Result<ApiJson<BatchResponse>, ApiError> {
+    req: Request,
+) -> Result<Response, ApiError> {
+    if super::middleware::is_csv(&headers) {
+        return super::stream::predict_csv(state, &headers, req.into_body()).await;
+    }
+    let ApiJson(batch) = ApiJson::<BatchRequest>::from_request(req, &state).await?;
     if batch.instances.len() > state.limits.max_batch_size {
         return Err(ApiError::Validation(ValidationErrors::single(
             "instances",
@@ -283,5 +289,6 @@ pub async fn predict_batch(
     Ok(ApiJson(BatchResponse {
         model_version: Arc::clone(choice.served.model.version()),
         predictions,
-    }))
+    })
+    .into_response())
 }

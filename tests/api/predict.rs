@@ -217,3 +217,83 @@ async fn batch_names_the_bad_instances() {
     assert_eq!(response.status(), 422);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn batch_streams_csv_of_any_size_in_order() {
+    let app = TestApp::spawn().await;
+    // 30,000 rows (about 2 MB): twice the JSON body limit, so only streaming can take it.
+    let test_csv =
+        std::fs::read_to_string(crate::helpers::repo().join("data/titanic/test.csv")).unwrap();
+    let mut lines = test_csv.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let mut body = format!("{header}\n");
+    for i in 0..30_000 {
+        let row = rows[i % rows.len()];
+        let rest = &row[row.find(',').unwrap()..];
+        body.push_str(&format!("{}{rest}\n", 100_000 + i));
+    }
+    assert!(body.len() > 2 * 1024 * 1024 - 200_000);
+    let response = app
+        .client
+        .post(app.url("/predict/batch"))
+        .bearer_auth(app.token(&["predict"]))
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert_eq!(response.headers()["x-model-version"], "v1");
+    let text = response.text().await.unwrap();
+    let out: Vec<&str> = text.lines().collect();
+    assert_eq!(out[0], "PassengerId,Survived,Probability");
+    assert_eq!(out.len(), 30_001);
+    for (i, line) in out[1..].iter().enumerate() {
+        assert!(line.starts_with(&format!("{},", 100_000 + i)), "{line}");
+    }
+    // The first row is test.csv's passenger 892: the same answer as /predict.
+    let single: Value = app
+        .post("/predict", &json!({"passenger_id": 892}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let p: f64 = out[1].rsplit(',').next().unwrap().parse().unwrap();
+    assert!((p - single["probability"].as_f64().unwrap()).abs() < 1e-6);
+
+    // A bad header is refused before anything is sent; a bad row ends the stream with an
+    // error line naming it.
+    let bad_header = app
+        .client
+        .post(app.url("/predict/batch"))
+        .bearer_auth(app.token(&["predict"]))
+        .header("content-type", "text/csv")
+        .body("PassengerId,Pclass\n1,3\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_header.status(), 422);
+    let bad_row = format!(
+        "{header}\n{}\n893,3,\"X, Mr. Y\",male,old,0,0,1,7,,S\n",
+        rows[0]
+    );
+    let response = app
+        .client
+        .post(app.url("/predict/batch"))
+        .bearer_auth(app.token(&["predict"]))
+        .header("content-type", "text/csv")
+        .body(bad_row)
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(last.starts_with("error: line 3: column Age"), "{text}");
+    assert_eq!(text.lines().count(), 3);
+    app.stop().await;
+}
