@@ -9,7 +9,7 @@ use super::offline::OfflineError;
 use super::online::{OnlineError, OnlineRow, ViewKey};
 use super::registry::{FeatureViewSpec, Versioned};
 use super::serving::{FeatureServer, project};
-use crate::core::time::now_micros;
+use crate::core::time::{Micros, now_micros};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -39,6 +39,34 @@ pub enum MaterializeError {
     Online(#[from] OnlineError),
 }
 
+/// Copies the latest offline values (as of `now`) of these entities into the online store;
+/// returns how many entities had values.
+pub async fn refresh(
+    server: &FeatureServer,
+    view: &Versioned<FeatureViewSpec>,
+    keys: &[&str],
+    now: Micros,
+) -> Result<usize, MaterializeError> {
+    let features: Vec<String> = view.spec.features.iter().map(|f| f.name.clone()).collect();
+    let rows: Vec<(String, OnlineRow)> = server
+        .offline()
+        .latest_as_of(&view.name, now, Some(keys))
+        .await?
+        .into_iter()
+        .map(|r| {
+            let row = OnlineRow {
+                event_time: r.event_time,
+                values: project(&r.values, &features),
+            };
+            (r.entity_key, row)
+        })
+        .collect();
+    let n = rows.len();
+    let key = ViewKey::new(&view.name, view.version);
+    server.write(&key, view.spec.ttl_secs, rows).await?;
+    Ok(n)
+}
+
 /// Materializes one view version, `chunk` entities at a time.
 pub async fn materialize(
     server: &FeatureServer,
@@ -48,7 +76,6 @@ pub async fn materialize(
 ) -> Result<Report, MaterializeError> {
     let offline = server.offline();
     let key = ViewKey::new(&view.name, view.version);
-    let features: Vec<String> = view.spec.features.iter().map(|f| f.name.clone()).collect();
     let upto = offline.last_row_id(&view.name).await?;
     let after = match mode {
         Mode::Full => 0,
@@ -75,21 +102,8 @@ pub async fn materialize(
             break;
         };
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let rows: Vec<(String, OnlineRow)> = offline
-            .latest_as_of(&view.name, now, Some(&refs))
-            .await?
-            .into_iter()
-            .map(|r| {
-                let row = OnlineRow {
-                    event_time: r.event_time,
-                    values: project(&r.values, &features),
-                };
-                (r.entity_key, row)
-            })
-            .collect();
-        report.entities += rows.len() as u64;
+        report.entities += refresh(server, view, &refs, now).await? as u64;
         report.chunks += 1;
-        server.write(&key, view.spec.ttl_secs, rows).await?;
         after_key = last;
     }
     offline

@@ -5,11 +5,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::materialize::{MaterializeError, refresh};
 use super::offline::{NewRow, OfflineError, Values};
-use super::online::{OnlineRow, ViewKey};
 use super::passenger::FieldError;
 use super::registry::{EntitySpec, FeatureViewSpec, ValueType, Versioned};
-use super::serving::{FeatureServer, project};
+use super::serving::FeatureServer;
 use crate::core::time::{Micros, now_micros, parse_rfc3339};
 
 /// How far in the future an event time may lie (clock skew between writers).
@@ -128,26 +128,11 @@ pub async fn push(
     }
     // Write through the latest values (a pushed row may be older than what is stored).
     let keys: Vec<&str> = valid.iter().map(|r| r.entity_key.as_str()).collect();
-    let features: Vec<String> = view.spec.features.iter().map(|f| f.name.clone()).collect();
-    let latest = offline
-        .latest_as_of(&view.name, now_micros(), Some(&keys))
-        .await?;
-    let online_rows: Vec<(String, OnlineRow)> = latest
-        .into_iter()
-        .map(|r| {
-            let row = OnlineRow {
-                event_time: r.event_time,
-                values: project(&r.values, &features),
-            };
-            (r.entity_key, row)
-        })
-        .collect();
-    let n = online_rows.len();
-    let key = ViewKey::new(&view.name, view.version);
-    outcome.online = match server.write(&key, view.spec.ttl_secs, online_rows).await {
-        Ok(()) => OnlineWrite::Written { entities: n },
-        Err(e) => {
-            tracing::warn!(view = %key, error = %e, "write-through to the online store failed");
+    outcome.online = match refresh(server, view, &keys, now_micros()).await {
+        Ok(entities) => OnlineWrite::Written { entities },
+        Err(MaterializeError::Offline(e)) => return Err(e),
+        Err(MaterializeError::Online(e)) => {
+            tracing::warn!(view = %view.name, error = %e, "write-through to the online store failed");
             OnlineWrite::Failed {
                 message: e.to_string(),
             }
