@@ -223,7 +223,9 @@ async fn follow_experiment(state: &AppState, refused: &mut Option<String>) {
             *refused = None;
         }
         Err(e) => {
-            tracing::error!(version = %spec.version, error = %e, "experiment candidate cannot be served");
+            // Rather no experiment than a stale one: production answers everything.
+            tracing::error!(version = %spec.version, error = %e, "experiment candidate cannot be served; running no experiment");
+            state.models.set_experiment(None);
             *refused = Some(spec.version);
         }
     }

@@ -136,8 +136,33 @@ pub struct TrainingSettings {
     pub folds: usize,
     pub seed: u64,
     pub alpha: f64,
+    /// A TOML list, or (from the environment) comma-separated text: `0.1,1,10`; empty: none.
+    #[serde(deserialize_with = "list_of_numbers")]
     pub alpha_grid: Vec<f64>,
     pub max_iterations: u64,
+}
+
+/// A list of numbers from a list, or from comma-separated text (environment variables are
+/// text, and parsing them as lists globally would also split secrets).
+fn list_of_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Numbers {
+        List(Vec<f64>),
+        Text(String),
+    }
+    match Numbers::deserialize(d)? {
+        Numbers::List(v) => Ok(v),
+        Numbers::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<f64>()
+                    .map_err(|_| serde::de::Error::custom(format!("{p:?} is not a number")))
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -282,14 +307,34 @@ mod tests {
                 ("TITANIC__AUTH__JWT_SECRET", "0123456789"),
                 ("TITANIC__RATE_LIMIT__PER_SECOND", "7"),
                 ("TITANIC__RATE_LIMIT__BURST", "3"),
+                ("TITANIC__TRAINING__ALPHA_GRID", "0.1, 1,10"),
             ]),
         )
         .unwrap();
+        assert_eq!(s.training.alpha_grid, [0.1, 1.0, 10.0]);
         assert_eq!(s.server.port, 9999);
         assert_eq!(s.redis_url(), Some("redis://127.0.0.1:6379"));
         // Digits-only secrets stay strings.
         assert_eq!(s.auth.jwt_secret.expose(), "0123456789");
         assert_eq!((s.rate_limit.per_second, s.rate_limit.burst), (7, 3));
+    }
+
+    #[test]
+    fn an_empty_grid_from_the_environment_is_no_grid() {
+        let s = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[("TITANIC__TRAINING__ALPHA_GRID", "")]),
+        )
+        .unwrap();
+        assert!(s.training.alpha_grid.is_empty());
+        let err = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[("TITANIC__TRAINING__ALPHA_GRID", "0.1,x")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("alpha_grid"), "{err}");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::core::config::DatabaseSettings;
 pub enum DbError {
     #[error("database url {url:?}: {message}")]
     Url { url: String, message: String },
-    #[error("creating the database directory {dir}: {source}")]
-    Directory { dir: String, source: std::io::Error },
+    #[error("creating the database directory {dir}: {cause}")]
+    Directory { dir: String, cause: std::io::Error },
     #[error("opening the database: {0}")]
     Connect(sqlx::Error),
     #[error("applying migrations: {0}")]
@@ -44,9 +44,9 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, DbError>
         .busy_timeout(Duration::from_secs(5));
     if let Some(parent) = options.get_filename().parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::create_dir_all(parent).map_err(|source| DbError::Directory {
+            std::fs::create_dir_all(parent).map_err(|cause| DbError::Directory {
                 dir: parent.display().to_string(),
-                source,
+                cause,
             })?;
         }
     }

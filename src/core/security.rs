@@ -48,11 +48,8 @@ pub enum SecretError {
     Missing { profile: String },
     #[error("the JWT secret is {len} bytes; HS256 needs at least {MIN_SECRET_BYTES}")]
     TooShort { len: usize },
-    #[error("JWT secret file {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("JWT secret file {path}: {cause}")]
+    File { path: String, cause: std::io::Error },
 }
 
 /// Why a presented token was refused. Each maps to 401 at the HTTP boundary.
@@ -179,9 +176,9 @@ fn resolve_secret(settings: &Settings) -> Result<(Secret, SecretSource), SecretE
     }
     let path = settings.secret_file();
     let shown = path.display().to_string();
-    let file_err = |source| SecretError::File {
+    let file_err = |cause| SecretError::File {
         path: shown.clone(),
-        source,
+        cause,
     };
     match fs::read_to_string(&path) {
         Ok(text) => Ok((

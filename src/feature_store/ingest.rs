@@ -26,11 +26,8 @@ pub const REQUIRED_COLUMNS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
-    #[error("{path}: {source}")]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Open { path: String, cause: std::io::Error },
     #[error("header: missing column {0}")]
     MissingColumn(&'static str),
     #[error("line {line}: {message}")]
@@ -77,9 +74,9 @@ pub struct PassengerCsv<R: Read> {
 
 impl PassengerCsv<BufReader<File>> {
     pub fn open(path: &Path) -> Result<Self, CsvError> {
-        let file = File::open(path).map_err(|source| CsvError::Open {
+        let file = File::open(path).map_err(|cause| CsvError::Open {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         Self::new(BufReader::with_capacity(1 << 16, file))
     }

@@ -39,12 +39,12 @@ pub enum LifecycleError {
     Features(#[from] FeatureRegistryError),
     #[error(transparent)]
     Offline(#[from] OfflineError),
-    #[error("reading {path}: {source}")]
-    Csv { path: String, source: CsvError },
+    #[error("reading {path}: {cause}")]
+    Csv { path: String, cause: CsvError },
     #[error(transparent)]
     Train(#[from] TrainError),
-    #[error("model version {version} cannot be served: {source}")]
-    Unservable { version: String, source: ModelError },
+    #[error("model version {version} cannot be served: {cause}")]
+    Unservable { version: String, cause: ModelError },
     #[error(
         "no labelled passengers to train on; pass --data PATH (a CSV with a Survived column) or a later --as-of"
     )]
@@ -96,10 +96,7 @@ async fn read_csv(path: PathBuf) -> Result<Vec<PassengerRecord>, LifecycleError>
     tokio::task::spawn_blocking(move || ingest::read_all(&path))
         .await
         .map_err(|e| LifecycleError::Task(e.to_string()))?
-        .map_err(|source| LifecycleError::Csv {
-            path: shown,
-            source,
-        })
+        .map_err(|cause| LifecycleError::Csv { path: shown, cause })
 }
 
 /// Reads a Kaggle-format CSV and appends it to the offline history (event time: now).
@@ -200,16 +197,16 @@ pub async fn train_model(
     // Refuse to register anything that could not serve.
     Model::from_artifact("candidate", artifact.clone())
         .and_then(|model| Served::new(model, service))
-        .map_err(|source| LifecycleError::Unservable {
+        .map_err(|cause| LifecycleError::Unservable {
             version: "candidate".to_owned(),
-            source,
+            cause,
         })?;
     let version = stores.models.register(&artifact).await?;
     if let Some(actor) = promote_by {
         let change = AliasChange {
             action: AliasAction::Promote,
             actor,
-            reason: "trained with --promote",
+            reason: "promoted when training finished",
         };
         stores
             .models
@@ -241,14 +238,14 @@ pub async fn load_served(stores: &Stores, version: &str) -> Result<Served, Lifec
         .await
         .map_err(|e| LifecycleError::Unservable {
             version: version.to_owned(),
-            source: ModelError::FeatureService {
+            cause: ModelError::FeatureService {
                 service: wanted.to_string(),
                 reason: e.to_string(),
             },
         })?;
-    Served::new(model, features).map_err(|source| LifecycleError::Unservable {
+    Served::new(model, features).map_err(|cause| LifecycleError::Unservable {
         version: version.to_owned(),
-        source,
+        cause,
     })
 }
 

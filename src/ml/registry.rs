@@ -18,8 +18,8 @@ pub enum RegistryError {
     UnknownVersion(String),
     #[error("no model version has the alias {0:?}; run `titanic train --promote`")]
     NoAlias(String),
-    #[error("model version {version}: {source}")]
-    Invalid { version: String, source: ModelError },
+    #[error("model version {version}: {cause}")]
+    Invalid { version: String, cause: ModelError },
     #[error("alias {0:?} must be 1-64 characters of a-z, 0-9, _ and -")]
     BadAlias(String),
     #[error("alias {0:?} has no earlier version to roll back to")]
@@ -266,18 +266,18 @@ RETURNING version";
                 .fetch_optional(&self.pool)
                 .await?;
         let text = text.ok_or_else(|| RegistryError::UnknownVersion(version.to_owned()))?;
-        ModelArtifact::from_json(&text).map_err(|source| RegistryError::Invalid {
+        ModelArtifact::from_json(&text).map_err(|cause| RegistryError::Invalid {
             version: version.to_owned(),
-            source,
+            cause,
         })
     }
 
     /// Loads and checks a version, ready to serve.
     pub async fn load(&self, version: &str) -> Result<Model, RegistryError> {
         let artifact = self.artifact(version).await?;
-        Model::from_artifact(version, artifact).map_err(|source| RegistryError::Invalid {
+        Model::from_artifact(version, artifact).map_err(|cause| RegistryError::Invalid {
             version: version.to_owned(),
-            source,
+            cause,
         })
     }
 
