@@ -27,16 +27,6 @@ CREATE TABLE feature_rows (
 CREATE INDEX feature_rows_point_in_time ON feature_rows (view, entity_key, event_time);
 CREATE INDEX feature_rows_written ON feature_rows (view, write_time);
 
--- How far each view has been materialized into the online store (incremental runs start
--- after this write_time).
-CREATE TABLE materialization (
-    view        TEXT NOT NULL,
-    view_version INTEGER NOT NULL,
-    watermark   INTEGER NOT NULL,
-    updated_at  TEXT NOT NULL,
-    PRIMARY KEY (view, view_version)
-);
-
 -- The passengers table of the first release becomes history rows: demographics and, where
 -- known, the label, with the ingestion time as both event and write time.
 INSERT INTO feature_rows (view, view_version, entity_key, event_time, write_time, feature_values, source)

@@ -71,9 +71,9 @@ pub async fn materialize_service(
     let mut reports = Vec::new();
     for view in &service.views {
         let key = ViewKey::new(&view.name, view.version);
-        let mode = match server.online().is_materialized(&key).await {
-            Ok(true) => Mode::Incremental,
-            Ok(false) => Mode::Full,
+        let mode = match server.online().watermark(&key).await {
+            Ok(Some(_)) => Mode::Incremental,
+            Ok(None) => Mode::Full,
             Err(e) => {
                 tracing::warn!(view = %key, error = %e, "online store unavailable; not materializing");
                 continue;
@@ -290,14 +290,14 @@ pub async fn materialize_command(
     view: Option<(&str, Option<i64>)>,
     mode: Mode,
 ) -> anyhow::Result<Vec<Report>> {
+    if settings.redis_url().is_none() {
+        bail!(
+            "nothing to materialize into: set TITANIC__REDIS__URL (the in-process online store lives inside `titanic serve`, which fills it itself)"
+        );
+    }
     let stores = Stores::open(settings).await?;
     let metrics = FeatureStoreMetrics::new()?;
     let server = feature_server(settings, stores.offline.clone(), metrics)?;
-    if settings.redis_url().is_none() {
-        tracing::warn!(
-            "no redis.url configured: the in-process online store lives only as long as this command"
-        );
-    }
     server
         .check_online()
         .await
@@ -310,7 +310,14 @@ pub async fn materialize_command(
             };
             vec![v]
         }
-        None => bootstrap(settings, &stores).await?.features.views,
+        None => {
+            let version = stores
+                .models
+                .resolve(PRODUCTION)
+                .await?
+                .context("no production model to take the views from; run `titanic train --promote` or pass --view")?;
+            load_served(&stores, &version).await?.features.views
+        }
     };
     let mut reports = Vec::new();
     for v in &views {

@@ -589,6 +589,13 @@ fn train_as_of_reads_the_history_point_in_time() {
         "{}",
         text(&bad.stderr)
     );
+    let future = run(titanic(dir.path()).args(["train", "--as-of", "2999-01-01T00:00:00Z"]));
+    assert!(!future.status.success());
+    assert!(
+        text(&future.stderr).contains("in the future"),
+        "{}",
+        text(&future.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,6 +622,13 @@ async fn materialize_fills_redis_and_is_incremental() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
+    let no_model = run(titanic(dir.path())
+        .env("TITANIC__REDIS__URL", &url)
+        .arg("materialize"));
+    assert!(!no_model.status.success());
+    assert!(text(&no_model.stderr).contains("titanic train --promote"));
+    let trained = run(titanic(dir.path()).args(["train", "--promote"]));
+    assert!(trained.status.success(), "{}", text(&trained.stderr));
     let full = materialize(&[]);
     assert!(
         full.starts_with("passenger_demographics@1: Incremental, 1309 entities in 3 chunks"),
@@ -630,6 +644,9 @@ async fn materialize_fills_redis_and_is_incremental() {
         "1",
     ]);
     assert!(forced.contains("Full, 1309 entities"), "{forced}");
+    let without_redis = run(titanic(dir.path()).arg("materialize"));
+    assert!(!without_redis.status.success());
+    assert!(text(&without_redis.stderr).contains("TITANIC__REDIS__URL"));
     let value: Option<String> = redis::cmd("GET")
         .arg(format!("{prefix}fv:passenger_demographics:1:1"))
         .query_async(&mut conn)

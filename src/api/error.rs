@@ -232,6 +232,9 @@ impl From<LifecycleError> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             LifecycleError::Task(_) => ApiError::Internal(e.to_string()),
+            LifecycleError::AsOfInFuture(_) => {
+                ApiError::Validation(ValidationErrors::single("as_of", e.to_string()))
+            }
         }
     }
 }

@@ -91,7 +91,6 @@ mod tests {
                 .unwrap();
         for table in [
             "feature_rows",
-            "materialization",
             "model_aliases",
             "model_versions",
             "registry",

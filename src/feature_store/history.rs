@@ -57,9 +57,9 @@ pub async fn ingest(
 ) -> Result<(Appended, Appended), OfflineError> {
     let (demographics, labels) = passenger_rows(records, event_time);
     let d = offline
-        .append(DEMOGRAPHICS, 1, &demographics, source)
+        .append_changed(DEMOGRAPHICS, 1, &demographics, source)
         .await?;
-    let l = offline.append(SURVIVAL, 1, &labels, source).await?;
+    let l = offline.append_changed(SURVIVAL, 1, &labels, source).await?;
     Ok((d, l))
 }
 
@@ -264,7 +264,11 @@ mod tests {
         let records = crate::feature_store::ingest::read_all(&path).unwrap();
         let (d, l) = ingest(&offline, &records, "train.csv", 1).await.unwrap();
         assert_eq!((d.written, l.written), (891, 891));
-        let (d, l) = ingest(&offline, &records, "train.csv", 1).await.unwrap();
-        assert_eq!((d.written, d.unchanged, l.written), (0, 891, 0));
+        let (d, l) = ingest(&offline, &records, "train.csv", 2).await.unwrap();
+        assert_eq!(
+            (d.written, d.unchanged, l.written),
+            (0, 891, 0),
+            "later, same facts"
+        );
     }
 }

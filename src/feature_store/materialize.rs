@@ -79,7 +79,7 @@ pub async fn materialize(
     let upto = offline.last_row_id(&view.name).await?;
     let after = match mode {
         Mode::Full => 0,
-        Mode::Incremental => offline.watermark(&view.name, view.version).await?,
+        Mode::Incremental => server.online().watermark(&key).await?.unwrap_or(0),
     };
     let mut report = Report {
         view: view.name.clone(),
@@ -106,9 +106,9 @@ pub async fn materialize(
         report.chunks += 1;
         after_key = last;
     }
-    offline
-        .set_watermark(&view.name, view.version, report.watermark)
+    server
+        .online()
+        .set_watermark(&key, report.watermark)
         .await?;
-    server.online().mark_materialized(&key).await?;
     Ok(report)
 }

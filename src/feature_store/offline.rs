@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 use sqlx::{Row, SqlitePool};
 
-use crate::core::time::{Micros, now_micros, now_rfc3339};
+use crate::core::time::{Micros, now_micros};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -79,13 +79,39 @@ impl OfflineStore {
 
     /// Appends rows for one view version in one transaction (durable when this returns).
     /// A row identical to the entity's latest row (same event time and values) is skipped,
-    /// so ingesting the same data twice changes nothing.
+    /// so pushing the same rows twice changes nothing; the same values at a new event time
+    /// are stored (they say the values were still true then).
     pub async fn append(
         &self,
         view: &str,
         view_version: i64,
         rows: &[NewRow],
         source: &str,
+    ) -> Result<Appended, OfflineError> {
+        self.append_with(view, view_version, rows, source, false)
+            .await
+    }
+
+    /// Like [`OfflineStore::append`], but a row whose values equal the entity's latest values
+    /// is skipped whatever its event time: ingesting the same file again appends nothing.
+    pub async fn append_changed(
+        &self,
+        view: &str,
+        view_version: i64,
+        rows: &[NewRow],
+        source: &str,
+    ) -> Result<Appended, OfflineError> {
+        self.append_with(view, view_version, rows, source, true)
+            .await
+    }
+
+    async fn append_with(
+        &self,
+        view: &str,
+        view_version: i64,
+        rows: &[NewRow],
+        source: &str,
+        ignore_time: bool,
     ) -> Result<Appended, OfflineError> {
         const INSERT: &str = "\
 INSERT INTO feature_rows (view, view_version, entity_key, event_time, write_time, feature_values, source)
@@ -102,11 +128,13 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
         let mut done = Appended::default();
         let mut seen: HashMap<&str, (Micros, &Values)> = HashMap::new();
         for row in rows {
+            let same =
+                |t: Micros, v: &Values| (ignore_time || t == row.event_time) && *v == row.values;
             let same_as_latest = match seen.get(row.entity_key.as_str()) {
-                Some((t, v)) => *t == row.event_time && **v == row.values,
+                Some((t, v)) => same(*t, v),
                 None => latest
                     .get(&row.entity_key)
-                    .is_some_and(|l| l.event_time == row.event_time && l.values == row.values),
+                    .is_some_and(|l| same(l.event_time, &l.values)),
             };
             if same_as_latest {
                 done.unchanged += 1;
@@ -184,39 +212,6 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
                 .fetch_one(&self.pool)
                 .await?,
         )
-    }
-
-    /// The row id up to which a view version has been materialized (0: nothing yet).
-    pub async fn watermark(&self, view: &str, version: i64) -> Result<i64, OfflineError> {
-        Ok(sqlx::query_scalar(
-            "SELECT watermark FROM materialization WHERE view = ?1 AND view_version = ?2",
-        )
-        .bind(view)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?
-        .unwrap_or(0))
-    }
-
-    pub async fn set_watermark(
-        &self,
-        view: &str,
-        version: i64,
-        watermark: i64,
-    ) -> Result<(), OfflineError> {
-        sqlx::query(
-            "INSERT INTO materialization (view, view_version, watermark, updated_at) \
-             VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (view, view_version) DO UPDATE SET \
-               watermark = MAX(watermark, excluded.watermark), updated_at = excluded.updated_at",
-        )
-        .bind(view)
-        .bind(version)
-        .bind(watermark)
-        .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }
 
@@ -347,6 +342,13 @@ mod tests {
             }
         );
         assert_eq!(s.count("v").await.unwrap(), 2);
+        // The same values later are a new observation for append, not for append_changed.
+        let later = [row("1", 200, 22.0)];
+        assert_eq!(
+            s.append_changed("v", 1, &later, "t").await.unwrap().written,
+            0
+        );
+        assert_eq!(s.append("v", 1, &later, "t").await.unwrap().written, 1);
         // Duplicates inside one batch are skipped too.
         let twice = s
             .append("v", 1, &[row("3", 5, 1.0), row("3", 5, 1.0)], "t")
@@ -393,8 +395,5 @@ mod tests {
             s.keys_written_between("v", mark, 10, "", 10).await.unwrap(),
             ["b"]
         );
-        s.set_watermark("v", 1, mark).await.unwrap();
-        s.set_watermark("v", 1, mark - 5).await.unwrap();
-        assert_eq!(s.watermark("v", 1).await.unwrap(), mark, "never moves back");
     }
 }

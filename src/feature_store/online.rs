@@ -70,11 +70,17 @@ pub trait OnlineStore: Send + Sync + 'static {
         rows: Vec<(String, OnlineRow)>,
         ttl_secs: u64,
     ) -> BoxFuture<'a, Result<(), OnlineError>>;
-    /// True once a view version has been materialized into this store.
-    fn is_materialized<'a>(&'a self, view: &'a ViewKey)
-    -> BoxFuture<'a, Result<bool, OnlineError>>;
-    fn mark_materialized<'a>(&'a self, view: &'a ViewKey)
-    -> BoxFuture<'a, Result<(), OnlineError>>;
+    /// The offline row id up to which this store holds a view version (`None`: never
+    /// materialized). Kept in the store itself, so an emptied store starts over.
+    fn watermark<'a>(
+        &'a self,
+        view: &'a ViewKey,
+    ) -> BoxFuture<'a, Result<Option<i64>, OnlineError>>;
+    fn set_watermark<'a>(
+        &'a self,
+        view: &'a ViewKey,
+        row_id: i64,
+    ) -> BoxFuture<'a, Result<(), OnlineError>>;
     /// A cheap round trip, for readiness.
     fn ping(&self) -> BoxFuture<'_, Result<(), OnlineError>>;
 }
@@ -88,7 +94,7 @@ struct Entry {
 #[derive(Default)]
 pub struct InProcessStore {
     rows: RwLock<HashMap<(ViewKey, String), Entry>>,
-    materialized: RwLock<std::collections::HashSet<ViewKey>>,
+    watermarks: RwLock<HashMap<ViewKey, i64>>,
 }
 
 impl InProcessStore {
@@ -136,26 +142,28 @@ impl OnlineStore for InProcessStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn is_materialized<'a>(
+    fn watermark<'a>(
         &'a self,
         view: &'a ViewKey,
-    ) -> BoxFuture<'a, Result<bool, OnlineError>> {
-        let done = self
-            .materialized
+    ) -> BoxFuture<'a, Result<Option<i64>, OnlineError>> {
+        let mark = self
+            .watermarks
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(view);
-        Box::pin(std::future::ready(Ok(done)))
+            .get(view)
+            .copied();
+        Box::pin(std::future::ready(Ok(mark)))
     }
 
-    fn mark_materialized<'a>(
+    fn set_watermark<'a>(
         &'a self,
         view: &'a ViewKey,
+        row_id: i64,
     ) -> BoxFuture<'a, Result<(), OnlineError>> {
-        self.materialized
+        self.watermarks
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(view.clone());
+            .insert(view.clone(), row_id);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -185,8 +193,9 @@ mod tests {
         let keys = ["1".to_owned(), "2".to_owned()];
         assert_eq!(store.read(&v1, &keys).await.unwrap(), vec![Some(row), None]);
         assert_eq!(store.read(&v2, &keys).await.unwrap(), vec![None, None]);
-        assert!(!store.is_materialized(&v1).await.unwrap());
-        store.mark_materialized(&v1).await.unwrap();
-        assert!(store.is_materialized(&v1).await.unwrap());
+        assert_eq!(store.watermark(&v1).await.unwrap(), None);
+        store.set_watermark(&v1, 42).await.unwrap();
+        assert_eq!(store.watermark(&v1).await.unwrap(), Some(42));
+        assert_eq!(store.watermark(&v2).await.unwrap(), None);
     }
 }

@@ -54,8 +54,8 @@ impl RedisStore {
         )
     }
 
-    fn marker(&self, view: &ViewKey) -> String {
-        format!("{}materialized:{}:{}", self.prefix, view.name, view.version)
+    fn watermark_key(&self, view: &ViewKey) -> String {
+        format!("{}watermark:{}:{}", self.prefix, view.name, view.version)
     }
 
     /// Whether the last call succeeded.
@@ -176,29 +176,29 @@ impl OnlineStore for RedisStore {
         })
     }
 
-    fn is_materialized<'a>(
+    fn watermark<'a>(
         &'a self,
         view: &'a ViewKey,
-    ) -> BoxFuture<'a, Result<bool, OnlineError>> {
+    ) -> BoxFuture<'a, Result<Option<i64>, OnlineError>> {
         Box::pin(async move {
             let mut conn = self.manager.clone();
-            let marker = self.marker(view);
-            self.call(false, async move { conn.exists::<_, bool>(marker).await })
+            let key = self.watermark_key(view);
+            self.call(false, async move { conn.get::<_, Option<i64>>(key).await })
                 .await
         })
     }
 
-    fn mark_materialized<'a>(
+    fn set_watermark<'a>(
         &'a self,
         view: &'a ViewKey,
+        row_id: i64,
     ) -> BoxFuture<'a, Result<(), OnlineError>> {
         Box::pin(async move {
             let mut conn = self.manager.clone();
-            let marker = self.marker(view);
-            let now = crate::core::time::now_rfc3339();
+            let key = self.watermark_key(view);
             self.call(
                 false,
-                async move { conn.set::<_, _, ()>(marker, now).await },
+                async move { conn.set::<_, _, ()>(key, row_id).await },
             )
             .await
         })

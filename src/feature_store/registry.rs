@@ -218,6 +218,9 @@ impl FeatureSpec {
             (Some(Rule::MaxLength(n)), _, Value::String(s)) if s.chars().count() > *n => {
                 Err(format!("must be at most {n} characters"))
             }
+            (_, _, Value::String(s)) if s.chars().any(char::is_control) => {
+                Err("must not contain control characters".to_owned())
+            }
             _ => Ok(()),
         }
     }
@@ -396,18 +399,36 @@ impl FeatureRegistry {
         Self { pool }
     }
 
-    /// Registers the built-in definitions (a no-op when they are already there).
+    /// Registers the built-in definitions whose names have no version yet; a definition
+    /// someone has since changed (a later version) is left as it is.
     pub async fn ensure_builtins(&self) -> Result<(), RegistryError> {
         for e in builtin_entities() {
-            self.register_entity(&e, "system").await?;
+            if !self.exists(Kind::Entity, &e.name).await? {
+                self.register_entity(&e, "system").await?;
+            }
         }
         for v in builtin_views() {
-            self.register_view(&v, "system").await?;
+            if !self.exists(Kind::View, &v.name).await? {
+                self.register_view(&v, "system").await?;
+            }
         }
         for s in builtin_services() {
-            self.register_service(&s, "system").await?;
+            if !self.exists(Kind::Service, &s.name).await? {
+                self.register_service(&s, "system").await?;
+            }
         }
         Ok(())
+    }
+
+    async fn exists(&self, kind: Kind, name: &str) -> Result<bool, RegistryError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM registry WHERE kind = ?1 AND name = ?2",
+        )
+        .bind(kind.table())
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
     }
 
     pub async fn register_entity(

@@ -143,9 +143,11 @@ pub struct FoldMetrics {
     pub accuracy: f64,
     pub roc_auc: f64,
     pub log_loss: f64,
+    #[serde(default)]
     pub brier: f64,
     pub rows: usize,
     /// The regularization strength chosen for this fold by the inner cross-validation.
+    #[serde(default)]
     pub alpha: f64,
 }
 
@@ -163,7 +165,7 @@ impl FoldMetrics {
 }
 
 /// Mean and standard deviation over folds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub mean: f64,
     pub std: f64,
@@ -184,9 +186,12 @@ pub struct CvMetrics {
     pub accuracy: Summary,
     pub roc_auc: Summary,
     pub log_loss: Summary,
+    /// Absent in artifacts trained before it was recorded.
+    #[serde(default)]
     pub brier: Summary,
     pub per_fold: Vec<FoldMetrics>,
     /// Calibration of the pooled out-of-fold predictions, in 10 bins.
+    #[serde(default)]
     pub calibration: Vec<CalibrationBin>,
 }
 

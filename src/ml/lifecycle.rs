@@ -51,6 +51,8 @@ pub enum LifecycleError {
     NoData,
     #[error("background task failed: {0}")]
     Task(String),
+    #[error("as-of time {0} is in the future")]
+    AsOfInFuture(String),
 }
 
 /// The stores every command works on.
@@ -166,6 +168,13 @@ pub async fn train_model(
     data: &TrainingData,
     promote_by: Option<&str>,
 ) -> Result<Trained, LifecycleError> {
+    if let TrainingData::AsOf(t) = data {
+        if *t > now_micros() {
+            return Err(LifecycleError::AsOfInFuture(
+                crate::core::time::micros_to_rfc3339(*t),
+            ));
+        }
+    }
     let service = current_service(stores).await?;
     let (records, as_of, skipped) = match data {
         TrainingData::File(path) => (ingest_file(stores, path).await?, now_micros(), 0),
