@@ -151,6 +151,12 @@ pub async fn train(
 ) -> Result<Response, ApiError> {
     let data = match request.as_of.as_deref().map(parse_rfc3339) {
         None => TrainingData::Latest,
+        Some(Ok(t)) if t > crate::core::time::now_micros() => {
+            return Err(ApiError::Validation(ValidationErrors::single(
+                "as_of",
+                "is in the future",
+            )));
+        }
         Some(Ok(t)) => TrainingData::AsOf(t),
         Some(Err(e)) => return Err(ApiError::Validation(ValidationErrors::single("as_of", e))),
     };

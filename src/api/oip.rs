@@ -67,6 +67,15 @@ pub async fn oip_errors(req: Request, next: Next) -> Response {
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    let message = if message.trim().is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_lowercase()
+    } else {
+        message
+    };
     let body = serde_json::to_vec(&json!({ "error": message })).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(

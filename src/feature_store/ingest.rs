@@ -70,6 +70,19 @@ pub struct PassengerCsv<R: Read> {
     headers: csv::StringRecord,
     has_label: bool,
     record: csv::StringRecord,
+    /// The line the next record starts on. Counted here rather than taken from the csv
+    /// reader, whose line numbers run one behind for `\r\n` files.
+    next_line: u64,
+    /// The line the current record started on.
+    line: u64,
+}
+
+/// Lines a record spans beyond its first (newlines inside quoted fields).
+fn extra_lines(record: &csv::StringRecord) -> u64 {
+    record
+        .iter()
+        .map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64)
+        .sum()
 }
 
 impl PassengerCsv<BufReader<File>> {
@@ -95,11 +108,14 @@ impl<R: Read> PassengerCsv<R> {
             }
         }
         let has_label = headers.iter().any(|h| h == "Survived");
+        let next_line = 2 + extra_lines(&headers);
         Ok(Self {
             reader,
             headers,
             has_label,
             record: csv::StringRecord::new(),
+            next_line,
+            line: next_line,
         })
     }
 
@@ -118,19 +134,20 @@ impl<R: Read> PassengerCsv<R> {
     pub fn next_record(&mut self) -> Option<Result<PassengerRecord, CsvError>> {
         match self.reader.read_record(&mut self.record) {
             Ok(false) => None,
-            Ok(true) => Some(self.parse_current()),
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                Some(Err(CsvError::Row {
-                    line,
-                    message: e.to_string(),
-                }))
+            Ok(true) => {
+                self.line = self.next_line;
+                self.next_line = self.line + 1 + extra_lines(&self.record);
+                Some(self.parse_current())
             }
+            Err(e) => Some(Err(CsvError::Row {
+                line: self.next_line,
+                message: e.to_string(),
+            })),
         }
     }
 
     fn parse_current(&self) -> Result<PassengerRecord, CsvError> {
-        let line = self.record.position().map_or(0, |p| p.line());
+        let line = self.line;
         let row_error = |message: String| CsvError::Row { line, message };
         let row: CsvRow = self.record.deserialize(Some(&self.headers)).map_err(|e| {
             let column = match e.kind() {
@@ -251,6 +268,19 @@ mod tests {
 
         let err = parse("1,0,3,\"A, Mr. B\",male,22\n").unwrap_err();
         assert!(err.to_string().starts_with("line 2:"), "{err}");
+    }
+
+    #[test]
+    fn line_numbers_are_right_for_crlf_files() {
+        let crlf = format!(
+            "{}1,0,3,\"A, Mr. B\",male,22,1,0,T,7.25,,S\r\n2,0,3,\"C, Mr. D\",male,x,1,0,T,7.25,,S\r\n",
+            HEADER.replace('\n', "\r\n")
+        );
+        let err = PassengerCsv::new(crlf.as_bytes())
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("line 3:"), "{err}");
     }
 
     #[test]

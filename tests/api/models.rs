@@ -77,6 +77,14 @@ async fn train_promote_roll_back_with_history() {
     assert_eq!(list["serving"], "v1");
     assert_eq!(list["aliases"], json!({"production": "v1"}));
 
+    let future = app
+        .post_as(
+            "/models/train",
+            &json!({"as_of": "2999-01-01T00:00:00Z"}),
+            &app.token(ADMIN),
+        )
+        .await;
+    assert_eq!(future.status(), 422, "refused before a job is made");
     let v2 = train_job(&app, false).await;
     assert_eq!(v2, "v2");
     assert_eq!(serving(&app).await, "v1", "training alone does not promote");

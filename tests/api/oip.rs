@@ -191,6 +191,11 @@ async fn infer_errors_have_the_protocol_shape() {
     .await;
     assert_eq!(status, 404);
 
+    let wrong_method = app.get_as("/v2/models/titanic/infer", &["predict"]).await;
+    let (status, message) = oip_error(wrong_method).await;
+    assert_eq!(status, 405);
+    assert!(!message.is_empty());
+
     let unauthenticated = app
         .client
         .post(app.url("/v2/models/titanic/infer"))
