@@ -169,8 +169,12 @@ RETURNING version";
     /// The version a rollback of `alias` returns to: replaying the alias's history as a stack
     /// (a promotion pushes, a rollback pops), the entry below the current one.
     pub async fn rollback_target(&self, alias: &str) -> Result<String, RegistryError> {
+        let events = self.history(Some(alias)).await?;
+        if events.is_empty() {
+            return Err(RegistryError::NoAlias(alias.to_owned()));
+        }
         let mut stack: Vec<String> = Vec::new();
-        for event in self.history(Some(alias)).await? {
+        for event in events {
             match event.action.as_str() {
                 "rollback" => {
                     stack.pop();

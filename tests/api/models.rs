@@ -171,7 +171,15 @@ async fn train_promote_roll_back_with_history() {
     assert_eq!(history["events"][2]["reason"], "regression");
     assert_eq!(history["events"][2]["previous_version"], "v2");
 
-    // Errors: unknown version, bad alias, missing scope.
+    // Errors: unknown version or alias, bad alias, missing scope.
+    let never = app
+        .post_as(
+            "/models/aliases/nightly/rollback",
+            &json!({}),
+            &app.token(ADMIN),
+        )
+        .await;
+    assert_eq!(never.status(), 404);
     assert_eq!(move_alias(&app, "production", "v99").await.status(), 404);
     assert_eq!(move_alias(&app, "Bad Alias!", "v1").await.status(), 422);
     let denied = app
