@@ -60,9 +60,9 @@ pub fn feature_server(
     })
 }
 
-/// Materializes the views of a feature service: fully when the online store has never
-/// received a view version (an empty store), incrementally otherwise. A failing online store
-/// is logged, not fatal: reads then fall back to the offline store.
+/// Materializes the views of a feature service incrementally: from the online store's own
+/// watermark, so a store that never received a view version (or lost it) gets every entity.
+/// A failing online store is logged, not fatal: reads then fall back to the offline store.
 pub async fn materialize_service(
     settings: &Settings,
     server: &FeatureServer,
@@ -71,20 +71,9 @@ pub async fn materialize_service(
     let mut reports = Vec::new();
     for view in &service.views {
         let key = ViewKey::new(&view.name, view.version);
-        let mode = match server.online().watermark(&key).await {
-            Ok(Some(_)) => Mode::Incremental,
-            Ok(None) => Mode::Full,
-            Err(e) => {
-                tracing::warn!(view = %key, error = %e, "online store unavailable; not materializing");
-                continue;
-            }
-        };
-        match materialize::materialize(server, view, mode, settings.materialization.chunk_size)
-            .await
-        {
-            Ok(report) if report.entities == 0 && report.mode == Mode::Incremental => {
-                reports.push(report);
-            }
+        let chunk = settings.materialization.chunk_size;
+        match materialize::materialize(server, view, Mode::Incremental, chunk).await {
+            Ok(report) if report.entities == 0 => reports.push(report),
             Ok(report) => {
                 tracing::info!(
                     view = %key,

@@ -65,6 +65,19 @@ pub async fn ping(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
+/// A migrated database in a fresh temporary directory, for tests.
+#[cfg(test)]
+pub(crate) async fn temp_pool() -> (SqlitePool, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pool = connect(&DatabaseSettings {
+        url: format!("sqlite://{}", dir.path().join("t.db").display()),
+        max_connections: 2,
+    })
+    .await
+    .expect("test database");
+    (pool, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,18 +147,11 @@ pub async fn training_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::config::DatabaseSettings;
     use crate::feature_store::registry::SURVIVAL_SERVICE;
     use serde_json::json;
 
     async fn stores() -> (OfflineStore, FeatureRegistry, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::core::db::connect(&DatabaseSettings {
-            url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            max_connections: 2,
-        })
-        .await
-        .unwrap();
+        let (pool, dir) = crate::core::db::temp_pool().await;
         let registry = FeatureRegistry::new(pool.clone());
         registry.ensure_builtins().await.unwrap();
         (OfflineStore::new(pool), registry, dir)

@@ -271,17 +271,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::config::DatabaseSettings;
     use serde_json::json;
 
     async fn store() -> (OfflineStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::core::db::connect(&DatabaseSettings {
-            url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            max_connections: 2,
-        })
-        .await
-        .unwrap();
+        let (pool, dir) = crate::core::db::temp_pool().await;
         (OfflineStore::new(pool), dir)
     }
 
