@@ -521,6 +521,50 @@ async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
         .await
         .unwrap();
     assert_eq!(ready["components"]["model"]["version"], "v1");
+    drop(served);
+
+    // Make v1 look like the work of an older release's feature pipeline.
+    let db = format!("sqlite://{}", dir.path().join("titanic.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query(
+        "UPDATE model_versions SET artifact = json_set(artifact, '$.format_version', 2, \
+         '$.feature_names', json_array('pclass_2', 'log_fare')) WHERE version = 'v1'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    // Told not to retrain, serve refuses to start and says why.
+    let refused = run(titanic(dir.path())
+        .env("TITANIC__AUTH__JWT_SECRET", SECRET)
+        .env("TITANIC__TRAINING__RETRAIN_OUTDATED", "false")
+        .arg("serve"));
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("model artifact format 2 is not supported"),
+        "{stderr}"
+    );
+
+    // By default it trains a replacement, promotes it and records why.
+    let served = serve(dir.path(), &[]);
+    let ready: serde_json::Value = client
+        .get(format!("http://{}/health/ready", served.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["components"]["model"]["version"], "v2");
+    drop(served);
+    let history = run(titanic(dir.path()).args(["models", "history", "--alias", "production"]));
+    let (stdout, stderr) = (text(&history.stdout), text(&history.stderr));
+    assert!(
+        stdout.contains("replaces v1, built by an older feature pipeline"),
+        "{stdout}{stderr}"
+    );
 }
 
 fn data_hash(report: &str) -> String {

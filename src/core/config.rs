@@ -140,6 +140,10 @@ pub struct TrainingSettings {
     #[serde(deserialize_with = "list_of_numbers")]
     pub alpha_grid: Vec<f64>,
     pub max_iterations: u64,
+    /// On start, when `production` names a model an older build's feature pipeline made,
+    /// train a new one on the latest data and promote it (recorded in the alias history)
+    /// instead of refusing to start.
+    pub retrain_outdated: bool,
 }
 
 /// A list of numbers from a list, or from comma-separated text (environment variables are

@@ -118,6 +118,10 @@ impl Embarked {
 /// A validated passenger: every value is within its domain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Passenger {
+    /// The passenger's id when the input named one. The pipeline uses it only to leave the
+    /// passenger's own label out of its companions' survival (see `pipeline::Companions`).
+    #[serde(skip)]
+    pub id: Option<i64>,
     pub pclass: Pclass,
     pub sex: Sex,
     /// Years, 0..=120; `None` when unknown (imputed by the pipeline).
@@ -323,6 +327,7 @@ impl RawPassenger {
         match (pclass, sex, sibsp, parch) {
             (Some(pclass), Some(sex), Some(sibsp), Some(parch)) if c.0.is_empty() => {
                 Ok(Passenger {
+                    id: self.passenger_id,
                     pclass,
                     sex,
                     age,

@@ -2,13 +2,15 @@
 //! plus the [`Preprocessing`] statistics fitted on the training rows gives the model's
 //! [`FeatureVector`]. There is no second copy of this encoding anywhere.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::passenger::{Embarked, Passenger, Pclass, Sex};
 use crate::core::stats::{mean_std, median};
 
 /// Number of model features.
-pub const N_FEATURES: usize = 16;
+pub const N_FEATURES: usize = 18;
 
 /// Model feature names, in vector order.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
@@ -23,14 +25,16 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "family_size",
     "is_alone",
     "large_family",
-    "log_fare",
+    "log_fare_per_person",
     "has_cabin",
     "embarked_c",
     "embarked_q",
     "female_pclass_3",
+    "companion_survived",
+    "companions_died",
 ];
 
-/// Indices of the standardized (continuous) features.
+/// Indices of the standardized (continuous) features (`LOG_FARE` is per person).
 const AGE: usize = 7;
 const FAMILY_SIZE: usize = 8;
 const LOG_FARE: usize = 11;
@@ -95,6 +99,115 @@ impl Title {
     }
 }
 
+/// One labelled passenger of the training rows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Companion {
+    pub id: i64,
+    pub survived: bool,
+    /// Their fare, when known: family members share surname and fare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fare: Option<f64>,
+}
+
+/// The labelled training passengers grouped by ticket and by surname, so
+/// a passenger's features can say whether people travelling with them survived. Fitted on
+/// the training rows only (inside each cross-validation fold, from the offline store as of
+/// the training time), and a passenger's own label never counts: members with the
+/// passenger's id are left out, in training and in serving alike.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Companions {
+    pub tickets: BTreeMap<String, Vec<Companion>>,
+    /// By surname; a family is those of them with the same fare.
+    pub surnames: BTreeMap<String, Vec<Companion>>,
+}
+
+/// What a passenger's companions tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Company {
+    /// Labelled others on the same ticket.
+    pub on_ticket: usize,
+    /// Labelled others on the ticket or in the family who survived, and who died.
+    pub survived: usize,
+    pub died: usize,
+}
+
+impl Companions {
+    fn fit(passengers: &[&Passenger], labels: &[bool]) -> Companions {
+        let mut groups = Companions::default();
+        for (p, &survived) in passengers.iter().zip(labels) {
+            // Without an id a row's own label could not be left out of its features.
+            let Some(id) = p.id else { continue };
+            let member = Companion {
+                id,
+                survived,
+                fare: p.fare,
+            };
+            if let Some(ticket) = p.ticket.as_deref() {
+                groups
+                    .tickets
+                    .entry(ticket.to_owned())
+                    .or_default()
+                    .push(member);
+            }
+            if let (Some(surname), Some(_)) = (surname(p), p.fare) {
+                groups
+                    .surnames
+                    .entry(surname.to_owned())
+                    .or_default()
+                    .push(member);
+            }
+        }
+        groups
+    }
+
+    /// The passenger's companions, each counted once, the passenger itself excluded.
+    pub fn of(&self, p: &Passenger) -> Company {
+        let mut company = Company::default();
+        fn others<'a>(
+            members: Option<&'a Vec<Companion>>,
+            p: &'a Passenger,
+        ) -> impl Iterator<Item = &'a Companion> {
+            members
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(move |m| Some(m.id) != p.id)
+        }
+        let on_ticket = others(p.ticket.as_deref().and_then(|t| self.tickets.get(t)), p);
+        let in_family = others(surname(p).and_then(|s| self.surnames.get(s)), p)
+            .filter(|m| matches!((m.fare, p.fare), (Some(a), Some(b)) if same_fare(a, b)));
+        let mut seen: Vec<i64> = Vec::new();
+        for m in on_ticket {
+            company.on_ticket += 1;
+            seen.push(m.id);
+            if m.survived {
+                company.survived += 1;
+            } else {
+                company.died += 1;
+            }
+        }
+        for m in in_family.filter(|m| !seen.contains(&m.id)) {
+            if m.survived {
+                company.survived += 1;
+            } else {
+                company.died += 1;
+            }
+        }
+        company
+    }
+}
+
+/// The surname (`"Braund, Mr. Owen Harris"` -> `Braund`).
+fn surname(p: &Passenger) -> Option<&str> {
+    let (surname, _) = p.name.as_deref()?.split_once(',')?;
+    Some(surname.trim())
+}
+
+/// Relatives on different tickets usually share the surname and the fare.
+fn same_fare(a: f64, b: f64) -> bool {
+    (a - b).abs() < 0.005
+}
+
 /// Mean and standard deviation of one standardized feature.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scaler {
@@ -126,16 +239,19 @@ pub struct Preprocessing {
     pub fare_median_by_class: [f64; 3],
     /// Most frequent port, for a missing port.
     pub embarked_mode: Embarked,
+    /// Labelled passengers of the training rows, by ticket and by family.
+    #[serde(default)]
+    pub companions: Companions,
     pub age: Scaler,
     pub family_size: Scaler,
     pub log_fare: Scaler,
 }
 
 impl Preprocessing {
-    /// Fits the statistics on training passengers. Groups with no observed value fall back to
-    /// the overall median (and to fixed values for an empty training set).
-    pub fn fit<'a>(passengers: impl IntoIterator<Item = &'a Passenger>) -> Preprocessing {
-        let passengers: Vec<&Passenger> = passengers.into_iter().collect();
+    /// Fits the statistics on training passengers and their labels (`labels[i]` is whether
+    /// `passengers[i]` survived). Groups with no observed value fall back to the overall
+    /// median (and to fixed values for an empty training set).
+    pub fn fit(passengers: &[&Passenger], labels: &[bool]) -> Preprocessing {
         let all_ages = median(passengers.iter().filter_map(|p| p.age).collect()).unwrap_or(28.0);
         let age_median_by_title = Title::ALL.map(|t| {
             median(
@@ -159,7 +275,7 @@ impl Preprocessing {
             .unwrap_or(all_fares)
         });
         let mut port_counts = [0usize; 3];
-        for p in &passengers {
+        for p in passengers {
             match p.embarked {
                 Some(Embarked::C) => port_counts[0] += 1,
                 Some(Embarked::Q) => port_counts[1] += 1,
@@ -179,6 +295,7 @@ impl Preprocessing {
             age_median_by_title,
             fare_median_by_class,
             embarked_mode,
+            companions: Companions::fit(passengers, labels),
             age: Scaler {
                 mean: 0.0,
                 std: 1.0,
@@ -225,6 +342,7 @@ impl Preprocessing {
         let fare = p
             .fare
             .unwrap_or(self.fare_median_by_class[p.pclass.index()]);
+        let company = self.companions.of(p);
         let embarked = p.embarked.unwrap_or(self.embarked_mode);
         let family = 1.0 + f64::from(p.sibsp) + f64::from(p.parch);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
@@ -241,11 +359,13 @@ impl Preprocessing {
             family,
             flag(family == 1.0),
             flag(family >= 5.0),
-            fare.ln_1p(),
+            (fare / (1.0 + company.on_ticket as f64)).ln_1p(),
             flag(p.cabin.is_some()),
             flag(embarked == Embarked::C),
             flag(embarked == Embarked::Q),
             flag(female && p.pclass == Pclass::Third),
+            flag(company.survived > 0),
+            flag(company.survived == 0 && company.died > 0),
         ]
     }
 }
@@ -317,7 +437,7 @@ mod tests {
             passenger("male", Some(40.0), Some("C, Mr. D")),
             passenger("female", Some(30.0), Some("E, Miss. F")),
         ];
-        let stats = Preprocessing::fit(&train);
+        let stats = Preprocessing::fit(&train.iter().collect::<Vec<_>>(), &[false, true, true]);
         // Mr median (20, 40) = 30; Miss median = 30; unseen titles fall back to all ages (30).
         assert_eq!(stats.age_median_by_title, [30.0, 30.0, 30.0, 30.0, 30.0]);
         assert_eq!(stats.fare_median_by_class, [7.25, 7.25, 7.25]);
@@ -337,10 +457,92 @@ mod tests {
         assert_eq!(x[9], 1.0, "is_alone");
     }
 
+    fn traveller(id: Option<i64>, name: &str, ticket: &str, fare: f64) -> Passenger {
+        RawPassenger {
+            passenger_id: id,
+            name: Some(name.into()),
+            ticket: Some(ticket.into()),
+            fare: Some(fare),
+            ..passenger("female", Some(30.0), None).to_raw(None)
+        }
+        .validate()
+        .unwrap()
+    }
+
+    #[test]
+    fn companions_count_others_on_the_ticket_and_in_the_family() {
+        let train = [
+            traveller(Some(1), "Smith, Mrs. A", "T1", 30.0),
+            traveller(Some(2), "Smith, Mr. B", "T1", 30.0),
+            traveller(Some(3), "Jones, Miss. C", "T1", 30.0),
+            // Same surname and fare, other ticket: family.
+            traveller(Some(4), "Smith, Master. D", "T2", 30.0),
+            // Same surname, other fare: not family.
+            traveller(Some(5), "Smith, Mr. E", "T3", 8.05),
+            // No id: its label could not be left out of its own features, so it is not kept.
+            traveller(None, "Smith, Mr. F", "T1", 30.0),
+        ];
+        let rows: Vec<&Passenger> = train.iter().collect();
+        let stats = Preprocessing::fit(&rows, &[true, false, true, false, true, true]);
+        let c = &stats.companions;
+
+        // A new passenger on ticket T1 named Smith: 1, 2, 3 on the ticket, 4 in the family.
+        let new = traveller(Some(100), "Smith, Miss. G", "T1", 30.0);
+        assert_eq!(
+            c.of(&new),
+            Company {
+                on_ticket: 3,
+                survived: 2,
+                died: 2
+            }
+        );
+        // A training passenger never counts itself.
+        assert_eq!(
+            c.of(&train[0]),
+            Company {
+                on_ticket: 2,
+                survived: 1,
+                died: 2
+            }
+        );
+        // Without a ticket or a name match there is no company.
+        let alone = traveller(Some(101), "Brown, Mr. H", "T9", 30.0);
+        assert_eq!(c.of(&alone), Company::default());
+
+        // Fare per person divides the ticket's fare among the people on it.
+        let x = stats.transform(&new);
+        let alone_x = stats.transform(&alone);
+        let per_person = |v: f64| stats.log_fare.apply(v.ln_1p());
+        assert!((x[LOG_FARE] - per_person(30.0 / 4.0)).abs() < 1e-12);
+        assert!((alone_x[LOG_FARE] - per_person(30.0)).abs() < 1e-12);
+        let (survived, died) = (N_FEATURES - 2, N_FEATURES - 1);
+        assert_eq!((x[survived], x[died]), (1.0, 0.0));
+        assert_eq!((alone_x[survived], alone_x[died]), (0.0, 0.0));
+        let doomed = traveller(Some(102), "Brown, Mr. I", "T2", 30.0);
+        assert_eq!(
+            stats.transform(&doomed)[died],
+            1.0,
+            "only passenger 4 is known"
+        );
+    }
+
+    #[test]
+    fn a_passengers_own_label_never_reaches_its_features() {
+        let train = [
+            traveller(Some(1), "Smith, Mrs. A", "T1", 30.0),
+            traveller(Some(2), "Smith, Mr. B", "T1", 30.0),
+        ];
+        let rows: Vec<&Passenger> = train.iter().collect();
+        let survived = Preprocessing::fit(&rows, &[true, false]);
+        let died = Preprocessing::fit(&rows, &[false, false]);
+        assert_eq!(survived.transform(&train[0]), died.transform(&train[0]));
+        assert_ne!(survived.transform(&train[1]), died.transform(&train[1]));
+    }
+
     #[test]
     fn transform_is_the_same_for_equal_input() {
         let p = passenger("female", Some(2.0), Some("X, Miss. Y"));
-        let stats = Preprocessing::fit([&p]);
+        let stats = Preprocessing::fit(&[&p], &[true]);
         assert_eq!(stats.transform(&p), stats.transform(&p.clone()));
         assert_eq!(stats.transform(&p)[15], 1.0, "female_pclass_3");
     }

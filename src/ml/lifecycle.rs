@@ -301,5 +301,46 @@ pub async fn bootstrap(settings: &Settings, stores: &Stores) -> Result<Served, L
                 .version
         }
     };
-    load_served(stores, &version).await
+    match load_served(stores, &version).await {
+        Err(e) if settings.training.retrain_outdated && e.is_outdated() => {
+            replace_outdated(settings, stores, &version, &e).await
+        }
+        loaded => loaded,
+    }
+}
+
+impl LifecycleError {
+    /// True when a model version failed to load only because an older build made it.
+    pub fn is_outdated(&self) -> bool {
+        match self {
+            LifecycleError::Unservable { cause, .. }
+            | LifecycleError::Models(RegistryError::Invalid { cause, .. }) => cause.is_outdated(),
+            _ => false,
+        }
+    }
+}
+
+/// Trains a model with this build's pipeline on the latest data and promotes it in place of
+/// `outdated`, saying why in the alias history.
+async fn replace_outdated(
+    settings: &Settings,
+    stores: &Stores,
+    outdated: &str,
+    why: &LifecycleError,
+) -> Result<Served, LifecycleError> {
+    tracing::warn!(
+        version = outdated,
+        error = %why,
+        "production model was built by an older feature pipeline: training a replacement"
+    );
+    let trained = train_model(settings, stores, &TrainingData::Latest, None).await?;
+    let reason =
+        format!("replaces {outdated}, built by an older feature pipeline than this release's");
+    let change = AliasChange {
+        action: AliasAction::Promote,
+        actor: "bootstrap",
+        reason: &reason,
+    };
+    let (_, served) = promote(stores, PRODUCTION, &trained.version, &change).await?;
+    Ok(served)
 }

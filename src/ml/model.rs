@@ -10,7 +10,8 @@ use crate::feature_store::{FEATURE_NAMES, FeatureVector, N_FEATURES, Passenger, 
 
 /// Version of the artifact layout; bumped when it changes incompatibly.
 /// 2: adds the feature service the model was trained on.
-pub const ARTIFACT_FORMAT: u32 = 2;
+/// 3: the pipeline's companions (ticket and family survival) and fare per person.
+pub const ARTIFACT_FORMAT: u32 = 3;
 
 /// A feature service version, as recorded by a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +72,18 @@ pub enum ModelError {
     NonFinite,
     #[error("model's feature service {service} cannot be served: {reason}")]
     FeatureService { service: String, reason: String },
+}
+
+impl ModelError {
+    /// True when the artifact is sound but was built by an earlier feature pipeline or
+    /// artifact layout than this build's: retraining on the same data makes it servable.
+    pub fn is_outdated(&self) -> bool {
+        match self {
+            ModelError::Format { found } => *found < ARTIFACT_FORMAT,
+            ModelError::Features { .. } | ModelError::CoefficientCount { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// One scored passenger.
@@ -250,7 +263,7 @@ pub(crate) mod tests_support {
             feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
             coefficients: (0..N_FEATURES).map(|i| i as f64 / 10.0 - 0.5).collect(),
             intercept: 0.25,
-            preprocessing: Preprocessing::fit([&p]),
+            preprocessing: Preprocessing::fit(&[&p], &[true]),
             params: TrainParams {
                 folds: 5,
                 seed: 1,

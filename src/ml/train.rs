@@ -63,7 +63,7 @@ pub fn fit(
             positives,
         });
     }
-    let preprocessing = Preprocessing::fit(passengers.iter().copied());
+    let preprocessing = Preprocessing::fit(passengers, labels);
     let flat: Vec<f64> = passengers
         .iter()
         .flat_map(|p| preprocessing.transform(p))

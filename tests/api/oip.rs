@@ -19,7 +19,8 @@ fn two_passengers() -> Value {
             {"name": "fare", "shape": [2], "datatype": "FP64", "data": [7.25, null]},
             {"name": "embarked", "shape": [2], "datatype": "BYTES", "data": ["S", "C"]},
             {"name": "name", "shape": [2], "datatype": "BYTES",
-             "data": ["Braund, Mr. Owen Harris", "Cumings, Mrs. John Bradley"]}
+             "data": ["Braund, Mr. Owen Harris", "Cumings, Mrs. John Bradley"]},
+            {"name": "ticket", "shape": [2], "datatype": "BYTES", "data": ["A/5 21171", "PC 17599"]}
         ]
     })
 }
@@ -128,7 +129,8 @@ async fn infer_matches_predict_and_follows_the_protocol() {
         .unwrap();
     assert_eq!(outputs[0]["data"][0], single["probability"]);
     let woman = json!({"pclass": 1, "sex": "female", "age": 38.0, "sibsp": 1, "parch": 0,
-                       "embarked": "C", "name": "Cumings, Mrs. John Bradley"});
+                       "embarked": "C", "name": "Cumings, Mrs. John Bradley",
+                       "ticket": "PC 17599"});
     let second: Value = app.post("/predict", &woman).await.json().await.unwrap();
     assert_eq!(outputs[0]["data"][1], second["probability"]);
 
