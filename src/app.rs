@@ -26,6 +26,7 @@ use crate::ml::registry::{AliasAction, AliasChange, AliasMove};
 use crate::ml::serving::ActiveExperiment;
 use crate::ml::{Model, ModelServer, PRODUCTION};
 use crate::monitoring::Metrics;
+use crate::monitoring::drift::{DriftConfig, DriftMonitor};
 
 fn log_secret_source(source: &SecretSource) {
     match source {
@@ -95,11 +96,12 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     let (keys, source) = JwtKeys::from_settings(settings)?;
     log_secret_source(&source);
     let stores = Stores::open(settings).await?;
-    let served = bootstrap(settings, &stores).await?;
+    let served = bootstrap(settings, &stores, settings.training.retrain_outdated).await?;
     let metrics = Metrics::new()?;
     let feature_metrics = FeatureStoreMetrics::new()?;
     metrics.register_all(feature_metrics.collectors())?;
-    metrics.set_model_version(served.model.version());
+    let drift = Arc::new(DriftMonitor::new(DriftConfig::from(&settings.monitoring))?);
+    metrics.register_all(drift.collectors())?;
     let features = Arc::new(feature_server(
         settings,
         stores.offline.clone(),
@@ -116,7 +118,6 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         online_store = features.online().kind(),
         "serving model"
     );
-    models.swap(served);
     let interrupted = stores.jobs.fail_interrupted().await?;
     if interrupted > 0 {
         tracing::warn!(
@@ -130,6 +131,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         stores: stores.clone(),
         settings: Arc::new(settings.clone()),
         metrics,
+        drift,
         keys: Arc::new(keys),
         limiter: Arc::new(RateLimiter::new(&settings.rate_limit)),
         lifecycle: Lifecycle::default(),
@@ -141,6 +143,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         training: Arc::new(tokio::sync::Semaphore::new(1)),
         pinned: moka::sync::Cache::new(8),
     };
+    state.install(served);
     let supervisor = tokio::spawn(supervise(state.clone()));
     let server = Server::bind(
         &settings.server.host,
@@ -328,7 +331,8 @@ pub async fn predict_file(
     let stores = Stores::open(settings).await?;
     let model = match version {
         Some(v) => load_served(&stores, v).await?.model,
-        None => bootstrap(settings, &stores).await?.model,
+        // A batch run never replaces the production model; `serve` or `train --promote` does.
+        None => bootstrap(settings, &stores, false).await?.model,
     };
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
     tokio::task::spawn_blocking(move || write_predictions(&model, &input, &output)).await?

@@ -7,6 +7,7 @@ pub mod features;
 pub mod health;
 pub mod middleware;
 pub mod models;
+pub mod monitoring;
 pub mod oip;
 pub mod predict;
 pub mod routing;
@@ -132,7 +133,8 @@ pub fn router(state: AppState) -> Router {
             "/models/aliases/{alias}/rollback",
             admin(post(models::rollback)),
         )
-        .route("/models/{version}", read(get(models::get)));
+        .route("/models/{version}", read(get(models::get)))
+        .route("/monitoring/drift", read(get(monitoring::drift)));
 
     let predict_scope = |route| guarded(&state, Some(scopes::PREDICT), route);
     let oip_routes = Router::new()

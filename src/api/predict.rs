@@ -109,6 +109,7 @@ fn score(
     state
         .metrics
         .record_prediction(prediction.survived(), model.version());
+    state.observe([p]);
     if let Some(shadow) = &choice.shadow {
         routing::shadow_compare(state, &shadow.model, p, &prediction);
     }

@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::ApiError;
 use super::routing::{self, Choice};
 use super::state::AppState;
+use crate::core::time::now_micros;
 use crate::feature_store::ingest::PassengerCsv;
+use crate::feature_store::profile::observe;
 
 /// Chunks in flight each way.
 const CHANNEL_DEPTH: usize = 8;
@@ -117,6 +119,7 @@ fn score_rows(
     let mut out = String::with_capacity(CHUNK + 256);
     out.push_str("PassengerId,Survived,Probability\n");
     let (mut survived, mut died) = (0u64, 0u64);
+    let mut observed = Vec::new();
     let flush = |out: &mut String| {
         out_tx
             .blocking_send(Ok(Bytes::from(std::mem::take(out))))
@@ -126,6 +129,7 @@ fn score_rows(
         match record {
             Ok(r) => {
                 let p = model.predict(&r.passenger);
+                observed.push(observe(&r.passenger));
                 if let Some(shadow) = &choice.shadow {
                     routing::shadow_compare(state, &shadow.model, &r.passenger, &p);
                 }
@@ -147,11 +151,15 @@ fn score_rows(
                 break;
             }
         }
-        if out.len() >= CHUNK && !flush(&mut out) {
-            // The client went away.
-            break;
+        if out.len() >= CHUNK {
+            state.drift.observe(now_micros(), observed.drain(..));
+            if !flush(&mut out) {
+                // The client went away.
+                break;
+            }
         }
     }
+    state.drift.observe(now_micros(), observed);
     if !out.is_empty() {
         flush(&mut out);
     }

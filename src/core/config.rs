@@ -67,6 +67,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub data: DataSettings,
     pub training: TrainingSettings,
+    pub monitoring: MonitoringSettings,
     pub log: LogSettings,
 }
 
@@ -122,6 +123,28 @@ pub struct AuthSettings {
 pub struct RateLimitSettings {
     pub per_second: u32,
     pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MonitoringSettings {
+    pub drift_window_size: usize,
+    pub drift_window_secs: u64,
+    pub drift_min_observations: u64,
+    pub drift_p_value: f64,
+    pub psi_warn: f64,
+    pub psi_alert: f64,
+    pub drift_share: f64,
+    pub request_log: RequestLogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestLogSettings {
+    pub enabled: bool,
+    pub sample_rate: f64,
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,6 +276,28 @@ impl Settings {
             .all(|a| a.is_finite() && *a >= 0.0)
         {
             return invalid("training.alpha", "must be a finite number >= 0");
+        }
+        let m = &self.monitoring;
+        if !(m.drift_p_value > 0.0 && m.drift_p_value < 1.0) {
+            return invalid("monitoring.drift_p_value", "must be between 0 and 1");
+        }
+        if !(m.psi_warn > 0.0 && m.psi_warn <= m.psi_alert && m.psi_alert.is_finite()) {
+            return invalid(
+                "monitoring.psi_warn",
+                "psi_warn and psi_alert must be finite with 0 < psi_warn <= psi_alert",
+            );
+        }
+        if !(0.0..=1.0).contains(&m.request_log.sample_rate) {
+            return invalid("monitoring.request_log.sample_rate", "must be in [0, 1]");
+        }
+        if m.request_log.queue_capacity == 0 || m.request_log.batch_size == 0 {
+            return invalid(
+                "monitoring.request_log",
+                "queue_capacity and batch_size must be at least 1",
+            );
+        }
+        if !(m.drift_share > 0.0 && m.drift_share <= 1.0) {
+            return invalid("monitoring.drift_share", "must be in (0, 1]");
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod offline;
 pub mod online;
 pub mod passenger;
 pub mod pipeline;
+pub mod profile;
 pub mod push;
 pub mod redis_store;
 pub mod registry;

@@ -107,13 +107,24 @@ pub struct Companion {
     /// Their fare, when known: family members share surname and fare.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fare: Option<f64>,
+    /// FNV-1a hash of their full name, so the same person sent without an id is still
+    /// recognised as themself (the artifact keeps no full names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<u64>,
+}
+
+/// 64-bit FNV-1a: stable across builds and platforms (unlike std's hasher).
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The labelled training passengers grouped by ticket and by surname, so
 /// a passenger's features can say whether people travelling with them survived. Fitted on
 /// the training rows only (inside each cross-validation fold, from the offline store as of
 /// the training time), and a passenger's own label never counts: members with the
-/// passenger's id are left out, in training and in serving alike.
+/// passenger's id, or with the same full name, are left out, in training and in serving.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Companions {
     pub tickets: BTreeMap<String, Vec<Companion>>,
@@ -141,6 +152,7 @@ impl Companions {
                 id,
                 survived,
                 fare: p.fare,
+                name: p.name.as_deref().map(fnv1a),
             };
             if let Some(ticket) = p.ticket.as_deref() {
                 groups
@@ -163,35 +175,32 @@ impl Companions {
     /// The passenger's companions, each counted once, the passenger itself excluded.
     pub fn of(&self, p: &Passenger) -> Company {
         let mut company = Company::default();
-        fn others<'a>(
-            members: Option<&'a Vec<Companion>>,
-            p: &'a Passenger,
-        ) -> impl Iterator<Item = &'a Companion> {
-            members
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .filter(move |m| Some(m.id) != p.id)
+        let on_ticket = p.ticket.as_deref().and_then(|t| self.tickets.get(t));
+        let by_surname = surname(p).and_then(|s| self.surnames.get(s));
+        if on_ticket.is_none() && by_surname.is_none() {
+            return company;
         }
-        let on_ticket = others(p.ticket.as_deref().and_then(|t| self.tickets.get(t)), p);
-        let in_family = others(surname(p).and_then(|s| self.surnames.get(s)), p)
-            .filter(|m| matches!((m.fare, p.fare), (Some(a), Some(b)) if same_fare(a, b)));
+        let name = p.name.as_deref().map(fnv1a);
+        // The passenger: the same id or, sent without one, the same full name.
+        let is_self = |m: &Companion| Some(m.id) == p.id || (name.is_some() && m.name == name);
+        let tally = |m: &Companion, company: &mut Company| {
+            if m.survived {
+                company.survived += 1;
+            } else {
+                company.died += 1;
+            }
+        };
         let mut seen: Vec<i64> = Vec::new();
-        for m in on_ticket {
+        for m in on_ticket.into_iter().flatten().filter(|m| !is_self(m)) {
             company.on_ticket += 1;
             seen.push(m.id);
-            if m.survived {
-                company.survived += 1;
-            } else {
-                company.died += 1;
-            }
+            tally(m, &mut company);
         }
-        for m in in_family.filter(|m| !seen.contains(&m.id)) {
-            if m.survived {
-                company.survived += 1;
-            } else {
-                company.died += 1;
-            }
+        let family = by_surname.into_iter().flatten().filter(|m| {
+            !is_self(m) && matches!((m.fare, p.fare), (Some(a), Some(b)) if same_fare(a, b))
+        });
+        for m in family.filter(|m| !seen.contains(&m.id)) {
+            tally(m, &mut company);
         }
         company
     }
@@ -537,6 +546,13 @@ mod tests {
         let died = Preprocessing::fit(&rows, &[false, false]);
         assert_eq!(survived.transform(&train[0]), died.transform(&train[0]));
         assert_ne!(survived.transform(&train[1]), died.transform(&train[1]));
+        // Sent without its id, the same person is recognised by the full name.
+        let anonymous = Passenger {
+            id: None,
+            ..train[0].clone()
+        };
+        assert_eq!(survived.transform(&anonymous), died.transform(&anonymous));
+        assert_eq!(survived.companions.of(&anonymous).on_ticket, 1);
     }
 
     #[test]

@@ -289,8 +289,13 @@ pub async fn rollback(
 }
 
 /// On an empty store: ingest the bundled CSVs, then train and promote a first model.
-/// Returns the production model with its feature service.
-pub async fn bootstrap(settings: &Settings, stores: &Stores) -> Result<Served, LifecycleError> {
+/// With `replace_outdated_model`, a production model an older build made is replaced by a
+/// new one trained on the latest data. Returns the production model with its feature service.
+pub async fn bootstrap(
+    settings: &Settings,
+    stores: &Stores,
+    replace_outdated_model: bool,
+) -> Result<Served, LifecycleError> {
     ingest_bundled(settings, stores).await?;
     let version = match stores.models.resolve(PRODUCTION).await? {
         Some(v) => v,
@@ -302,7 +307,7 @@ pub async fn bootstrap(settings: &Settings, stores: &Stores) -> Result<Served, L
         }
     };
     match load_served(stores, &version).await {
-        Err(e) if settings.training.retrain_outdated && e.is_outdated() => {
+        Err(e) if replace_outdated_model && e.is_outdated() => {
             replace_outdated(settings, stores, &version, &e).await
         }
         loaded => loaded,

@@ -6,11 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use super::evaluation::CvMetrics;
 use super::train::TrainParams;
+use crate::feature_store::profile::ReferenceProfile;
 use crate::feature_store::{FEATURE_NAMES, FeatureVector, N_FEATURES, Passenger, Preprocessing};
 
 /// Version of the artifact layout; bumped when it changes incompatibly.
 /// 2: adds the feature service the model was trained on.
-/// 3: the pipeline's companions (ticket and family survival) and fare per person.
+/// 3: the pipeline's companions (ticket and family survival) and fare per person; the
+///    reference profile of the training data for drift monitoring.
 pub const ARTIFACT_FORMAT: u32 = 3;
 
 /// A feature service version, as recorded by a model.
@@ -50,6 +52,9 @@ pub struct ModelArtifact {
     pub coefficients: Vec<f64>,
     pub intercept: f64,
     pub preprocessing: Preprocessing,
+    /// The distribution of the watched input features in the training rows: the reference
+    /// drift is measured against.
+    pub reference: ReferenceProfile,
     pub params: TrainParams,
     pub metrics: CvMetrics,
     pub training: TrainingInfo,
@@ -70,19 +75,18 @@ pub enum ModelError {
     CoefficientCount { found: usize },
     #[error("model has non-finite parameters")]
     NonFinite,
+    #[error("model's reference profile does not describe the watched features")]
+    Reference,
     #[error("model's feature service {service} cannot be served: {reason}")]
     FeatureService { service: String, reason: String },
 }
 
 impl ModelError {
-    /// True when the artifact is sound but was built by an earlier feature pipeline or
-    /// artifact layout than this build's: retraining on the same data makes it servable.
+    /// True when the artifact was written in an earlier layout than this build's (every
+    /// change to the feature pipeline bumps [`ARTIFACT_FORMAT`]): retraining replaces it.
+    /// A newer or a broken artifact is not outdated.
     pub fn is_outdated(&self) -> bool {
-        match self {
-            ModelError::Format { found } => *found < ARTIFACT_FORMAT,
-            ModelError::Features { .. } | ModelError::CoefficientCount { .. } => true,
-            _ => false,
-        }
+        matches!(self, ModelError::Format { found } if *found < ARTIFACT_FORMAT)
     }
 }
 
@@ -142,6 +146,7 @@ pub struct Model {
     version: Arc<str>,
     feature_service: FeatureServiceRef,
     scorer: Scorer,
+    reference: Arc<ReferenceProfile>,
 }
 
 /// Logistic function, stable for large |z|.
@@ -156,8 +161,21 @@ pub fn sigmoid(z: f64) -> f64 {
 }
 
 impl ModelArtifact {
+    /// Parses an artifact. One in another layout is reported by its `format_version` (an
+    /// older layout may lack fields this one needs), anything else unreadable as such.
     pub fn from_json(text: &str) -> Result<Self, ModelError> {
-        serde_json::from_str(text).map_err(|e| ModelError::Unreadable(e.to_string()))
+        serde_json::from_str(text).map_err(|e| {
+            #[derive(Deserialize)]
+            struct Version {
+                format_version: u32,
+            }
+            match serde_json::from_str::<Version>(text) {
+                Ok(v) if v.format_version != ARTIFACT_FORMAT => ModelError::Format {
+                    found: v.format_version,
+                },
+                _ => ModelError::Unreadable(e.to_string()),
+            }
+        })
     }
 
     pub fn to_json(&self) -> String {
@@ -192,8 +210,12 @@ impl Model {
         {
             return Err(ModelError::NonFinite);
         }
+        if !artifact.reference.matches_schema() {
+            return Err(ModelError::Reference);
+        }
         Ok(Self {
             version: Arc::from(version),
+            reference: Arc::new(artifact.reference),
             feature_service: artifact.feature_service,
             scorer: Scorer {
                 coefficients,
@@ -209,6 +231,11 @@ impl Model {
 
     pub fn feature_service(&self) -> &FeatureServiceRef {
         &self.feature_service
+    }
+
+    /// The training data's distribution of the watched features.
+    pub fn reference(&self) -> &Arc<ReferenceProfile> {
+        &self.reference
     }
 
     pub fn intercept(&self) -> f64 {
@@ -264,6 +291,7 @@ pub(crate) mod tests_support {
             coefficients: (0..N_FEATURES).map(|i| i as f64 / 10.0 - 0.5).collect(),
             intercept: 0.25,
             preprocessing: Preprocessing::fit(&[&p], &[true]),
+            reference: ReferenceProfile::fit([&p]),
             params: TrainParams {
                 folds: 5,
                 seed: 1,
@@ -333,6 +361,13 @@ mod artifact_tests {
             ModelArtifact::from_json("{not json"),
             Err(ModelError::Unreadable(_))
         ));
+        // An old layout is named by its version even when its fields no longer parse, and
+        // only an older one counts as outdated.
+        let old = ModelArtifact::from_json(r#"{"format_version": 1, "weights": [1.0]}"#);
+        assert_eq!(old.clone().unwrap_err(), ModelError::Format { found: 1 });
+        assert!(old.unwrap_err().is_outdated());
+        assert!(!ModelError::Format { found: 99 }.is_outdated());
+        assert!(!ModelError::CoefficientCount { found: 3 }.is_outdated());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::evaluation::{CvMetrics, FoldMetrics, stratified_kfold};
 use super::model::{ARTIFACT_FORMAT, FeatureServiceRef, ModelArtifact, Scorer, TrainingInfo};
 use crate::core::config::TrainingSettings;
 use crate::core::time::{Micros, micros_to_rfc3339, now_rfc3339};
+use crate::feature_store::profile::ReferenceProfile;
 use crate::feature_store::{FEATURE_NAMES, N_FEATURES, Passenger, Preprocessing};
 
 /// Hyperparameters and evaluation settings, stored with the artifact.
@@ -207,6 +208,7 @@ pub fn train(
         coefficients: fitted.coefficients.to_vec(),
         intercept: fitted.intercept,
         preprocessing: fitted.preprocessing,
+        reference: ReferenceProfile::fit(&set.passengers),
         params: TrainParams {
             alpha,
             ..params.clone()

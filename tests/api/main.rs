@@ -8,6 +8,7 @@ mod features;
 mod health;
 mod limits;
 mod models;
+mod monitoring;
 mod oip;
 mod online;
 mod predict;

@@ -1,0 +1,352 @@
+//! The request/response log: every scored passenger (request id, time, subject, features,
+//! output, model version, latency) goes through a bounded queue to one writer task that
+//! stores batches in the offline store. Recording never waits and never fails a request:
+//! when the queue is full the entry is dropped and counted. Sampling and retention are
+//! configurable; written and dropped entries are Prometheus counters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntCounterVec, Opts};
+use sqlx::SqlitePool;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::core::config::RequestLogSettings;
+use crate::core::time::{Micros, now_micros};
+use crate::feature_store::Passenger;
+
+/// One scored passenger, as logged.
+#[derive(Debug, Clone)]
+pub struct LoggedPrediction {
+    pub request_id: Arc<str>,
+    /// Position of the passenger in its request (0 for a single prediction).
+    pub position: u32,
+    pub at: Micros,
+    pub subject: Option<Arc<str>>,
+    pub passenger_id: Option<i64>,
+    pub passenger: Passenger,
+    pub probability: f64,
+    pub survived: bool,
+    pub model_version: Arc<str>,
+    /// Time from the request reaching its handler to the prediction.
+    pub latency_us: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogMetrics {
+    written: IntCounter,
+    dropped: IntCounterVec,
+}
+
+impl LogMetrics {
+    fn new() -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            written: IntCounter::new(
+                "request_log_written_total",
+                "Predictions written to the request log",
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "request_log_dropped_total",
+                    "Predictions not logged, by reason: queue_full, write_error, stopped",
+                ),
+                &["reason"],
+            )?,
+        })
+    }
+
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.written.clone()),
+            Box::new(self.dropped.clone()),
+        ]
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.get()
+    }
+
+    pub fn dropped(&self, reason: &str) -> u64 {
+        self.dropped.with_label_values(&[reason]).get()
+    }
+}
+
+/// The recording side, shared by request handlers.
+#[derive(Debug, Clone)]
+pub struct RequestLog {
+    tx: Option<mpsc::Sender<LoggedPrediction>>,
+    sample_rate: f64,
+    metrics: LogMetrics,
+}
+
+/// The writing side: run it as one task; it ends when every [`RequestLog`] is dropped and
+/// the queue is drained.
+pub struct LogWriter {
+    rx: mpsc::Receiver<LoggedPrediction>,
+    pool: SqlitePool,
+    settings: RequestLogSettings,
+    metrics: LogMetrics,
+}
+
+impl RequestLog {
+    /// The log and its writer. With `enabled = false` nothing is queued and the writer only
+    /// applies retention.
+    pub fn new(
+        pool: SqlitePool,
+        settings: &RequestLogSettings,
+    ) -> Result<(RequestLog, LogWriter), prometheus::Error> {
+        let metrics = LogMetrics::new()?;
+        let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let log = RequestLog {
+            tx: settings.enabled.then_some(tx),
+            sample_rate: settings.sample_rate,
+            metrics: metrics.clone(),
+        };
+        let writer = LogWriter {
+            rx,
+            pool,
+            settings: settings.clone(),
+            metrics,
+        };
+        Ok((log, writer))
+    }
+
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.metrics
+    }
+
+    /// Queues the predictions of one request (sampled per request, so a logged request is
+    /// logged whole). Never waits.
+    pub fn record(&self, entries: Vec<LoggedPrediction>) {
+        let Some(tx) = &self.tx else { return };
+        if entries.is_empty()
+            || !(self.sample_rate >= 1.0 || rand::random::<f64>() < self.sample_rate)
+        {
+            return;
+        }
+        let mut entries = entries.into_iter();
+        for entry in entries.by_ref() {
+            match tx.try_send(entry) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    let rest = 1 + entries.len() as u64;
+                    self.metrics
+                        .dropped
+                        .with_label_values(&["queue_full"])
+                        .inc_by(rest);
+                    return;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    let rest = 1 + entries.len() as u64;
+                    self.metrics
+                        .dropped
+                        .with_label_values(&["stopped"])
+                        .inc_by(rest);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+const INSERT: &str = "\
+INSERT INTO prediction_log (request_id, position, logged_at, subject, passenger_id, features,
+                            probability, survived, model_version, latency_us)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+impl LogWriter {
+    /// Writes batches until the log is closed and drained; applies retention first and then
+    /// hourly.
+    pub async fn run(mut self) {
+        let batch_size = self.settings.batch_size.max(1);
+        let flush_every = Duration::from_millis(self.settings.flush_interval_ms.max(1));
+        self.apply_retention().await;
+        let hour = Duration::from_secs(3600);
+        let mut retention = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
+        let mut batch = Vec::with_capacity(batch_size);
+        loop {
+            tokio::select! {
+                received = self.rx.recv_many(&mut batch, batch_size) => {
+                    if received == 0 {
+                        break;
+                    }
+                    // Gather a little more before writing, up to a full batch.
+                    let deadline = tokio::time::sleep(flush_every);
+                    tokio::pin!(deadline);
+                    while batch.len() < batch_size {
+                        let room = batch_size - batch.len();
+                        tokio::select! {
+                            more = self.rx.recv_many(&mut batch, room) => {
+                                if more == 0 { break; }
+                            }
+                            () = &mut deadline => break,
+                        }
+                    }
+                    self.write(std::mem::take(&mut batch)).await;
+                }
+                _ = retention.tick() => self.apply_retention().await,
+            }
+        }
+    }
+
+    async fn write(&self, batch: Vec<LoggedPrediction>) {
+        let n = batch.len() as u64;
+        match write_batch(&self.pool, &batch).await {
+            Ok(()) => self.metrics.written.inc_by(n),
+            Err(e) => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&["write_error"])
+                    .inc_by(n);
+                tracing::warn!(error = %e, entries = n, "request log: batch not written");
+            }
+        }
+    }
+
+    async fn apply_retention(&self) {
+        if self.settings.retention_days == 0 {
+            return;
+        }
+        let horizon =
+            now_micros() - (self.settings.retention_days as i64).saturating_mul(86_400_000_000);
+        match sqlx::query("DELETE FROM prediction_log WHERE logged_at < ?1")
+            .bind(horizon)
+            .execute(&self.pool)
+            .await
+        {
+            Ok(done) if done.rows_affected() > 0 => {
+                tracing::info!(
+                    rows = done.rows_affected(),
+                    "request log: old entries removed"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "request log: retention failed"),
+        }
+    }
+}
+
+async fn write_batch(pool: &SqlitePool, batch: &[LoggedPrediction]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for e in batch {
+        let features = serde_json::to_string(&e.passenger.to_raw(e.passenger_id))
+            .unwrap_or_else(|_| "{}".to_owned());
+        sqlx::query(INSERT)
+            .bind(&*e.request_id)
+            .bind(i64::from(e.position))
+            .bind(e.at)
+            .bind(e.subject.as_deref())
+            .bind(e.passenger_id)
+            .bind(features)
+            .bind(e.probability)
+            .bind(e.survived)
+            .bind(&*e.model_version)
+            .bind(i64::try_from(e.latency_us).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::db::temp_pool;
+    use crate::feature_store::RawPassenger;
+
+    fn settings() -> RequestLogSettings {
+        RequestLogSettings {
+            enabled: true,
+            sample_rate: 1.0,
+            queue_capacity: 4,
+            batch_size: 2,
+            flush_interval_ms: 10,
+            retention_days: 30,
+        }
+    }
+
+    fn entry(request: &str, position: u32, at: Micros) -> LoggedPrediction {
+        LoggedPrediction {
+            request_id: request.into(),
+            position,
+            at,
+            subject: Some("tester".into()),
+            passenger_id: Some(7),
+            passenger: RawPassenger {
+                pclass: Some(1),
+                sex: Some("female".into()),
+                sibsp: Some(0),
+                parch: Some(0),
+                ..Default::default()
+            }
+            .validate()
+            .unwrap(),
+            probability: 0.9,
+            survived: true,
+            model_version: "v1".into(),
+            latency_us: 120,
+        }
+    }
+
+    async fn count(pool: &SqlitePool) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM prediction_log")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_the_rest_is_written() {
+        let (pool, _dir) = temp_pool().await;
+        let (log, writer) = RequestLog::new(pool.clone(), &settings()).unwrap();
+        // The writer is not running yet: four fit in the queue, the other three are dropped.
+        log.record((0..7).map(|i| entry("r1", i, now_micros())).collect());
+        assert_eq!(log.metrics().dropped("queue_full"), 3);
+        let metrics = log.metrics().clone();
+        drop(log);
+        writer.run().await;
+        assert_eq!(metrics.written(), 4);
+        assert_eq!(count(&pool).await, 4);
+        let (features, subject): (String, String) =
+            sqlx::query_as("SELECT features, subject FROM prediction_log WHERE position = 3")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let raw: RawPassenger = serde_json::from_str(&features).unwrap();
+        assert_eq!(raw.passenger_id, Some(7));
+        assert_eq!(raw.sex.as_deref(), Some("female"));
+        assert_eq!(subject, "tester");
+    }
+
+    #[tokio::test]
+    async fn sampling_and_switching_off_log_nothing_and_retention_removes_old_entries() {
+        let (pool, _dir) = temp_pool().await;
+        let off = RequestLogSettings {
+            sample_rate: 0.0,
+            ..settings()
+        };
+        let (log, writer) = RequestLog::new(pool.clone(), &off).unwrap();
+        log.record(vec![entry("r1", 0, now_micros())]);
+        drop(log);
+        writer.run().await;
+        assert_eq!(count(&pool).await, 0);
+
+        let (log, writer) = RequestLog::new(pool.clone(), &settings()).unwrap();
+        let long_ago = now_micros() - 31 * 86_400_000_000;
+        log.record(vec![entry("old", 0, long_ago)]);
+        drop(log);
+        writer.run().await;
+        assert_eq!(count(&pool).await, 1);
+        // The next writer applies retention when it starts.
+        let (log, writer) = RequestLog::new(pool.clone(), &settings()).unwrap();
+        log.record(vec![entry("new", 0, now_micros())]);
+        drop(log);
+        writer.run().await;
+        let kept: Vec<String> = sqlx::query_scalar("SELECT request_id FROM prediction_log")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(kept, ["new"]);
+    }
+}
