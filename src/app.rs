@@ -25,8 +25,7 @@ use crate::ml::lifecycle::{self, Stores, Trained, bootstrap, load_served};
 use crate::ml::registry::{AliasAction, AliasChange, AliasMove};
 use crate::ml::serving::ActiveExperiment;
 use crate::ml::{Model, ModelServer, PRODUCTION};
-use crate::monitoring::Metrics;
-use crate::monitoring::drift::{DriftConfig, DriftMonitor};
+use crate::monitoring::{Metrics, Monitor};
 
 fn log_secret_source(source: &SecretSource) {
     match source {
@@ -100,8 +99,15 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     let metrics = Metrics::new()?;
     let feature_metrics = FeatureStoreMetrics::new()?;
     metrics.register_all(feature_metrics.collectors())?;
-    let drift = Arc::new(DriftMonitor::new(DriftConfig::from(&settings.monitoring))?);
-    metrics.register_all(drift.collectors())?;
+    let (monitor, log_writer) = Monitor::new(stores.pool.clone(), &settings.monitoring)?;
+    metrics.register_all(monitor.collectors())?;
+    let labels = monitor.performance.load().await?;
+    if labels > 0 {
+        tracing::info!(
+            labels,
+            "live performance window restored from stored feedback"
+        );
+    }
     let features = Arc::new(feature_server(
         settings,
         stores.offline.clone(),
@@ -131,7 +137,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         stores: stores.clone(),
         settings: Arc::new(settings.clone()),
         metrics,
-        drift,
+        monitor: Arc::new(monitor),
         keys: Arc::new(keys),
         limiter: Arc::new(RateLimiter::new(&settings.rate_limit)),
         lifecycle: Lifecycle::default(),
@@ -154,7 +160,8 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     )
     .await
     .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
-    Ok(server.with_task(supervisor))
+    let writer = tokio::spawn(log_writer.run());
+    Ok(server.with_task(supervisor).with_final_task(writer))
 }
 
 /// How often the background supervisor looks at the world.

@@ -1,10 +1,47 @@
 //! Extractors whose rejections are the service's own [`ApiError`], so malformed JSON gets the
 //! same error shape as everything else.
 
-use axum::extract::FromRequest;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use crate::core::security::Claims;
+use crate::monitoring::RequestInfo;
+
+/// The request id (set by the request-id layer), the token's subject and the time the
+/// request reached its handler: what monitoring records with each prediction.
+#[derive(Debug, Clone)]
+pub struct Requested(pub RequestInfo);
+
+impl Requested {
+    pub fn of(parts: &Parts) -> RequestInfo {
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()), Arc::from);
+        RequestInfo {
+            request_id,
+            subject: parts
+                .extensions
+                .get::<Claims>()
+                .map(|c| Arc::from(c.sub.as_str())),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Requested {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Requested(Requested::of(parts)))
+    }
+}
 
 /// `axum::Json` with [`ApiError`] rejections: 400 for syntax, 422 naming the field for wrong
 /// types or unknown fields, 413 for oversized bodies, 415 without a JSON content type.

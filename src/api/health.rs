@@ -74,9 +74,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text format (the drift gauges are brought up to date first).
+/// `GET /metrics`: Prometheus text format (drift and performance gauges are brought up to date first).
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    state.drift.report(crate::core::time::now_micros());
+    state
+        .monitor
+        .refresh_gauges(crate::core::time::now_micros());
     (
         [(
             header::CONTENT_TYPE,

@@ -134,7 +134,19 @@ pub fn router(state: AppState) -> Router {
             admin(post(models::rollback)),
         )
         .route("/models/{version}", read(get(models::get)))
-        .route("/monitoring/drift", read(get(monitoring::drift)));
+        .route("/monitoring/drift", read(get(monitoring::drift)))
+        .route(
+            "/monitoring/performance",
+            read(get(monitoring::performance)),
+        )
+        .route(
+            "/feedback",
+            guarded(
+                &state,
+                Some(scopes::FEEDBACK_WRITE),
+                post(monitoring::feedback),
+            ),
+        );
 
     let predict_scope = |route| guarded(&state, Some(scopes::PREDICT), route);
     let oip_routes = Router::new()

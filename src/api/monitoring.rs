@@ -1,13 +1,89 @@
-//! Monitoring endpoints: drift of served passengers against the training data.
+//! Monitoring endpoints: drift of served passengers against the training data, live
+//! performance from labels sent back, and the feedback that carries those labels.
 
 use axum::Json;
 use axum::extract::State;
+use serde::Deserialize;
 
+use super::error::ApiError;
+use super::extract::{ApiJson, Object, Requested};
 use super::state::AppState;
 use crate::core::time::now_micros;
+use crate::feature_store::ValidationErrors;
 use crate::monitoring::drift::DriftReport;
+use crate::monitoring::performance::{Feedback, FeedbackError, PerformanceReport, Recorded};
 
 /// `GET /monitoring/drift`: per-feature tests and PSI, the dataset drift share and flag.
 pub async fn drift(State(state): State<AppState>) -> Json<DriftReport> {
-    Json(state.drift.report(now_micros()))
+    Json(state.monitor.drift.report(now_micros()))
+}
+
+/// `GET /monitoring/performance`: live metrics per model version over the window.
+pub async fn performance(State(state): State<AppState>) -> Json<PerformanceReport> {
+    Json(state.monitor.performance.report(now_micros()))
+}
+
+/// The truth about one prediction.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// The `x-request-id` of the prediction's response.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Picks the passenger of a batch request; alone, the passenger's latest prediction.
+    #[serde(default)]
+    pub passenger_id: Option<i64>,
+    /// Picks the instance of a batch request by its 0-based position.
+    #[serde(default)]
+    pub position: Option<u32>,
+    /// `true`/`false`, or Kaggle's `1`/`0`.
+    pub survived: Label,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Label {
+    Bool(bool),
+    Number(i64),
+}
+
+/// `POST /feedback` (scope `feedback:write`): records the label once it is stored.
+pub async fn feedback(
+    State(state): State<AppState>,
+    Requested(request): Requested,
+    ApiJson(Object(body)): ApiJson<Object<FeedbackRequest>>,
+) -> Result<ApiJson<Recorded>, ApiError> {
+    let survived = match body.survived {
+        Label::Bool(b) => b,
+        Label::Number(1) => true,
+        Label::Number(0) => false,
+        Label::Number(n) => {
+            return Err(ApiError::Validation(ValidationErrors::single(
+                "survived",
+                format!("must be true, false, 1 or 0, got {n}"),
+            )));
+        }
+    };
+    if body.request_id.as_deref().is_some_and(str::is_empty) {
+        return Err(ApiError::Validation(ValidationErrors::single(
+            "request_id",
+            "must not be empty",
+        )));
+    }
+    let feedback = Feedback {
+        request_id: body.request_id,
+        passenger_id: body.passenger_id,
+        position: body.position,
+        survived,
+        subject: request.subject.map(|s| s.to_string()),
+    };
+    match state.monitor.performance.submit(feedback).await {
+        Ok(recorded) => Ok(ApiJson(recorded)),
+        Err(FeedbackError::Invalid { field, message }) => Err(ApiError::Validation(
+            ValidationErrors::single(field, message),
+        )),
+        Err(e @ FeedbackError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ FeedbackError::Duplicate(_)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ FeedbackError::Db(_)) => Err(ApiError::Unavailable(e.to_string())),
+    }
 }

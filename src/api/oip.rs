@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, Requested};
 use super::predict::predict_all;
 use super::routing;
 use super::state::AppState;
 use crate::feature_store::RawPassenger;
+use crate::monitoring::RequestInfo;
 
 /// The model name this service serves under the protocol.
 pub const MODEL: &str = "titanic";
@@ -344,6 +345,7 @@ fn decode(inputs: &[InputTensor]) -> Result<Vec<RawPassenger>, ApiError> {
 async fn infer_with(
     state: AppState,
     headers: HeaderMap,
+    request_info: RequestInfo,
     model: String,
     version: Option<String>,
     request: InferRequest,
@@ -374,7 +376,10 @@ async fn infer_with(
     }
     let choice = routing::choose(&state, &headers, version.as_deref()).await?;
     let n = raws.len();
-    let predictions = predict_all(&state, &choice, raws, |i| format!("row[{i}]")).await?;
+    let predictions = predict_all(&state, &request_info, &choice, raws, |i| {
+        format!("row[{i}]")
+    })
+    .await?;
     let outputs: Vec<Value> = wanted
         .iter()
         .map(|name| match *name {
@@ -403,18 +408,20 @@ async fn infer_with(
 pub async fn infer(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Requested(info): Requested,
     Path(model): Path<String>,
     ApiJson(request): ApiJson<InferRequest>,
 ) -> Result<ApiJson<Value>, ApiError> {
-    infer_with(state, headers, model, None, request).await
+    infer_with(state, headers, info, model, None, request).await
 }
 
 /// `POST /v2/models/{model}/versions/{version}/infer`
 pub async fn infer_version(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Requested(info): Requested,
     Path((model, version)): Path<(String, String)>,
     ApiJson(request): ApiJson<InferRequest>,
 ) -> Result<ApiJson<Value>, ApiError> {
-    infer_with(state, headers, model, Some(version), request).await
+    infer_with(state, headers, info, model, Some(version), request).await
 }

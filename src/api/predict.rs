@@ -10,7 +10,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Object};
+use super::extract::{ApiJson, Object, Requested};
 use super::routing::{self, Choice};
 use super::state::AppState;
 use crate::core::time::micros_to_rfc3339;
@@ -21,6 +21,7 @@ use crate::feature_store::{
     FEATURE_NAMES, FeatureVector, FieldError, Passenger, RawPassenger, ValidationErrors,
 };
 use crate::ml::Served;
+use crate::monitoring::{Record, RequestInfo};
 
 /// Per-feature contributions, serialized as `{"feature": value, ...}` without allocating.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +110,6 @@ fn score(
     state
         .metrics
         .record_prediction(prediction.survived(), model.version());
-    state.observe([p]);
     if let Some(shadow) = &choice.shadow {
         routing::shadow_compare(state, &shadow.model, p, &prediction);
     }
@@ -165,12 +165,14 @@ async fn stored(
         .collect())
 }
 
-/// Scores passengers (inline features or stored ids) with the chosen model, in order. Every
+/// Scores passengers (inline features or stored ids) with the chosen model, in order, and
+/// hands them to monitoring (drift, performance, request log). Every
 /// invalid input is named, with `name(i)` as the prefix of input `i` (`instances[3]`);
 /// nothing is scored unless all are valid. Stored passengers are read in one round trip per
 /// view.
 pub(crate) async fn predict_all(
     state: &AppState,
+    request: &RequestInfo,
     choice: &Choice,
     raws: Vec<RawPassenger>,
     name: impl Fn(usize) -> String,
@@ -230,10 +232,21 @@ pub(crate) async fn predict_all(
     if !errors.is_empty() {
         return Err(ApiError::Validation(ValidationErrors(errors)));
     }
-    Ok(resolved
-        .into_iter()
-        .map(|(id, p, provenance)| score(state, choice, id, &p, provenance))
-        .collect())
+    let mut predictions = Vec::with_capacity(resolved.len());
+    let mut records = Vec::with_capacity(resolved.len());
+    for (position, (id, p, provenance)) in resolved.into_iter().enumerate() {
+        let prediction = score(state, choice, id, &p, provenance);
+        records.push(Record {
+            position: u32::try_from(position).unwrap_or(u32::MAX),
+            passenger_id: id,
+            passenger: p,
+            probability: prediction.probability,
+            model_version: Arc::clone(&prediction.model_version),
+        });
+        predictions.push(prediction);
+    }
+    state.monitor.record(request, records, true);
+    Ok(predictions)
 }
 
 /// `POST /predict`: one passenger's features, or `{"passenger_id": N}` for a stored one
@@ -242,11 +255,12 @@ pub(crate) async fn predict_all(
 pub async fn predict(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Requested(request): Requested,
     ApiJson(Object(raw)): ApiJson<Object<RawPassenger>>,
 ) -> Result<ApiJson<PredictionResponse>, ApiError> {
     let choice = routing::choose(&state, &headers, None).await?;
     let stored_id = raw.passenger_id.filter(|_| raw.has_no_features());
-    match predict_all(&state, &choice, vec![raw], |_| String::new()).await {
+    match predict_all(&state, &request, &choice, vec![raw], |_| String::new()).await {
         Ok(mut predictions) => predictions
             .pop()
             .map(ApiJson)
@@ -270,9 +284,12 @@ pub async fn predict_batch(
     headers: HeaderMap,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let request = Requested::of(&parts);
     if super::middleware::is_csv(&headers) {
-        return super::stream::predict_csv(state, &headers, req.into_body()).await;
+        return super::stream::predict_csv(state, request, &headers, body).await;
     }
+    let req = Request::from_parts(parts, body);
     let ApiJson(batch) = ApiJson::<BatchRequest>::from_request(req, &state).await?;
     if batch.instances.len() > state.limits.max_batch_size {
         return Err(ApiError::Validation(ValidationErrors::single(
@@ -286,7 +303,10 @@ pub async fn predict_batch(
     }
     let choice = routing::choose(&state, &headers, None).await?;
     let raws = batch.instances.into_iter().map(|Object(r)| r).collect();
-    let predictions = predict_all(&state, &choice, raws, |i| format!("instances[{i}]")).await?;
+    let predictions = predict_all(&state, &request, &choice, raws, |i| {
+        format!("instances[{i}]")
+    })
+    .await?;
     Ok(ApiJson(BatchResponse {
         model_version: Arc::clone(choice.served.model.version()),
         predictions,

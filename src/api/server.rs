@@ -16,7 +16,12 @@ pub struct Server {
     drain: Duration,
     grace: Duration,
     background: Vec<tokio::task::JoinHandle<()>>,
+    finishing: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long tasks that finish on their own (the request log's writer) get after the server
+/// stops.
+const FINISH_WITHIN: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Binds `host:port` (port 0 picks a free one; see [`Server::local_addr`]).
@@ -34,12 +39,20 @@ impl Server {
             drain,
             grace,
             background: Vec::new(),
+            finishing: Vec::new(),
         })
     }
 
     /// A background task that lives as long as the server and is stopped with it.
     pub fn with_task(mut self, task: tokio::task::JoinHandle<()>) -> Self {
         self.background.push(task);
+        self
+    }
+
+    /// A task that ends by itself once the server and its state are gone (e.g. a writer
+    /// draining its queue); the server waits for it, up to a bound, before returning.
+    pub fn with_final_task(mut self, task: tokio::task::JoinHandle<()>) -> Self {
+        self.finishing.push(task);
         self
     }
 
@@ -58,6 +71,7 @@ impl Server {
             drain,
             grace,
             mut background,
+            finishing,
         } = self;
         let lifecycle = state.lifecycle.clone();
         let limiter = state.limiter.clone();
@@ -95,6 +109,18 @@ impl Server {
         };
         for task in background {
             task.abort();
+            // Wait for the abort, so the state the task held is released.
+            let _ = task.await;
+        }
+        for task in finishing {
+            let mut task = task;
+            if tokio::time::timeout(FINISH_WITHIN, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a background writer did not finish in time");
+                task.abort();
+            }
         }
         tracing::info!("server stopped");
         result

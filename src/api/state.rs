@@ -6,14 +6,10 @@ use crate::core::config::Settings;
 use crate::core::rate_limit::RateLimiter;
 use crate::core::security::JwtKeys;
 use crate::core::shutdown::Lifecycle;
-use crate::core::time::now_micros;
-use crate::feature_store::Passenger;
-use crate::feature_store::profile::observe;
 use crate::feature_store::serving::FeatureServer;
 use crate::ml::lifecycle::Stores;
 use crate::ml::{ModelServer, Served};
-use crate::monitoring::Metrics;
-use crate::monitoring::drift::DriftMonitor;
+use crate::monitoring::{Metrics, Monitor};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -22,8 +18,8 @@ pub struct AppState {
     pub stores: Stores,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
-    /// Served passengers against the production model's training data.
-    pub drift: Arc<DriftMonitor>,
+    /// Drift, live performance and the request log.
+    pub monitor: Arc<Monitor>,
     pub keys: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
     pub lifecycle: Lifecycle,
@@ -39,7 +35,8 @@ impl AppState {
     /// they started with).
     pub fn install(&self, served: Served) {
         let version = served.model.version().clone();
-        self.drift
+        self.monitor
+            .drift
             .set_reference(version.clone(), served.model.reference().clone());
         let previous = self.models.swap(served);
         self.metrics.set_model_version(&version);
@@ -48,14 +45,6 @@ impl AppState {
             previous = previous.as_ref().map_or("none", |p| &**p.model.version()),
             "now serving model"
         );
-    }
-}
-
-impl AppState {
-    /// Records passengers that were just scored, for drift monitoring.
-    pub fn observe<'a>(&self, passengers: impl IntoIterator<Item = &'a Passenger>) {
-        self.drift
-            .observe(now_micros(), passengers.into_iter().map(observe));
     }
 }
 

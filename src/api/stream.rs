@@ -4,6 +4,7 @@
 //! flat however large the input; the body limit does not apply.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -14,9 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::ApiError;
 use super::routing::{self, Choice};
 use super::state::AppState;
-use crate::core::time::now_micros;
 use crate::feature_store::ingest::PassengerCsv;
-use crate::feature_store::profile::observe;
+use crate::monitoring::{Record, RequestInfo};
 
 /// Chunks in flight each way.
 const CHANNEL_DEPTH: usize = 8;
@@ -48,6 +48,7 @@ impl Read for ChannelReader {
 /// a bad row later ends the response with a last line `error: line N: ...`.
 pub async fn predict_csv(
     state: AppState,
+    request: RequestInfo,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -67,7 +68,7 @@ pub async fn predict_csv(
         }
     });
     tokio::task::spawn_blocking(move || {
-        score_rows(&state, &choice, in_rx, &out_tx, ready_tx);
+        score_rows(&state, &request, &choice, in_rx, &out_tx, ready_tx);
     });
     match ready_rx.await {
         Ok(Ok(())) => {}
@@ -95,6 +96,7 @@ pub async fn predict_csv(
 
 fn score_rows(
     state: &AppState,
+    request: &RequestInfo,
     choice: &Choice,
     in_rx: mpsc::Receiver<Result<Bytes, String>>,
     out_tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -119,7 +121,8 @@ fn score_rows(
     let mut out = String::with_capacity(CHUNK + 256);
     out.push_str("PassengerId,Survived,Probability\n");
     let (mut survived, mut died) = (0u64, 0u64);
-    let mut observed = Vec::new();
+    let mut records = Vec::new();
+    let mut position = 0usize;
     let flush = |out: &mut String| {
         out_tx
             .blocking_send(Ok(Bytes::from(std::mem::take(out))))
@@ -129,7 +132,6 @@ fn score_rows(
         match record {
             Ok(r) => {
                 let p = model.predict(&r.passenger);
-                observed.push(observe(&r.passenger));
                 if let Some(shadow) = &choice.shadow {
                     routing::shadow_compare(state, &shadow.model, &r.passenger, &p);
                 }
@@ -145,6 +147,14 @@ fn score_rows(
                     u8::from(p.survived()),
                     p.probability
                 );
+                records.push(Record {
+                    position: u32::try_from(position).unwrap_or(u32::MAX),
+                    passenger_id: Some(r.passenger_id),
+                    passenger: r.passenger,
+                    probability: p.probability,
+                    model_version: Arc::clone(model.version()),
+                });
+                position += 1;
             }
             Err(e) => {
                 let _ = writeln!(out, "error: {e}");
@@ -152,14 +162,15 @@ fn score_rows(
             }
         }
         if out.len() >= CHUNK {
-            state.drift.observe(now_micros(), observed.drain(..));
+            let records = std::mem::take(&mut records);
+            state.monitor.record(request, records, false);
             if !flush(&mut out) {
                 // The client went away.
                 break;
             }
         }
     }
-    state.drift.observe(now_micros(), observed);
+    state.monitor.record(request, records, false);
     if !out.is_empty() {
         flush(&mut out);
     }

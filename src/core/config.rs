@@ -134,6 +134,9 @@ pub struct MonitoringSettings {
     pub psi_warn: f64,
     pub psi_alert: f64,
     pub drift_share: f64,
+    pub performance_window_size: usize,
+    pub performance_window_secs: u64,
+    pub remembered_predictions: u64,
     pub request_log: RequestLogSettings,
 }
 

@@ -20,8 +20,10 @@ pub mod scopes {
     pub const PREDICT: &str = "predict";
     pub const FEATURES_WRITE: &str = "features:write";
     pub const MODELS_WRITE: &str = "models:write";
+    /// Sending ground-truth labels for predictions (`POST /feedback`).
+    pub const FEEDBACK_WRITE: &str = "feedback:write";
     /// Every scope the service knows, for `titanic token` validation and docs.
-    pub const ALL: &[&str] = &[PREDICT, FEATURES_WRITE, MODELS_WRITE];
+    pub const ALL: &[&str] = &[PREDICT, FEATURES_WRITE, MODELS_WRITE, FEEDBACK_WRITE];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

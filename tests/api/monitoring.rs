@@ -105,3 +105,210 @@ async fn old_rich_first_class_passengers_are_flagged() {
     );
     app.stop().await;
 }
+
+/// Polls until `check` holds or five seconds pass.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn pool(app: &TestApp) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.dir.join("titanic.db").display()
+    ))
+    .await
+    .unwrap()
+}
+
+async fn send_feedback(app: &TestApp, body: Value) -> reqwest::Response {
+    app.post_as("/feedback", &body, &app.token(&["feedback:write"]))
+        .await
+}
+
+#[tokio::test]
+async fn every_prediction_is_logged_with_its_request_id_and_subject() {
+    let app = TestApp::spawn().await;
+    let response = app.post("/predict", &crate::helpers::passenger()).await;
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    let db = pool(&app).await;
+    let logged = eventually(|| {
+        let db = db.clone();
+        let request_id = request_id.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM prediction_log WHERE request_id = ?1",
+            )
+            .bind(request_id)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+                == 1
+        }
+    })
+    .await;
+    assert!(logged, "the prediction was not logged");
+    let (subject, features, probability, version, latency): (String, String, f64, String, i64) =
+        sqlx::query_as(
+            "SELECT subject, features, probability, model_version, latency_us \
+             FROM prediction_log WHERE request_id = ?1",
+        )
+        .bind(&request_id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(subject, "tester");
+    assert_eq!(probability, body["probability"].as_f64().unwrap());
+    assert_eq!(version, "v1");
+    assert!(latency >= 0);
+    let features: Value = serde_json::from_str(&features).unwrap();
+    assert_eq!(features["name"], "Braund, Mr. Owen Harris");
+    let text = metrics(&app).await;
+    assert_eq!(
+        metric(&text, "titanic_request_log_written_total"),
+        Some(1.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_log_queue_drops_and_counts_but_never_fails_a_request() {
+    let app =
+        TestApp::spawn_with(&[("TITANIC__MONITORING__REQUEST_LOG__QUEUE_CAPACITY", "1")]).await;
+    let sample: Vec<Passenger> = train().into_iter().take(200).map(|(_, p)| p).collect();
+    serve(&app, &sample).await;
+    let counted = eventually(|| async {
+        let text = metrics(&app).await;
+        let written = metric(&text, "titanic_request_log_written_total").unwrap_or(0.0);
+        let dropped = metric(
+            &text,
+            "titanic_request_log_dropped_total{reason=\"queue_full\"}",
+        )
+        .unwrap_or(0.0);
+        dropped > 0.0 && written + dropped == 200.0
+    })
+    .await;
+    assert!(counted, "{}", metrics(&app).await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn feedback_gives_live_performance_by_model_version() {
+    let app = TestApp::spawn().await;
+    let passengers = train();
+    // Two single predictions by request id, and one batch labelled by passenger id.
+    let mut ids = Vec::new();
+    let mut truths = Vec::new();
+    for (id, p) in passengers.iter().take(2) {
+        let response = app
+            .post(
+                "/predict",
+                &serde_json::to_value(p.to_raw(Some(*id))).unwrap(),
+            )
+            .await;
+        ids.push(
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        truths.push(*id);
+    }
+    let labels: std::collections::HashMap<i64, bool> =
+        ingest::read_all(&repo().join("data/titanic/train.csv"))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.passenger_id, r.survived.unwrap()))
+            .collect();
+    let batch: Vec<Value> = [3i64, 4, 5]
+        .iter()
+        .map(|id| json!({ "passenger_id": id }))
+        .collect();
+    let response = app
+        .post("/predict/batch", &json!({ "instances": batch }))
+        .await;
+    let batch_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    // Scope, missing fields, ambiguity, unknown ids.
+    let no_scope = app
+        .post(
+            "/feedback",
+            &json!({"request_id": ids[0], "survived": true}),
+        )
+        .await;
+    assert_eq!(no_scope.status(), 403);
+    let r = send_feedback(&app, json!({"survived": true})).await;
+    assert_eq!(r.status(), 422);
+    let r = send_feedback(&app, json!({"request_id": ids[0], "survived": 2})).await;
+    assert_eq!(r.status(), 422);
+    let r = send_feedback(&app, json!({"request_id": batch_id, "survived": true})).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("position"));
+    let r = send_feedback(&app, json!({"request_id": "nope", "survived": true})).await;
+    assert_eq!(r.status(), 404);
+
+    for (request_id, id) in ids.iter().zip(&truths) {
+        let r = send_feedback(
+            &app,
+            json!({"request_id": request_id, "survived": labels[id]}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let recorded: Value = r.json().await.unwrap();
+        assert_eq!(recorded["model_version"], "v1");
+    }
+    for id in [3i64, 4, 5] {
+        let r = send_feedback(
+            &app,
+            json!({"request_id": batch_id, "passenger_id": id, "survived": u8::from(labels[&id])}),
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let again = send_feedback(&app, json!({"request_id": ids[0], "survived": true})).await;
+    assert_eq!(again.status(), 409);
+
+    let report: Value = app
+        .get_as("/monitoring/performance", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let v1 = &report["versions"][0];
+    assert_eq!(v1["model_version"], "v1");
+    assert_eq!(v1["labelled"], 5);
+    assert_eq!(v1["predictions"], 5);
+    let accuracy = v1["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+    assert!(v1["estimated_accuracy"].as_f64().unwrap() >= 0.5);
+    let text = metrics(&app).await;
+    assert_eq!(
+        metric(
+            &text,
+            "titanic_live_performance{metric=\"accuracy\",model_version=\"v1\"}"
+        ),
+        Some(accuracy)
+    );
+    assert_eq!(
+        metric(&text, "titanic_feedback_total{outcome=\"recorded\"}"),
+        Some(5.0)
+    );
+    app.stop().await;
+}
