@@ -99,7 +99,11 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     let metrics = Metrics::new()?;
     let feature_metrics = FeatureStoreMetrics::new()?;
     metrics.register_all(feature_metrics.collectors())?;
-    let (monitor, log_writer) = Monitor::new(stores.pool.clone(), &settings.monitoring)?;
+    let (monitor, log_writer) = Monitor::new(
+        stores.pool.clone(),
+        &settings.monitoring,
+        feature_metrics.dependencies.clone(),
+    )?;
     metrics.register_all(monitor.collectors())?;
     let labels = monitor.performance.load().await?;
     if labels > 0 {

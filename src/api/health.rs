@@ -30,7 +30,13 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         }),
         None => json!({ "status": "down", "message": "no model loaded" }),
     };
-    let database = match tokio::time::timeout(PROBE_TIMEOUT, db::ping(&state.stores.pool)).await {
+    let ping =
+        state
+            .features
+            .metrics()
+            .dependencies
+            .time("sqlite", "ping", db::ping(&state.stores.pool));
+    let database = match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
         Ok(Ok(())) => json!({ "status": "up" }),
         Ok(Err(e)) => json!({ "status": "down", "message": e.to_string() }),
         Err(_) => json!({ "status": "down", "message": "timed out" }),

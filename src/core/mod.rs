@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod db;
+pub mod dependency;
 pub mod rate_limit;
 pub mod security;
 pub mod shutdown;

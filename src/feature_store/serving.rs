@@ -15,6 +15,7 @@ use super::offline::{OfflineError, OfflineStore, Values};
 use super::online::{OnlineError, OnlineRow, OnlineStore, ViewKey};
 use super::passenger::{Passenger, RawPassenger, ValidationErrors};
 use super::registry::{FeatureServiceSpec, FeatureViewSpec, Versioned};
+use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, now_micros};
 
 /// Counters and gauges of the feature store (exported with the `titanic_` prefix of the
@@ -27,6 +28,8 @@ pub struct FeatureStoreMetrics {
     pub cache_misses: IntCounter,
     pub offline_fallbacks: IntCounter,
     pub online_write_failures: IntCounter,
+    /// Latency and errors of the online and offline stores' calls.
+    pub dependencies: DependencyMetrics,
 }
 
 impl FeatureStoreMetrics {
@@ -52,17 +55,20 @@ impl FeatureStoreMetrics {
                 "online_store_write_failures_total",
                 "Online store writes that failed (the offline store keeps the data)",
             )?,
+            dependencies: DependencyMetrics::new()?,
         })
     }
 
     pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
-        vec![
+        let mut all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(self.online_up.clone()),
             Box::new(self.cache_hits.clone()),
             Box::new(self.cache_misses.clone()),
             Box::new(self.offline_fallbacks.clone()),
             Box::new(self.online_write_failures.clone()),
-        ]
+        ];
+        all.extend(self.dependencies.collectors());
+        all
     }
 }
 
@@ -200,7 +206,11 @@ impl FeatureServer {
 
     /// Pings the online store and records whether it is up.
     pub async fn check_online(&self) -> Result<(), OnlineError> {
-        let result = self.online.ping().await;
+        let result = self
+            .metrics
+            .dependencies
+            .time(self.online.kind(), "ping", self.online.ping())
+            .await;
         self.metrics.online_up.set(i64::from(result.is_ok()));
         result
     }
@@ -240,7 +250,10 @@ impl FeatureServer {
             return Ok(ViewRead { rows, sources });
         }
         let wanted: Vec<String> = missing.iter().map(|&i| keys[i].clone()).collect();
-        let (absent, online_error) = match self.online.read(view, &wanted).await {
+        let online_read = self.online.read(view, &wanted);
+        let deps = &self.metrics.dependencies;
+        let (absent, online_error) = match deps.time(self.online.kind(), "read", online_read).await
+        {
             Ok(found) => {
                 self.metrics.online_up.set(1);
                 let mut absent = Vec::new();
@@ -267,11 +280,10 @@ impl FeatureServer {
             return Ok(ViewRead { rows, sources });
         }
         let refs: Vec<&str> = absent.iter().map(|&i| keys[i].as_str()).collect();
-        let latest = match self
+        let offline_read = self
             .offline
-            .latest_as_of(&view.name, now_micros(), Some(&refs))
-            .await
-        {
+            .latest_as_of(&view.name, now_micros(), Some(&refs));
+        let latest = match deps.time("sqlite", "read_features", offline_read).await {
             Ok(latest) => latest,
             Err(offline) => match online_error {
                 Some(online) => return Err(FeatureReadError::BothDown { online, offline }),
@@ -314,7 +326,15 @@ impl FeatureServer {
         rows: Vec<(String, OnlineRow)>,
     ) -> Result<(), OnlineError> {
         let keys: Vec<String> = rows.iter().map(|(k, _)| cache_key(view, k)).collect();
-        let result = self.online.write(view, rows, ttl_secs).await;
+        let result = self
+            .metrics
+            .dependencies
+            .time(
+                self.online.kind(),
+                "write",
+                self.online.write(view, rows, ttl_secs),
+            )
+            .await;
         if let Some(cache) = &self.cache {
             for k in &keys {
                 cache.invalidate(k);

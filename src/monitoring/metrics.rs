@@ -2,7 +2,8 @@
 //! and bounded labels. Each `Metrics` owns its registry, so tests never fight over globals.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: 100 µs to 10 s.
@@ -35,6 +36,59 @@ pub struct Metrics {
     pub shadow_predictions: IntCounterVec,
     /// |candidate probability - production probability| of shadow predictions.
     pub shadow_delta: HistogramVec,
+    /// The Tokio runtime serving requests, read at each scrape.
+    runtime: RuntimeMetrics,
+    /// Standard unprefixed `process_*` metrics (CPU, memory, file descriptors) on Linux.
+    process: Registry,
+}
+
+/// Tokio's stable runtime metrics as gauges and a counter.
+#[derive(Debug, Clone)]
+struct RuntimeMetrics {
+    workers: IntGauge,
+    alive_tasks: IntGauge,
+    global_queue_depth: IntGauge,
+    busy_seconds: Counter,
+}
+
+impl RuntimeMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            workers: IntGauge::new("tokio_workers", "Worker threads of the Tokio runtime")?,
+            alive_tasks: IntGauge::new("tokio_alive_tasks", "Tasks alive in the Tokio runtime")?,
+            global_queue_depth: IntGauge::new(
+                "tokio_global_queue_depth",
+                "Tasks waiting in the Tokio runtime's global queue",
+            )?,
+            busy_seconds: Counter::new(
+                "tokio_worker_busy_seconds_total",
+                "Time Tokio workers spent busy, summed over workers",
+            )?,
+        };
+        registry.register(Box::new(m.workers.clone()))?;
+        registry.register(Box::new(m.alive_tasks.clone()))?;
+        registry.register(Box::new(m.global_queue_depth.clone()))?;
+        registry.register(Box::new(m.busy_seconds.clone()))?;
+        Ok(m)
+    }
+
+    /// Reads the current runtime (nothing outside one).
+    fn refresh(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let m = handle.metrics();
+        self.workers.set(m.num_workers() as i64);
+        self.alive_tasks.set(m.num_alive_tasks() as i64);
+        self.global_queue_depth.set(m.global_queue_depth() as i64);
+        let busy: f64 = (0..m.num_workers())
+            .map(|w| m.worker_total_busy_duration(w).as_secs_f64())
+            .sum();
+        let delta = busy - self.busy_seconds.get();
+        if delta > 0.0 {
+            self.busy_seconds.inc_by(delta);
+        }
+    }
 }
 
 impl Metrics {
@@ -111,7 +165,15 @@ impl Metrics {
         )?;
         registry.register(Box::new(shadow_predictions.clone()))?;
         registry.register(Box::new(shadow_delta.clone()))?;
+        let runtime = RuntimeMetrics::new(&registry)?;
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        process.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
+            runtime,
+            process,
             registry,
             http_requests,
             http_duration,
@@ -160,11 +222,14 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric (runtime gauges read now).
     pub fn render(&self) -> String {
-        let mut buf = Vec::with_capacity(8 * 1024);
+        self.runtime.refresh();
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        let mut buf = Vec::with_capacity(16 * 1024);
         // Encoding gathered families into a Vec cannot fail.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let _ = TextEncoder::new().encode(&families, &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
 }
@@ -189,6 +254,24 @@ mod tests {
             text.contains(r#"titanic_predictions_total{model_version="v1",outcome="survived"} 1"#)
         );
         assert!(text.contains(r#"titanic_model_info{version="v2"} 1"#));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renders_runtime_and_process_metrics() {
+        let m = Metrics::new().unwrap();
+        let text = m.render();
+        assert!(text.contains("titanic_tokio_workers 2"), "{text}");
+        assert!(text.contains("# TYPE titanic_tokio_worker_busy_seconds_total counter"));
+        assert!(text.contains("titanic_tokio_alive_tasks "));
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_max_fds",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub use metrics::Metrics;
 
 use crate::core::config::MonitoringSettings;
+use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, now_micros};
 use crate::feature_store::Passenger;
 use crate::feature_store::profile::observe;
@@ -51,11 +52,17 @@ impl Monitor {
     pub fn new(
         pool: sqlx::SqlitePool,
         settings: &MonitoringSettings,
+        dependencies: DependencyMetrics,
     ) -> Result<(Monitor, LogWriter), prometheus::Error> {
-        let (log, writer) = RequestLog::new(pool.clone(), &settings.request_log)?;
+        let (log, writer) =
+            RequestLog::new(pool.clone(), &settings.request_log, dependencies.clone())?;
         let monitor = Monitor {
             drift: DriftMonitor::new(DriftConfig::from(settings))?,
-            performance: PerformanceMonitor::new(pool, PerformanceConfig::from(settings))?,
+            performance: PerformanceMonitor::new(
+                pool,
+                PerformanceConfig::from(settings),
+                dependencies,
+            )?,
             log,
         };
         Ok((monitor, writer))

@@ -15,6 +15,7 @@ use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
 use sqlx::{Row, SqlitePool};
 
+use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, micros_to_rfc3339, now_micros};
 use crate::ml::evaluation::{CalibrationBin, accuracy, brier, calibration, log_loss, roc_auc};
 
@@ -182,10 +183,15 @@ pub struct PerformanceMonitor {
     by_passenger: moka::sync::Cache<i64, Scored>,
     windows: Mutex<Windows>,
     gauges: Gauges,
+    dependencies: DependencyMetrics,
 }
 
 impl PerformanceMonitor {
-    pub fn new(pool: SqlitePool, config: PerformanceConfig) -> Result<Self, prometheus::Error> {
+    pub fn new(
+        pool: SqlitePool,
+        config: PerformanceConfig,
+        dependencies: DependencyMetrics,
+    ) -> Result<Self, prometheus::Error> {
         let ttl = Duration::from_secs(config.window_secs.max(1));
         Ok(Self {
             by_request: moka::sync::Cache::builder()
@@ -200,6 +206,7 @@ impl PerformanceMonitor {
             pool,
             windows: Mutex::new(Windows::default()),
             gauges: Gauges::new()?,
+            dependencies,
         })
     }
 
@@ -312,8 +319,11 @@ impl PerformanceMonitor {
         .bind(scored.probability)
         .bind(&*scored.model_version)
         .bind(feedback.subject.as_deref())
-        .execute(&self.pool)
-        .await?;
+        .execute(&self.pool);
+        let inserted = self
+            .dependencies
+            .time("sqlite", "feedback_write", inserted)
+            .await?;
         if inserted.rows_affected() == 0 {
             return Err(FeedbackError::Duplicate(key));
         }
@@ -383,8 +393,11 @@ impl PerformanceMonitor {
              FROM prediction_log WHERE request_id = ?1 ORDER BY position",
         )
         .bind(request_id)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(&self.pool);
+        let rows = self
+            .dependencies
+            .time("sqlite", "prediction_log_read", rows)
+            .await?;
         Ok(rows.iter().map(scored_row).collect())
     }
 
@@ -394,8 +407,11 @@ impl PerformanceMonitor {
              FROM prediction_log WHERE passenger_id = ?1 ORDER BY logged_at DESC LIMIT 1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(&self.pool);
+        let row = self
+            .dependencies
+            .time("sqlite", "prediction_log_read", row)
+            .await?;
         Ok(row.as_ref().map(scored_row))
     }
 
@@ -556,6 +572,10 @@ mod tests {
     use super::*;
     use crate::core::db::temp_pool;
 
+    fn deps() -> DependencyMetrics {
+        DependencyMetrics::new().unwrap()
+    }
+
     fn config() -> PerformanceConfig {
         PerformanceConfig {
             window_size: 100,
@@ -588,7 +608,7 @@ mod tests {
     #[tokio::test]
     async fn labels_match_predictions_and_give_live_metrics() {
         let (pool, _dir) = temp_pool().await;
-        let m = PerformanceMonitor::new(pool.clone(), config()).unwrap();
+        let m = PerformanceMonitor::new(pool.clone(), config(), deps()).unwrap();
         m.record(vec![scored("a", 0, Some(1), 0.9)]);
         m.record(vec![
             scored("b", 0, Some(2), 0.2),
@@ -644,7 +664,7 @@ mod tests {
         assert!((v.brier.unwrap() - brier).abs() < 1e-12);
 
         // Stored: a new process starts with the same labels.
-        let again = PerformanceMonitor::new(pool, config()).unwrap();
+        let again = PerformanceMonitor::new(pool, config(), deps()).unwrap();
         assert_eq!(again.load().await.unwrap(), 3);
         let v = &again.report(now_micros()).versions[0];
         assert_eq!(v.labelled, 3);
@@ -663,7 +683,7 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        let m = PerformanceMonitor::new(pool, config()).unwrap();
+        let m = PerformanceMonitor::new(pool, config(), deps()).unwrap();
         let r = m.submit(label(None, Some(42), true)).await.unwrap();
         assert_eq!(r.model_version, "v7");
         assert_eq!(r.request_id, "old");

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::core::config::RequestLogSettings;
+use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, now_micros};
 use crate::feature_store::Passenger;
 
@@ -85,6 +86,7 @@ pub struct RequestLog {
 pub struct LogWriter {
     rx: mpsc::Receiver<LoggedPrediction>,
     pool: SqlitePool,
+    dependencies: DependencyMetrics,
     settings: RequestLogSettings,
     metrics: LogMetrics,
 }
@@ -95,6 +97,7 @@ impl RequestLog {
     pub fn new(
         pool: SqlitePool,
         settings: &RequestLogSettings,
+        dependencies: DependencyMetrics,
     ) -> Result<(RequestLog, LogWriter), prometheus::Error> {
         let metrics = LogMetrics::new()?;
         let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
@@ -106,6 +109,7 @@ impl RequestLog {
         let writer = LogWriter {
             rx,
             pool,
+            dependencies,
             settings: settings.clone(),
             metrics,
         };
@@ -192,7 +196,12 @@ impl LogWriter {
 
     async fn write(&self, batch: Vec<LoggedPrediction>) {
         let n = batch.len() as u64;
-        match write_batch(&self.pool, &batch).await {
+        let write = write_batch(&self.pool, &batch);
+        match self
+            .dependencies
+            .time("sqlite", "request_log_write", write)
+            .await
+        {
             Ok(()) => self.metrics.written.inc_by(n),
             Err(e) => {
                 self.metrics
@@ -255,6 +264,10 @@ mod tests {
     use crate::core::db::temp_pool;
     use crate::feature_store::RawPassenger;
 
+    fn deps() -> DependencyMetrics {
+        DependencyMetrics::new().unwrap()
+    }
+
     fn settings() -> RequestLogSettings {
         RequestLogSettings {
             enabled: true,
@@ -299,7 +312,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_and_the_rest_is_written() {
         let (pool, _dir) = temp_pool().await;
-        let (log, writer) = RequestLog::new(pool.clone(), &settings()).unwrap();
+        let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
         // The writer is not running yet: four fit in the queue, the other three are dropped.
         log.record((0..7).map(|i| entry("r1", i, now_micros())).collect());
         assert_eq!(log.metrics().dropped("queue_full"), 3);
@@ -326,20 +339,20 @@ mod tests {
             sample_rate: 0.0,
             ..settings()
         };
-        let (log, writer) = RequestLog::new(pool.clone(), &off).unwrap();
+        let (log, writer) = RequestLog::new(pool.clone(), &off, deps()).unwrap();
         log.record(vec![entry("r1", 0, now_micros())]);
         drop(log);
         writer.run().await;
         assert_eq!(count(&pool).await, 0);
 
-        let (log, writer) = RequestLog::new(pool.clone(), &settings()).unwrap();
+        let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
         let long_ago = now_micros() - 31 * 86_400_000_000;
         log.record(vec![entry("old", 0, long_ago)]);
         drop(log);
         writer.run().await;
         assert_eq!(count(&pool).await, 1);
         // The next writer applies retention when it starts.
-        let (log, writer) = RequestLog::new(pool.clone(), &settings()).unwrap();
+        let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
         log.record(vec![entry("new", 0, now_micros())]);
         drop(log);
         writer.run().await;

@@ -312,3 +312,31 @@ async fn feedback_gives_live_performance_by_model_version() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn system_metrics_cover_the_process_runtime_and_dependencies() {
+    let app = TestApp::spawn().await;
+    let r = app.post("/predict", &json!({"passenger_id": 1})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    let text = metrics(&app).await;
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "titanic_tokio_workers",
+        "titanic_http_requests_in_flight",
+    ] {
+        assert!(metric(&text, name).is_some(), "{name} missing");
+    }
+    // The stored passenger was read from the online store (in-process here) and the
+    // readiness probe pinged SQLite.
+    let count = |labels: &str| {
+        metric(
+            &text,
+            &format!("titanic_dependency_request_duration_seconds_count{{{labels}}}"),
+        )
+    };
+    assert!(count("dependency=\"in_process\",operation=\"read\"").unwrap() >= 1.0);
+    assert!(count("dependency=\"sqlite\",operation=\"ping\"").unwrap() >= 1.0);
+    app.stop().await;
+}
