@@ -422,12 +422,6 @@ pub fn mint_token(
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    if requested.is_empty() {
-        bail!(
-            "--scopes must name at least one of: {}",
-            scopes::ALL.join(", ")
-        );
-    }
     if let Some(unknown) = requested
         .iter()
         .find(|s| !scopes::ALL.contains(&s.as_str()))

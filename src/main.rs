@@ -71,8 +71,9 @@ enum Command {
         /// Subject: who the token is for.
         #[arg(long)]
         sub: String,
-        /// Comma-separated scopes: predict, features:write, models:write.
-        #[arg(long)]
+        /// Comma-separated scopes: predict, features:write, models:write, feedback:write.
+        /// Without any, the token only reads (GET routes, the /monitoring page).
+        #[arg(long, default_value = "")]
         scopes: String,
         /// Lifetime in seconds (default: auth.default_token_ttl_secs).
         #[arg(long)]

@@ -78,6 +78,15 @@ fn token_prints_only_a_verifiable_jwt() {
     assert_eq!(claims.sub, "ci");
     assert_eq!(claims.scopes, ["predict", "models:write"]);
     assert_eq!(claims.exp - claims.iat, 120);
+
+    // Without scopes: a read-only token.
+    let out = run(titanic(dir.path())
+        .env("TITANIC__AUTH__JWT_SECRET", SECRET)
+        .args(["token", "--sub", "viewer"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let claims = keys.verify(text(&out.stdout).trim()).unwrap();
+    assert_eq!(claims.sub, "viewer");
+    assert!(claims.scopes.is_empty());
 }
 
 #[test]

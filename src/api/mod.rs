@@ -1,6 +1,7 @@
 //! The HTTP boundary: router, middleware stack, handlers, request/response types and the
 //! mapping of errors to responses. The only module that knows about axum.
 
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod features;
@@ -58,7 +59,9 @@ pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/monitoring", get(dashboard::page))
+        .route("/monitoring/assets/{file}", get(dashboard::assets));
 
     let predict = Router::new()
         .route(

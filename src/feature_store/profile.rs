@@ -241,13 +241,17 @@ fn profile_feature(def: &FeatureDef, mut values: Vec<f64>, rows: u64) -> Feature
                 profile.quantiles = QUANTILES.iter().map(|q| quantile(&values, *q)).collect();
                 profile.mean = Some(values.iter().sum::<f64>() / values.len() as f64);
             }
-            // Deciles as cut points; repeated values (many zeros) merge bins.
+            // Deciles as cut points, rounded to 4 decimals so bins read well; repeated
+            // values (many zeros) merge bins.
             let mut edges: Vec<f64> = (1..10)
-                .map(|k| quantile(&values, f64::from(k) / 10.0))
+                .map(|k| (quantile(&values, f64::from(k) / 10.0) * 1e4).round() / 1e4)
                 .filter(|e| e.is_finite())
                 .collect();
             edges.dedup();
-            if values.last().is_some_and(|max| edges.last() == Some(max)) {
+            while values
+                .last()
+                .is_some_and(|max| edges.last().is_some_and(|e| e >= max))
+            {
                 edges.pop();
             }
             let mut counts = vec![0u64; edges.len() + 1];

@@ -419,7 +419,8 @@ impl DriftMonitor {
         reference: &FeatureProfile,
         counts: &Counts,
     ) -> FeatureDrift {
-        let enough = counts.count >= self.config.min_observations.max(1);
+        // A feature the training rows never had a value for cannot be compared.
+        let enough = counts.count >= self.config.min_observations.max(1) && reference.count > 0;
         let (statistic, p_value) = if enough {
             let (s, p) = match reference.kind {
                 Kind::Numeric => ks(reference, counts),

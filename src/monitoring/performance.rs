@@ -194,8 +194,12 @@ impl PerformanceMonitor {
     ) -> Result<Self, prometheus::Error> {
         let ttl = Duration::from_secs(config.window_secs.max(1));
         Ok(Self {
+            // Weighed by predictions, so a batch counts as many.
             by_request: moka::sync::Cache::builder()
                 .max_capacity(config.remembered_predictions)
+                .weigher(|_, scored: &Arc<[Scored]>| {
+                    u32::try_from(scored.len()).unwrap_or(u32::MAX)
+                })
                 .time_to_live(ttl)
                 .build(),
             by_passenger: moka::sync::Cache::builder()

@@ -4,11 +4,13 @@
 mod helpers;
 
 mod auth;
+mod dashboard;
 mod features;
 mod health;
 mod limits;
 mod models;
 mod monitoring;
+mod monitoring_docs;
 mod oip;
 mod online;
 mod predict;
