@@ -41,7 +41,7 @@ pub struct FeedbackRequest {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "true, false, 1 or 0")]
 pub enum Label {
     Bool(bool),
     Number(i64),
@@ -51,25 +51,28 @@ pub enum Label {
 pub async fn feedback(
     State(state): State<AppState>,
     Requested(request): Requested,
-    ApiJson(Object(body)): ApiJson<Object<FeedbackRequest>>,
+    body: Result<ApiJson<Object<FeedbackRequest>>, ApiError>,
 ) -> Result<ApiJson<Recorded>, ApiError> {
+    let performance = &state.monitor.performance;
+    let body = match body {
+        Ok(ApiJson(Object(body))) => body,
+        Err(e) => {
+            performance.count_invalid();
+            return Err(e);
+        }
+    };
     let survived = match body.survived {
         Label::Bool(b) => b,
         Label::Number(1) => true,
         Label::Number(0) => false,
         Label::Number(n) => {
+            performance.count_invalid();
             return Err(ApiError::Validation(ValidationErrors::single(
                 "survived",
                 format!("must be true, false, 1 or 0, got {n}"),
             )));
         }
     };
-    if body.request_id.as_deref().is_some_and(str::is_empty) {
-        return Err(ApiError::Validation(ValidationErrors::single(
-            "request_id",
-            "must not be empty",
-        )));
-    }
     let feedback = Feedback {
         request_id: body.request_id,
         passenger_id: body.passenger_id,
@@ -77,7 +80,7 @@ pub async fn feedback(
         survived,
         subject: request.subject.map(|s| s.to_string()),
     };
-    match state.monitor.performance.submit(feedback).await {
+    match performance.submit(feedback).await {
         Ok(recorded) => Ok(ApiJson(recorded)),
         Err(FeedbackError::Invalid { field, message }) => Err(ApiError::Validation(
             ValidationErrors::single(field, message),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::passenger::{Embarked, Passenger, Pclass, Sex};
-use crate::core::stats::{mean_std, median};
+use crate::core::stats::{fnv1a, mean_std, median};
 
 /// Number of model features.
 pub const N_FEATURES: usize = 18;
@@ -111,13 +111,6 @@ pub struct Companion {
     /// recognised as themself (the artifact keeps no full names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<u64>,
-}
-
-/// 64-bit FNV-1a: stable across builds and platforms (unlike std's hasher).
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The labelled training passengers grouped by ticket and by surname, so

@@ -25,7 +25,7 @@ use crate::feature_store::profile::{
 pub struct DriftConfig {
     /// Most recent observations kept.
     pub window_size: usize,
-    /// Observations older than this leave the window.
+    /// Observations older than this leave the window (0: no age limit).
     pub window_secs: u64,
     /// Below this many observations (of a feature) no test is run.
     pub min_observations: u64,
@@ -353,7 +353,11 @@ impl DriftMonitor {
     }
 
     fn evict_old(&self, state: &mut State, now: Micros) {
-        let horizon = now.saturating_sub(self.config.window_secs.saturating_mul(1_000_000) as i64);
+        if self.config.window_secs == 0 {
+            return; // No age limit.
+        }
+        let age = i64::try_from(self.config.window_secs.saturating_mul(1_000_000));
+        let horizon = now.saturating_sub(age.unwrap_or(i64::MAX));
         while state.window.front().is_some_and(|(t, _)| *t < horizon) {
             state.pop();
         }

@@ -34,7 +34,7 @@ pub struct Scored {
 pub struct PerformanceConfig {
     /// Most recent labelled predictions (and, for the estimate, predictions) per version.
     pub window_size: usize,
-    /// Entries older than this leave the windows.
+    /// Entries older than this leave the windows (0: no age limit).
     pub window_secs: u64,
     /// Predictions remembered in memory for feedback (the request log covers the rest).
     pub remembered_predictions: u64,
@@ -118,7 +118,7 @@ impl Gauges {
             feedback: IntCounterVec::new(
                 Opts::new(
                     "feedback_total",
-                    "Labels sent back, by outcome: recorded, not_found, duplicate, invalid",
+                    "Labels sent back, by outcome: recorded, not_found, duplicate, invalid, error",
                 ),
                 &["outcome"],
             )?,
@@ -192,7 +192,11 @@ impl PerformanceMonitor {
         config: PerformanceConfig,
         dependencies: DependencyMetrics,
     ) -> Result<Self, prometheus::Error> {
-        let ttl = Duration::from_secs(config.window_secs.max(1));
+        // No age limit with 0: a long one, then (moka needs a finite time to live).
+        let ttl = Duration::from_secs(match config.window_secs {
+            0 => 100 * 365 * 86_400,
+            secs => secs,
+        });
         Ok(Self {
             // Weighed by predictions, so a batch counts as many.
             by_request: moka::sync::Cache::builder()
@@ -256,8 +260,12 @@ impl PerformanceMonitor {
         Ok(rows.len())
     }
 
+    /// How far back the windows reach (everything with `window_secs = 0`).
     fn horizon_micros(&self) -> i64 {
-        i64::try_from(self.config.window_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+        match self.config.window_secs {
+            0 => i64::MAX / 2,
+            secs => i64::try_from(secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX / 2),
+        }
     }
 
     /// Adds predictions to the confidence-based estimate only.
@@ -305,7 +313,19 @@ impl PerformanceMonitor {
         result
     }
 
+    /// Counts a label refused before it reached [`PerformanceMonitor::submit`] (a body that
+    /// did not parse).
+    pub fn count_invalid(&self) {
+        self.gauges.feedback.with_label_values(&["invalid"]).inc();
+    }
+
     async fn submit_inner(&self, feedback: Feedback) -> Result<Recorded, FeedbackError> {
+        if feedback.request_id.as_deref().is_some_and(str::is_empty) {
+            return Err(FeedbackError::Invalid {
+                field: "request_id",
+                message: "must not be empty".to_owned(),
+            });
+        }
         let scored = self.find(&feedback).await?;
         let key = format!("{}/{}", scored.request_id, scored.position);
         let received_at = now_micros();
@@ -382,12 +402,21 @@ impl PerformanceMonitor {
                 }
                 pick(scored, f, request_id)
             }
-            (None, Some(id)) => match self.by_passenger.get(&id) {
-                Some(s) => Ok(s),
-                None => self.logged_passenger(id).await?.ok_or_else(|| {
-                    FeedbackError::NotFound(format!("no prediction for passenger {id} is known"))
-                }),
-            },
+            // The newest of this process's memory and the log (another replica, or a
+            // streamed file, may have scored the passenger since).
+            (None, Some(id)) => {
+                let remembered = self.by_passenger.get(&id);
+                let logged = self.logged_passenger(id).await?;
+                [remembered, logged]
+                    .into_iter()
+                    .flatten()
+                    .max_by_key(|s| s.at)
+                    .ok_or_else(|| {
+                        FeedbackError::NotFound(format!(
+                            "no prediction for passenger {id} is known"
+                        ))
+                    })
+            }
         }
     }
 
@@ -694,6 +723,30 @@ mod tests {
         assert!(!r.correct);
         let r = m.submit(label(Some("old"), None, true)).await.unwrap_err();
         assert!(matches!(r, FeedbackError::Duplicate(_)));
+    }
+
+    #[tokio::test]
+    async fn a_passenger_label_goes_to_the_newest_prediction_in_memory_or_log() {
+        let (pool, _dir) = temp_pool().await;
+        let m = PerformanceMonitor::new(pool.clone(), config(), deps()).unwrap();
+        let mut old = scored("in-memory", 0, Some(9), 0.9);
+        old.at -= 1_000_000;
+        m.record(vec![old]);
+        // Scored again since, by another replica: only the log knows.
+        sqlx::query(
+            "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \
+             probability, survived, model_version, latency_us) \
+             VALUES ('elsewhere', 0, ?1, 9, '{}', 0.2, 0, 'v2', 10)",
+        )
+        .bind(now_micros())
+        .execute(&pool)
+        .await
+        .unwrap();
+        let r = m.submit(label(None, Some(9), false)).await.unwrap();
+        assert_eq!(
+            (r.request_id.as_str(), r.model_version.as_str()),
+            ("elsewhere", "v2")
+        );
     }
 
     #[test]

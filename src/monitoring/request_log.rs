@@ -14,6 +14,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::core::config::RequestLogSettings;
 use crate::core::dependency::DependencyMetrics;
+use crate::core::stats::fnv1a;
 use crate::core::time::{Micros, now_micros};
 use crate::feature_store::Passenger;
 
@@ -120,13 +121,12 @@ impl RequestLog {
         &self.metrics
     }
 
-    /// Queues the predictions of one request (sampled per request, so a logged request is
-    /// logged whole). Never waits.
+    /// Queues predictions of a request. Sampling is decided by the request id, so a request
+    /// (even a streamed file recorded in parts) is logged whole or not at all. Never waits.
     pub fn record(&self, entries: Vec<LoggedPrediction>) {
         let Some(tx) = &self.tx else { return };
-        if entries.is_empty()
-            || !(self.sample_rate >= 1.0 || rand::random::<f64>() < self.sample_rate)
-        {
+        let Some(first) = entries.first() else { return };
+        if !sampled(&first.request_id, self.sample_rate) {
             return;
         }
         let mut entries = entries.into_iter();
@@ -152,6 +152,15 @@ impl RequestLog {
             }
         }
     }
+}
+
+/// Whether a request is in the sample: a hash of its id, so every part of a request gets the
+/// same answer.
+fn sampled(request_id: &str, rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    (fnv1a(request_id) as f64 / u64::MAX as f64) < rate
 }
 
 const INSERT: &str = "\
@@ -330,6 +339,16 @@ mod tests {
         assert_eq!(raw.passenger_id, Some(7));
         assert_eq!(raw.sex.as_deref(), Some("female"));
         assert_eq!(subject, "tester");
+    }
+
+    #[test]
+    fn sampling_is_decided_by_the_request_id() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("request-{i}")).collect();
+        let kept = ids.iter().filter(|id| sampled(id, 0.25)).count();
+        assert!((2_200..2_800).contains(&kept), "{kept}");
+        assert!(ids.iter().all(|id| sampled(id, 0.25) == sampled(id, 0.25)));
+        assert!(ids.iter().all(|id| sampled(id, 1.0)));
+        assert!(!ids.iter().any(|id| sampled(id, 0.0)));
     }
 
     #[tokio::test]

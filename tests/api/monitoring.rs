@@ -258,6 +258,9 @@ async fn feedback_gives_live_performance_by_model_version() {
     assert_eq!(r.status(), 422);
     let r = send_feedback(&app, json!({"request_id": ids[0], "survived": 2})).await;
     assert_eq!(r.status(), 422);
+    let r = send_feedback(&app, json!({"request_id": ids[0], "survived": "yes"})).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("true, false, 1 or 0"));
     let r = send_feedback(&app, json!({"request_id": batch_id, "survived": true})).await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("position"));
@@ -309,6 +312,11 @@ async fn feedback_gives_live_performance_by_model_version() {
     assert_eq!(
         metric(&text, "titanic_feedback_total{outcome=\"recorded\"}"),
         Some(5.0)
+    );
+    // No request id, a bad label twice, and the ambiguous batch.
+    assert_eq!(
+        metric(&text, "titanic_feedback_total{outcome=\"invalid\"}"),
+        Some(4.0)
     );
     app.stop().await;
 }
