@@ -22,6 +22,16 @@ pub enum DbError {
 
 /// Opens (creating if needed) the SQLite database in WAL mode and applies the migrations
 /// embedded from `migrations/`.
+/// Begins a transaction that will write, taking SQLite's write lock at once (`BEGIN
+/// IMMEDIATE`). A deferred transaction that reads and then writes fails at once with
+/// "database is locked" when another connection committed in between (the busy timeout does
+/// not apply to that upgrade); an immediate one waits its turn instead.
+pub async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
 pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, DbError> {
     let url_error = |message: String| DbError::Url {
         url: settings.url.clone(),

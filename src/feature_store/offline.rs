@@ -117,7 +117,7 @@ impl OfflineStore {
 INSERT INTO feature_rows (view, view_version, entity_key, event_time, write_time, feature_values, source)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
         let keys: Vec<&str> = rows.iter().map(|r| r.entity_key.as_str()).collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::core::db::begin_write(&self.pool).await?;
         let latest: HashMap<String, FeatureRow> =
             fetch_latest(&mut *tx, view, Micros::MAX, Some(&keys))
                 .await?

@@ -130,7 +130,7 @@ RETURNING version";
         change: &AliasChange<'_>,
     ) -> Result<AliasMove, RegistryError> {
         check_alias(alias)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::core::db::begin_write(&self.pool).await?;
         // Writing first takes the write lock at once (no read-then-upgrade race).
         let previous: Option<Option<String>> = sqlx::query_scalar(
             "INSERT INTO model_alias_history (alias, version, previous_version, action, actor, reason, at)

@@ -163,10 +163,9 @@ fn sampled(request_id: &str, rate: f64) -> bool {
     (fnv1a(request_id) as f64 / u64::MAX as f64) < rate
 }
 
-const INSERT: &str = "\
-INSERT INTO prediction_log (request_id, position, logged_at, subject, passenger_id, features,
-                            probability, survived, model_version, latency_us)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+/// Rest after each batch written while more wait, so other writers of the database (pushes,
+/// promotions, feedback) get SQLite's write lock between batches instead of starving.
+const WRITE_PAUSE: Duration = Duration::from_millis(10);
 
 impl LogWriter {
     /// Writes batches until the log is closed and drained; applies retention first and then
@@ -196,7 +195,11 @@ impl LogWriter {
                             () = &mut deadline => break,
                         }
                     }
+                    let full = batch.len() == batch_size;
                     self.write(std::mem::take(&mut batch)).await;
+                    if full {
+                        tokio::time::sleep(WRITE_PAUSE).await;
+                    }
                 }
                 _ = retention.tick() => self.apply_retention().await,
             }
@@ -245,24 +248,41 @@ impl LogWriter {
     }
 }
 
+/// Rows per INSERT statement (10 parameters each, well under SQLite's 32,766).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Writes a batch in one short transaction: everything is encoded first, then inserted with
+/// multi-row statements, so SQLite's write lock is held only for the inserts.
 async fn write_batch(pool: &SqlitePool, batch: &[LoggedPrediction]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for e in batch {
-        let features = serde_json::to_string(&e.passenger.to_raw(e.passenger_id))
-            .unwrap_or_else(|_| "{}".to_owned());
-        sqlx::query(INSERT)
-            .bind(&*e.request_id)
-            .bind(i64::from(e.position))
-            .bind(e.at)
-            .bind(e.subject.as_deref())
-            .bind(e.passenger_id)
-            .bind(features)
-            .bind(e.probability)
-            .bind(e.survived)
-            .bind(&*e.model_version)
-            .bind(i64::try_from(e.latency_us).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+    let features: Vec<String> = batch
+        .iter()
+        .map(|e| {
+            serde_json::to_string(&e.passenger.to_raw(e.passenger_id))
+                .unwrap_or_else(|_| "{}".to_owned())
+        })
+        .collect();
+    let mut tx = crate::core::db::begin_write(pool).await?;
+    for (rows, features) in batch
+        .chunks(ROWS_PER_STATEMENT)
+        .zip(features.chunks(ROWS_PER_STATEMENT))
+    {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO prediction_log (request_id, position, logged_at, subject, passenger_id, \
+             features, probability, survived, model_version, latency_us) ",
+        );
+        insert.push_values(rows.iter().zip(features), |mut row, (e, features)| {
+            row.push_bind(&*e.request_id)
+                .push_bind(i64::from(e.position))
+                .push_bind(e.at)
+                .push_bind(e.subject.as_deref())
+                .push_bind(e.passenger_id)
+                .push_bind(features.as_str())
+                .push_bind(e.probability)
+                .push_bind(e.survived)
+                .push_bind(&*e.model_version)
+                .push_bind(i64::try_from(e.latency_us).unwrap_or(i64::MAX));
+        });
+        insert.build().execute(&mut *tx).await?;
     }
     tx.commit().await
 }

@@ -353,7 +353,9 @@ async fn hot_swap_under_load_never_fails_or_mixes_versions() {
     }
     for round in 0..6 {
         let version = if round % 2 == 0 { "v2" } else { "v1" };
-        assert_eq!(move_alias(&app, "production", version).await.status(), 200);
+        let moved = move_alias(&app, "production", version).await;
+        let status = moved.status();
+        assert_eq!(status, 200, "{}", moved.text().await.unwrap());
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
