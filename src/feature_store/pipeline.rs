@@ -2,7 +2,7 @@
 //! plus the [`Preprocessing`] statistics fitted on the training rows gives the model's
 //! [`FeatureVector`]. There is no second copy of this encoding anywhere.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -120,9 +120,19 @@ pub struct Companion {
 /// passenger's id, or with the same full name, are left out, in training and in serving.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Companions {
-    pub tickets: BTreeMap<String, Vec<Companion>>,
+    #[serde(serialize_with = "sorted")]
+    pub tickets: HashMap<String, Vec<Companion>>,
     /// By surname; a family is those of them with the same fare.
-    pub surnames: BTreeMap<String, Vec<Companion>>,
+    #[serde(serialize_with = "sorted")]
+    pub surnames: HashMap<String, Vec<Companion>>,
+}
+
+/// Writes a map in key order, so the same training rows give the same artifact text.
+fn sorted<S: serde::Serializer>(
+    map: &HashMap<String, Vec<Companion>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    map.iter().collect::<BTreeMap<_, _>>().serialize(serializer)
 }
 
 /// What a passenger's companions tell.
@@ -174,7 +184,8 @@ impl Companions {
             return company;
         }
         let name = p.name.as_deref().map(fnv1a);
-        // The passenger: the same id or, sent without one, the same full name.
+        // The passenger: the same id, or the same full name (sent without an id, or under
+        // another one).
         let is_self = |m: &Companion| Some(m.id) == p.id || (name.is_some() && m.name == name);
         let tally = |m: &Companion, company: &mut Company| {
             if m.survived {
@@ -183,16 +194,21 @@ impl Companions {
                 company.died += 1;
             }
         };
-        let mut seen: Vec<i64> = Vec::new();
-        for m in on_ticket.into_iter().flatten().filter(|m| !is_self(m)) {
+        let on_ticket: &[Companion] = on_ticket.map_or(&[], Vec::as_slice);
+        for m in on_ticket.iter().filter(|m| !is_self(m)) {
             company.on_ticket += 1;
-            seen.push(m.id);
             tally(m, &mut company);
         }
-        let family = by_surname.into_iter().flatten().filter(|m| {
-            !is_self(m) && matches!((m.fare, p.fare), (Some(a), Some(b)) if same_fare(a, b))
-        });
-        for m in family.filter(|m| !seen.contains(&m.id)) {
+        // Family on other tickets (each person counted once).
+        let family = by_surname
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter(|m| {
+                !is_self(m)
+                    && matches!((m.fare, p.fare), (Some(a), Some(b)) if same_fare(a, b))
+                    && !on_ticket.iter().any(|t| t.id == m.id)
+            });
+        for m in family {
             tally(m, &mut company);
         }
         company
