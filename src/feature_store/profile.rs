@@ -292,11 +292,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::feature_store::ingest;
 
-    fn train() -> Vec<Passenger> {
+    /// The bundled train.csv passengers (shared by the drift tests).
+    pub(crate) fn train() -> Vec<Passenger> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
         ingest::read_all(&path)
             .unwrap()

@@ -558,17 +558,9 @@ fn psi(reference: &FeatureProfile, counts: &Counts) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feature_store::Passenger;
+    use crate::feature_store::profile::tests::train;
     use crate::feature_store::profile::{N_MONITORED, observe};
-    use crate::feature_store::{Passenger, ingest};
-
-    fn train() -> Vec<Passenger> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
-        ingest::read_all(&path)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.passenger)
-            .collect()
-    }
 
     fn config() -> DriftConfig {
         DriftConfig {
