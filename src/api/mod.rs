@@ -34,8 +34,9 @@ use crate::core::security::scopes;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A method route behind a valid token (with `scope`, when given) and the per-subject rate
-/// limit. Layered per method route, so a wrong method is 405 before any token check.
+/// A method route behind the concurrency limit, a valid token (with `scope`, when given) and
+/// the subject's rate limit. Layered per method route, so a wrong method is 405 before any
+/// token check.
 fn guarded(
     state: &AppState,
     scope: Option<&'static str>,
@@ -44,24 +45,38 @@ fn guarded(
     route.route_layer(
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn_with_state(
-                (state.clone(), scope),
-                middleware::authorize,
+                state.clone(),
+                middleware::shed_load,
             ))
             .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                middleware::rate_limit,
+                (state.clone(), scope),
+                middleware::guard,
             )),
     )
 }
 
+/// A method route open to anyone, rate-limited per client address.
+fn open<S: Clone + Send + Sync + 'static>(
+    state: &AppState,
+    route: MethodRouter<S>,
+) -> MethodRouter<S> {
+    route.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::limit_open,
+    ))
+}
+
 /// The whole application: open routes, routes behind a scope, and the middleware stack.
 pub fn router(state: AppState) -> Router {
-    let open = Router::new()
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .route("/monitoring", get(dashboard::page))
-        .route("/monitoring/assets/{file}", get(dashboard::assets));
+    let open_routes = Router::new()
+        .route("/health/live", open(&state, get(health::live)))
+        .route("/health/ready", open(&state, get(health::ready)))
+        .route("/metrics", open(&state, get(health::metrics)))
+        .route("/monitoring", open(&state, get(dashboard::page)))
+        .route(
+            "/monitoring/assets/{file}",
+            open(&state, get(dashboard::assets)),
+        );
 
     let predict = Router::new()
         .route(
@@ -153,9 +168,9 @@ pub fn router(state: AppState) -> Router {
 
     let predict_scope = |route| guarded(&state, Some(scopes::PREDICT), route);
     let oip_routes = Router::new()
-        .route("/v2", get(oip::server_metadata))
-        .route("/v2/health/live", get(oip::live))
-        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2", open(&state, get(oip::server_metadata)))
+        .route("/v2/health/live", open(&state, get(oip::live)))
+        .route("/v2/health/ready", open(&state, get(oip::ready)))
         .route("/v2/models/{model}", read(get(oip::model_metadata)))
         .route("/v2/models/{model}/ready", read(get(oip::model_ready)))
         .route("/v2/models/{model}/infer", predict_scope(post(oip::infer)))
@@ -212,12 +227,13 @@ pub fn router(state: AppState) -> Router {
             state.limits.request_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.limits.body_limit_bytes,
-            middleware::limit_body,
+            state.limits,
+            middleware::limit_request,
         ))
         .layer(DefaultBodyLimit::max(state.limits.body_limit_bytes));
 
-    open.merge(predict)
+    open_routes
+        .merge(predict)
         .merge(features)
         .merge(model_routes)
         .merge(oip_routes)
