@@ -565,6 +565,75 @@ mod tests {
     }
 
     #[test]
+    fn quotas_per_class_fall_back_to_the_default() {
+        let s = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[
+                ("TITANIC__RATE_LIMIT__PER_SECOND", "7"),
+                ("TITANIC__RATE_LIMIT__MODELS_WRITE__BURST", "2"),
+                ("TITANIC__RATE_LIMIT__OPEN__PER_SECOND", "5"),
+            ]),
+        )
+        .unwrap();
+        let rl = &s.rate_limit;
+        assert_eq!(
+            rl.quota(ScopeClass::ModelsWrite),
+            Quota {
+                per_second: 7,
+                burst: 2
+            }
+        );
+        assert_eq!(
+            rl.quota(ScopeClass::Predict),
+            Quota {
+                per_second: 7,
+                burst: 200
+            }
+        );
+        assert_eq!(rl.quota(ScopeClass::Open).per_second, 5);
+        let err = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[("TITANIC__RATE_LIMIT__PREDICT__PER_SECOND", "0")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rate_limit.predict"), "{err}");
+    }
+
+    #[test]
+    fn clock_skew_and_limits_are_bounded() {
+        for (key, value, field) in [
+            ("TITANIC__AUTH__LEEWAY_SECS", "301", "auth.leeway_secs"),
+            ("TITANIC__AUTH__KEY_ID", " ", "auth.key_id"),
+            (
+                "TITANIC__SERVER__MAX_JSON_DEPTH",
+                "0",
+                "server.max_json_depth",
+            ),
+            (
+                "TITANIC__SERVER__MAX_CONCURRENT_REQUESTS",
+                "0",
+                "server.max_concurrent_requests",
+            ),
+            (
+                "TITANIC__SERVER__MAX_HEADER_BYTES",
+                "100",
+                "server.max_header_bytes",
+            ),
+            (
+                "TITANIC__RATE_LIMIT__CLIENT_IP_HEADER",
+                "x forwarded",
+                "rate_limit.client_ip_header",
+            ),
+        ] {
+            let err =
+                Settings::load_from("development", &no_dir(), env(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(field), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "[redacted]");

@@ -913,6 +913,89 @@ mod tests {
         );
     }
 
+    fn settings(profile: &str, vars: &[(&str, &str)]) -> Settings {
+        let map = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<std::collections::HashMap<_, _>>();
+        Settings::load_from(
+            profile,
+            Path::new("/nonexistent-titanic-config"),
+            config::Environment::with_prefix("TITANIC")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(map)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt");
+        fs::write(&file, format!("{SECRET}\n")).unwrap();
+        let path = file.to_str().unwrap();
+        // Production reads a named file (a mounted Secret) and never generates one.
+        let (keys, source) = JwtKeys::from_settings(&settings(
+            "production",
+            &[("TITANIC__AUTH__SECRET_FILE", path)],
+        ))
+        .unwrap();
+        assert_eq!(
+            source,
+            SecretSource::File {
+                path: path.to_owned()
+            }
+        );
+        assert!(
+            keys.verify(
+                &JwtKeys::new(&Secret::new(SECRET), 0)
+                    .unwrap()
+                    .mint("a", &[], 60)
+            )
+            .is_ok()
+        );
+        let missing = dir.path().join("absent");
+        let err = JwtKeys::from_settings(&settings(
+            "production",
+            &[("TITANIC__AUTH__SECRET_FILE", missing.to_str().unwrap())],
+        ))
+        .unwrap_err();
+        assert!(matches!(err, SecretError::File { .. }), "{err}");
+        assert!(!missing.exists());
+        let err = JwtKeys::from_settings(&settings("production", &[])).unwrap_err();
+        assert!(matches!(err, SecretError::Missing { .. }), "{err}");
+        let err = JwtKeys::from_settings(&settings(
+            "production",
+            &[
+                ("TITANIC__AUTH__SECRET_FILE", path),
+                ("TITANIC__AUTH__JWT_SECRET", SECRET),
+            ],
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        // A previous secret needs its kid.
+        let err = JwtKeys::from_settings(&settings(
+            "production",
+            &[
+                ("TITANIC__AUTH__JWT_SECRET", SECRET),
+                ("TITANIC__AUTH__PREVIOUS_JWT_SECRET", OLD_SECRET),
+            ],
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("previous_key_id"), "{err}");
+        let err = JwtKeys::from_settings(&settings(
+            "production",
+            &[
+                ("TITANIC__AUTH__JWT_SECRET", SECRET),
+                ("TITANIC__AUTH__PUBLIC_KEY", "x"),
+                ("TITANIC__AUTH__PUBLIC_KEY_ALGORITHM", "none"),
+            ],
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("public_key_algorithm"), "{err}");
+    }
+
     #[test]
     fn generated_secret_is_private_and_stable() {
         let dir = tempfile::tempdir().unwrap();
