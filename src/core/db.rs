@@ -139,6 +139,19 @@ pub async fn ping(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
+/// A small write that reaches the disk (one row rewritten, committed), for readiness: it
+/// fails while the disk is full or the file cannot be written, when reads still work.
+pub async fn probe_write(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO health_probe (id, probed_at) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+    )
+    .bind(crate::core::time::now_micros())
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
 /// A migrated database in a fresh temporary directory, for tests.
 #[cfg(test)]
 pub(crate) async fn temp_pool() -> (SqlitePool, tempfile::TempDir) {
@@ -185,6 +198,8 @@ mod tests {
             assert!(tables.iter().any(|t| t == table), "{tables:?}");
         }
         ping(&pool).await.unwrap();
+        probe_write(&pool).await.unwrap();
+        probe_write(&pool).await.unwrap();
         pool.close().await;
         // Reopening applies nothing new and keeps working.
         let again = connect(&settings).await.unwrap();
