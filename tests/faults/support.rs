@@ -60,6 +60,9 @@ pub fn titanic(dir: &Path) -> Command {
         .env("TITANIC__LOG__LEVEL", "info,tower_http=warn")
         .env("TITANIC__RATE_LIMIT__PER_SECOND", "1000000")
         .env("TITANIC__RATE_LIMIT__BURST", "1000000")
+        // The tests poll health and metrics often, from one address.
+        .env("TITANIC__RATE_LIMIT__OPEN__PER_SECOND", "1000000")
+        .env("TITANIC__RATE_LIMIT__OPEN__BURST", "1000000")
         .stdin(Stdio::null());
     cmd
 }
