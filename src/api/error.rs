@@ -152,11 +152,11 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(limited.retry_after_secs()),
                 );
                 rate_limit_headers(headers, &limited.allowance);
-                // The quota itself: `limit` requests per window of `w` seconds.
+                // The quota itself: `q` requests per window of `w` = 1 second, with `burst`
+                // back to back.
                 let policy = format!(
-                    "{};w={}",
-                    limited.allowance.limit,
-                    limited.allowance.window_secs()
+                    "{};w=1;burst={}",
+                    limited.allowance.per_second, limited.allowance.limit
                 );
                 if let Ok(policy) = HeaderValue::try_from(policy) {
                     headers.insert(HeaderName::from_static("ratelimit-policy"), policy);

@@ -211,21 +211,53 @@ pub fn client_ip_header(
         .flatten()
 }
 
+/// One address as a client writes it: `v4`, `v4:port`, `v6`, `[v6]` or `[v6]:port`.
+fn parse_addr(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            text.strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse().ok())
+        })
+}
+
+/// The bucket key of an address: IPv4 (also when mapped into IPv6) as it is, IPv6 by its /64,
+/// the smallest block one subscriber usually holds, so a client cannot take a fresh bucket
+/// per address of its prefix.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
+}
+
 /// The client's address: the last value of the trusted proxy header when one is configured
 /// and parses, otherwise the TCP peer (unspecified when the router runs without one).
-fn client_ip(state: &AppState, req: &Request) -> IpAddr {
-    let forwarded = state.client_ip_header.as_ref().and_then(|name| {
-        let last = req.headers().get_all(name).iter().next_back()?;
-        let last = last.to_str().ok()?.rsplit(',').next()?.trim();
-        last.parse::<IpAddr>()
-            .ok()
-            .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+pub fn client_ip(
+    header: Option<&axum::http::HeaderName>,
+    headers: &axum::http::HeaderMap,
+    peer: Option<SocketAddr>,
+) -> IpAddr {
+    let forwarded = header.and_then(|name| {
+        let last = headers.get_all(name).iter().next_back()?;
+        parse_addr(last.to_str().ok()?.rsplit(',').next()?)
     });
-    forwarded.unwrap_or_else(|| {
+    client_key(
+        forwarded.unwrap_or_else(|| peer.map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |p| p.ip())),
+    )
+}
+
+fn client_of(state: &AppState, req: &Request) -> IpAddr {
+    client_ip(
+        state.client_ip_header.as_ref(),
+        req.headers(),
         req.extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip())
-    })
+            .map(|c| c.0),
+    )
 }
 
 fn refused(state: &AppState, limited: RateLimited) -> ApiError {
@@ -233,10 +265,11 @@ fn refused(state: &AppState, limited: RateLimited) -> ApiError {
     ApiError::RateLimited(limited)
 }
 
-/// Routes behind a token, in this order: the bearer token is verified (refused: 401, or 429
-/// when the client's address has spent its open quota, so guessing tokens is slow too); the
-/// subject's bucket for the route's class is charged (429 when empty); the scope is required
-/// (403). The claims go into the request extensions; the response carries `RateLimit-*`.
+/// Routes behind a token, in this order: the bearer token is verified (refused: 401; a token
+/// that looks forged or guessed also costs the client's address a cell of its open quota, and
+/// once that is spent the answer is 429, so guessing tokens is slow); the subject's bucket for
+/// the route's class is charged (429 when empty); the scope is required (403). The claims go
+/// into the request extensions; the response (a 403 too) carries `RateLimit-*`.
 pub async fn guard(
     State((state, scope)): State<(AppState, Option<&'static str>)>,
     mut req: Request,
@@ -250,10 +283,22 @@ pub async fn guard(
                 .auth_failures
                 .with_label_values(&[e.reason()])
                 .inc();
-            return Err(match state.limiter.check_client(client_ip(&state, &req)) {
-                Ok(_) => ApiError::Unauthorized(e),
-                Err(limited) => refused(&state, limited),
-            });
+            // A missing, expired or not-yet-valid token, or one for another issuer or
+            // audience, is an honest client's state: always 401, so it knows to get a new
+            // one. Signatures, shapes, algorithms and key ids that do not fit are guesses.
+            let guessed = matches!(
+                e,
+                TokenError::BadSignature
+                    | TokenError::Malformed
+                    | TokenError::DisallowedAlgorithm
+                    | TokenError::UnknownKey
+            );
+            if guessed {
+                if let Err(limited) = state.limiter.check_client(client_of(&state, &req)) {
+                    return Err(refused(&state, limited));
+                }
+            }
+            return Err(ApiError::Unauthorized(e));
         }
     };
     let allowance = state
@@ -266,7 +311,9 @@ pub async fn guard(
             .auth_failures
             .with_label_values(&["missing_scope"])
             .inc();
-        return Err(ApiError::Forbidden(scope));
+        let mut response = ApiError::Forbidden(scope).into_response();
+        rate_limit_headers(response.headers_mut(), &allowance);
+        return Ok(response);
     }
     req.extensions_mut().insert(claims);
     let mut response = next.run(req).await;
@@ -274,7 +321,7 @@ pub async fn guard(
     Ok(response)
 }
 
-/// Routes without a token: rate-limited per client address.
+/// Open routes other than the health probes: rate-limited per client address.
 pub async fn limit_open(
     State(state): State<AppState>,
     req: Request,
@@ -282,9 +329,58 @@ pub async fn limit_open(
 ) -> Result<Response, ApiError> {
     let allowance = state
         .limiter
-        .check_client(client_ip(&state, &req))
+        .check_client(client_of(&state, &req))
         .map_err(|limited| refused(&state, limited))?;
     let mut response = next.run(req).await;
     rate_limit_headers(response.headers_mut(), &allowance);
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+    #[test]
+    fn client_addresses_from_the_peer_or_a_trusted_header() {
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let peer: SocketAddr = "10.0.0.7:41000".parse().unwrap();
+        let of = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(&xff, HeaderValue::from_str(v).unwrap());
+            }
+            client_ip(Some(&xff), &headers, Some(peer)).to_string()
+        };
+        assert_eq!(of(&[]), "10.0.0.7");
+        assert_eq!(of(&["203.0.113.9"]), "203.0.113.9");
+        assert_eq!(of(&["203.0.113.9:5000"]), "203.0.113.9");
+        assert_eq!(of(&["198.51.100.1, 203.0.113.9"]), "203.0.113.9");
+        assert_eq!(
+            of(&["198.51.100.1", "203.0.113.9"]),
+            "203.0.113.9",
+            "the last line"
+        );
+        assert_eq!(of(&["2001:db8:1:2:3:4:5:6"]), "2001:db8:1:2::");
+        assert_eq!(of(&["[2001:db8:1:2::9]"]), "2001:db8:1:2::");
+        assert_eq!(of(&["[2001:db8:1:2::9]:443"]), "2001:db8:1:2::");
+        assert_eq!(
+            of(&["::ffff:192.0.2.1"]),
+            "192.0.2.1",
+            "mapped IPv4 is IPv4"
+        );
+        assert_eq!(
+            of(&["unknown"]),
+            "10.0.0.7",
+            "garbage falls back to the peer"
+        );
+        // Without a configured header, a client's own header is ignored.
+        let mut headers = HeaderMap::new();
+        headers.insert(&xff, HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(
+            client_ip(None, &headers, Some(peer)).to_string(),
+            "10.0.0.7"
+        );
+        assert_eq!(client_ip(None, &headers, None).to_string(), "::");
+    }
 }

@@ -55,7 +55,8 @@ fn guarded(
     )
 }
 
-/// A method route open to anyone, rate-limited per client address.
+/// A method route open to anyone, rate-limited per client address (all open routes but the
+/// health probes).
 fn open<S: Clone + Send + Sync + 'static>(
     state: &AppState,
     route: MethodRouter<S>,
@@ -69,8 +70,10 @@ fn open<S: Clone + Send + Sync + 'static>(
 /// The whole application: open routes, routes behind a scope, and the middleware stack.
 pub fn router(state: AppState) -> Router {
     let open_routes = Router::new()
-        .route("/health/live", open(&state, get(health::live)))
-        .route("/health/ready", open(&state, get(health::ready)))
+        // Probes are never rate-limited: readiness must say whether this replica can serve,
+        // not whether its prober's address (often shared with traffic) spent a quota.
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
         .route("/metrics", open(&state, get(health::metrics)))
         .route("/monitoring", open(&state, get(dashboard::page)))
         .route(
@@ -169,8 +172,8 @@ pub fn router(state: AppState) -> Router {
     let predict_scope = |route| guarded(&state, Some(scopes::PREDICT), route);
     let oip_routes = Router::new()
         .route("/v2", open(&state, get(oip::server_metadata)))
-        .route("/v2/health/live", open(&state, get(oip::live)))
-        .route("/v2/health/ready", open(&state, get(oip::ready)))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
         .route("/v2/models/{model}", read(get(oip::model_metadata)))
         .route("/v2/models/{model}/ready", read(get(oip::model_ready)))
         .route("/v2/models/{model}/infer", predict_scope(post(oip::infer)))

@@ -25,18 +25,14 @@ pub struct Allowance {
     pub remaining: u32,
     /// Until the bucket is full again (`RateLimit-Reset`).
     pub reset: Duration,
-    /// The window in which `limit` requests may be spent (`RateLimit-Policy`'s `w`).
-    pub window: Duration,
+    /// The sustained rate (`RateLimit-Policy`'s quota per one-second window).
+    pub per_second: u32,
 }
 
 impl Allowance {
     /// Whole seconds, rounded up.
     pub fn reset_secs(&self) -> u64 {
         ceil_secs(self.reset)
-    }
-
-    pub fn window_secs(&self) -> u64 {
-        ceil_secs(self.window).max(1)
     }
 }
 
@@ -62,6 +58,7 @@ fn ceil_secs(d: Duration) -> u64 {
 struct Limiter<K: Hash + Eq + Clone> {
     limiter: Keyed<K>,
     burst: u32,
+    per_second: u32,
     interval: Duration,
 }
 
@@ -74,6 +71,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             limiter: governor::RateLimiter::keyed(gcra)
                 .with_middleware::<StateInformationMiddleware>(),
             burst: burst.get(),
+            per_second: per_second.get(),
             interval: gcra.replenish_interval(),
         }
     }
@@ -83,7 +81,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             limit: self.burst,
             remaining,
             reset: self.interval * (self.burst - remaining.min(self.burst)),
-            window: self.interval * self.burst,
+            per_second: self.per_second,
         }
     }
 
@@ -91,7 +89,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         match self.limiter.check_key(key) {
             Ok(snapshot) => Ok(self.allowance(snapshot.remaining_burst_capacity())),
             Err(not_until) => {
-                let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+                let retry_after = not_until.wait_time_from(self.limiter.clock().now());
                 let mut allowance = self.allowance(0);
                 // The next cell frees after `retry_after`; the rest follow at the rate.
                 allowance.reset = retry_after + self.interval * (self.burst - 1);

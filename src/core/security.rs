@@ -103,7 +103,7 @@ pub enum TokenError {
     DisallowedAlgorithm,
     #[error("token names a key (kid) this service does not have")]
     UnknownKey,
-    #[error("token lacks a required claim (exp, sub, and iss or aud when configured)")]
+    #[error("token lacks a required claim (exp, a non-empty sub, and iss or aud when configured)")]
     MissingClaim,
     #[error("token has expired")]
     Expired,
@@ -230,8 +230,13 @@ struct RawHeader {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
+    /// Present at all (even `null`): refused, as no header extension is understood here.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 fn raw_header(token: &str) -> Result<RawHeader, TokenError> {
@@ -440,7 +445,7 @@ impl JwtKeys {
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = raw_header(token)?;
-        if header.crit.is_some() {
+        if header.crit {
             // No header extension is understood here (RFC 7515 §4.1.11).
             return Err(TokenError::Malformed);
         }
@@ -469,6 +474,10 @@ impl JwtKeys {
         }
         for key in usable {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation) {
+                // Presence is all the library checks; an empty subject names nobody.
+                Ok(data) if data.claims.sub.trim().is_empty() => {
+                    return Err(TokenError::MissingClaim);
+                }
                 Ok(data) => return Ok(data.claims),
                 Err(e) => {
                     let error = map_error(&e);
@@ -716,6 +725,17 @@ mod tests {
             SECRET.as_bytes(),
         );
         assert_eq!(k.verify(&crit), Err(TokenError::Malformed));
+        let crit_null = forge(
+            &serde_json::json!({"alg": "HS256", "kid": DEFAULT_KEY_ID, "crit": null}),
+            &claims_json(),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(k.verify(&crit_null), Err(TokenError::Malformed));
+        let nobody = k.encode(&Claims {
+            sub: " ".into(),
+            ..claims("x")
+        });
+        assert_eq!(k.verify(&nobody), Err(TokenError::MissingClaim));
     }
 
     #[test]

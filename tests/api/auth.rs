@@ -331,6 +331,14 @@ async fn refused_tokens_spend_the_clients_open_quota() {
     }
     assert_eq!(&statuses[..3], &[401, 401, 401], "{statuses:?}");
     assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    // An expired or missing token is an honest client's state: still 401, so it knows to
+    // fetch a new token, however many guesses came from its address.
+    let expired = app.token_with(&Claims {
+        exp: unix_now() - 3600,
+        ..claims_of("late")
+    });
+    assert_401(&app, bearer(&expired), "expired").await;
+    assert_401(&app, None, "missing").await;
     // A valid token is judged by its subject's quota, not the address's.
     let (status, _, _) = refused(&app, bearer(&app.token(&["predict"]))).await;
     assert_eq!(status, 200);

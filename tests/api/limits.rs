@@ -55,19 +55,19 @@ async fn rate_limit_is_per_subject_with_retry_after_and_recovers() {
         );
     }
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
-    assert!(statuses[3..].contains(&429), "{statuses:?}");
-    assert_eq!(&remaining[..3], &[2, 1, 0], "{remaining:?}");
+    assert_eq!(&statuses[3..], &[429, 429, 429], "{statuses:?}");
+    assert_eq!(remaining, [2, 1, 0, 0, 0, 0]);
 
     let limited = app.post_as("/predict", &passenger(), &alice).await;
     assert_eq!(limited.status(), 429);
     assert_eq!(limited.headers()["ratelimit-remaining"], "0");
-    assert_eq!(limited.headers()["ratelimit-policy"], "3;w=2");
+    assert_eq!(limited.headers()["ratelimit-policy"], "2;w=1;burst=3");
     let retry_after: u64 = limited.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=1).contains(&retry_after), "{retry_after}");
+    assert_eq!(retry_after, 1);
     assert_eq!(error_of(limited).await.0, "rate_limited");
 
     // Another subject has its own budget.
@@ -186,11 +186,20 @@ async fn open_routes_are_limited_per_client_address_and_recover() {
     ])
     .await;
     let mut statuses = Vec::new();
-    for _ in 0..5 {
-        statuses.push(app.get("/health/live").await.status().as_u16());
+    for path in ["/metrics", "/v2", "/monitoring", "/metrics", "/v2"] {
+        statuses.push(app.get(path).await.status().as_u16());
     }
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
     assert_eq!(&statuses[3..], &[429, 429], "{statuses:?}");
+    // The health probes are never limited: readiness reports the replica, not a quota.
+    for path in [
+        "/health/live",
+        "/health/ready",
+        "/v2/health/live",
+        "/v2/health/ready",
+    ] {
+        assert_eq!(app.get(path).await.status(), 200, "{path}");
+    }
     let limited = app.get("/metrics").await;
     assert_eq!(limited.status(), 429);
     let retry_after: u64 = limited.headers()["retry-after"]
@@ -200,7 +209,7 @@ async fn open_routes_are_limited_per_client_address_and_recover() {
         .unwrap();
     assert_eq!(error_of(limited).await.0, "rate_limited");
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
-    let again = app.get("/health/live").await;
+    let again = app.get("/metrics").await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.headers()["ratelimit-limit"], "3");
     app.stop().await;
@@ -216,7 +225,7 @@ async fn the_client_address_can_come_from_a_trusted_proxy_header() {
     .await;
     let from = |chain: &'static str| {
         app.client
-            .get(app.url("/health/live"))
+            .get(app.url("/v2"))
             .header("x-forwarded-for", chain)
             .send()
     };
@@ -332,5 +341,92 @@ async fn over_the_concurrency_limit_is_503_at_once_and_recovers() {
     let metrics = app.get("/metrics").await.text().await.unwrap();
     let shed_count = crate::helpers::metric(&metrics, "titanic_load_shed_requests_total").unwrap();
     assert!(shed_count >= 1.0, "{shed_count}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn permits_come_back_after_every_kind_of_response() {
+    let app = TestApp::spawn_with(&[("TITANIC__SERVER__MAX_CONCURRENT_REQUESTS", "1")]).await;
+    // Sequential requests, each one finished before the next: never shed.
+    for _ in 0..5 {
+        assert_eq!(app.post("/predict", &passenger()).await.status(), 200);
+    }
+    // Error responses give their permit back too.
+    assert_eq!(
+        app.post("/predict", &json!({"pclass": 9})).await.status(),
+        422
+    );
+    let csv =
+        std::fs::read_to_string(crate::helpers::repo().join("data/titanic/test.csv")).unwrap();
+    let stream = |body: String| {
+        app.client
+            .post(app.url("/predict/batch"))
+            .bearer_auth(app.token(&["predict"]))
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    // A streamed response read to its end ...
+    let full = stream(csv.clone()).await.unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.text().await.unwrap().lines().count(), 419);
+    assert_eq!(app.post("/predict", &passenger()).await.status(), 200);
+    // ... and one dropped before its end both release the permit.
+    let big: String = std::iter::once(csv.lines().next().unwrap().to_owned())
+        .chain(csv.lines().skip(1).cycle().take(200_000).map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dropped = stream(big).await.unwrap();
+    assert_eq!(dropped.status(), 200);
+    drop(dropped);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = app.post("/predict", &passenger()).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped stream kept its permit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn json_content_types() {
+    let app = TestApp::spawn().await;
+    let body = passenger().to_string();
+    for (content_type, status) in [
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+        ("application/vnd.titanic+json", 200),
+        ("text/plain", 415),
+        ("application/jsonx", 415),
+        ("application/x-www-form-urlencoded", 415),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/predict"))
+            .bearer_auth(app.token(&["predict"]))
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{content_type}");
+    }
+    let response = app
+        .client
+        .post(app.url("/predict"))
+        .bearer_auth(app.token(&["predict"]))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415, "no content type");
     app.stop().await;
 }
