@@ -430,3 +430,54 @@ async fn json_content_types() {
     assert_eq!(response.status(), 415, "no content type");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_stalled_csv_upload_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[
+        ("TITANIC__SERVER__REQUEST_TIMEOUT_SECS", "1"),
+        ("TITANIC__SERVER__MAX_CONCURRENT_REQUESTS", "1"),
+    ])
+    .await;
+    let token = app.token(&["predict"]);
+    let csv =
+        std::fs::read_to_string(crate::helpers::repo().join("data/titanic/test.csv")).unwrap();
+    let start: String = csv.lines().take(3).map(|l| format!("{l}\n")).collect();
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /predict/batch HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{start}\r\n",
+        start.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Then nothing more: the service ends the response with an error line.
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&response).contains("cut off") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => response.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "still waiting after 15 s");
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("892,0,") || text.contains("892,1,"), "{text}");
+    assert!(
+        text.contains("error:") && text.contains("cut off"),
+        "{text}"
+    );
+    // Its concurrency slot is free again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.post("/predict", &passenger()).await.status() != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
