@@ -4,6 +4,8 @@
   check.py rules [--write]          kubernetes/base/prometheusrule.yaml == docs/monitoring/alerts.yml
   check.py manifests NAME=FILE...   validate rendered overlays (schemas and invariants)
   check.py hcl DIR                  parse every .tf / .tfvars file under DIR with python-hcl2
+  check.py dockerignore             every file the Dockerfile COPYs is in the build context
+  check.py checkov-report JSON KIND...  checkov's results: failures, skips and their reasons
 
 Schemas: Kubernetes' own objects are validated, strictly (unknown fields refused), against the
 OpenAPI schemas that the kubernetes-validate package ships, for the oldest and the newest
@@ -258,6 +260,8 @@ def cmd_hcl(args):
             errors.append(f"{os.path.relpath(path, ROOT)}: {e}")
             continue
         for kind, items in doc.items():
+            if kind.startswith("__"):  # python-hcl2 keeps comments under __comments__
+                continue
             blocks[kind] = blocks.get(kind, 0) + (len(items) if isinstance(items, list) else 1)
     if not files:
         errors.append("no Terraform files found")
@@ -267,11 +271,83 @@ def cmd_hcl(args):
     fail(errors)
 
 
+# --- Dockerfile and build context -------------------------------------------------------------
+
+
+def cmd_dockerignore(args):
+    """The allow-list .dockerignore must let through every path the Dockerfile copies."""
+    import fnmatch
+    import shlex
+
+    with open(os.path.join(ROOT, ".dockerignore")) as f:
+        patterns = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+
+    def included(path):
+        keep = True
+        for p in patterns:
+            negate = p.startswith("!")
+            pat = p[1:] if negate else p
+            if fnmatch.fnmatch(path, pat) or path.startswith(pat.rstrip("/") + "/"):
+                keep = negate
+        return keep
+
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = f.read().replace("\\\n", " ")
+    errors, copied = [], 0
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True) if line.strip().startswith("COPY") else []
+        if not words or any(w.startswith("--from") for w in words):
+            continue
+        for src in [w for w in words[1:-1] if not w.startswith("--")]:
+            copied += 1
+            if not os.path.exists(os.path.join(ROOT, src)):
+                errors.append(f"Dockerfile copies {src}, which does not exist")
+            elif not included(src):
+                errors.append(f"Dockerfile copies {src}, which .dockerignore leaves out")
+    if not errors:
+        print(f"ok: the {copied} paths the Dockerfile copies are in the build context")
+    fail(errors)
+
+
+def cmd_checkov_report(args):
+    """Summary, failures and skips (with their reasons) of checkov's JSON report."""
+    with open(args[0]) as f:
+        reports = json.load(f)
+    if isinstance(reports, dict):
+        reports = [reports]
+    errors, seen = [], set()
+    for report in reports:
+        kind, summary = report["check_type"], report["summary"]
+        seen.add(kind)
+        results = report.get("results", {})
+        print(f"checkov {kind}: {summary['resource_count']} resources, {summary['passed']} passed, "
+              f"{summary['failed']} failed, {summary['skipped']} skipped")
+        for check in results.get("skipped_checks", []):
+            reason = check.get("check_result", {}).get("suppress_comment", "").strip()
+            print(f"  skipped {check['check_id']} on {check['resource']}: {reason}")
+        for check in results.get("failed_checks", []):
+            errors.append(f"checkov {check['check_id']} ({check['check_name']}) on "
+                          f"{check['resource']} in {check['file_path']}")
+        if summary.get("parsing_errors"):
+            errors.append(f"checkov {kind}: {summary['parsing_errors']} files did not parse: "
+                          f"{results.get('parsing_errors')}")
+        if not summary["resource_count"]:
+            errors.append(f"checkov {kind}: scanned nothing")
+    for kind in args[1:]:
+        if kind not in seen:
+            errors.append(f"checkov did not scan any {kind} file")
+    if not errors:
+        print("ok: checkov, no failed check")
+    fail(errors)
+
+
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("rules", "manifests", "hcl"):
+    commands = {"rules": cmd_rules, "manifests": cmd_manifests, "hcl": cmd_hcl,
+                "dockerignore": cmd_dockerignore, "checkov-report": cmd_checkov_report}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         sys.exit(2)
-    {"rules": cmd_rules, "manifests": cmd_manifests, "hcl": cmd_hcl}[sys.argv[1]](sys.argv[2:])
+    commands[sys.argv[1]](sys.argv[2:])
 
 
 if __name__ == "__main__":
