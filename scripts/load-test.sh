@@ -23,7 +23,7 @@
 # What it does: builds the release binary, starts `titanic serve` on a free 127.0.0.1 port with
 # a scratch database (bootstrapped and trained at start, as on a fresh clone), mints a token with
 # `titanic token`, runs oha for DURATION seconds, prints the error count (non-2xx responses plus
-# transport errors plus requests that were due but never sent) and the latency percentiles
+# transport errors plus a backlog of requests due but never sent) and the latency percentiles
 # (p50, p90, p99, p99.9, max), the server's own count of responses by status, then stops the
 # server. The server runs the production profile (TITANIC_ENV=production, a throw-away JWT
 # secret) with its whole middleware stack. The rate limiter stays on, with a per-subject quota of twice the offered rate, so its
@@ -128,8 +128,13 @@ answered = sum(codes.values())
 sent = answered + sum(transport.values())
 due = rate * duration
 non_2xx = sum(v for k, v in codes.items() if not 200 <= k < 300)
+# oha's scheduler wakes on a 1 ms timer and stops at the deadline, so the requests due in the
+# last few milliseconds may not go out: up to 5 ms worth is that edge, more is a backlog the
+# server did not keep up with, and counts as errors.
 never_sent = max(0, due - sent)
-errors = non_2xx + sum(transport.values()) + never_sent
+edge = max(1, rate // 200)
+backlog = never_sent if never_sent > edge else 0
+errors = non_2xx + sum(transport.values()) + backlog
 p = report["latencyPercentiles"]
 ms = lambda seconds: f"{seconds * 1000:.3f} ms" if seconds is not None else "n/a"
 
@@ -138,7 +143,10 @@ print(f"requests due {due}, sent {sent}, answered {answered} "
 print("status codes: " + (", ".join(f"{k}: {v}" for k, v in sorted(codes.items())) or "none"))
 print("transport errors: " + (", ".join(f"{k}: {v}" for k, v in transport.items()) or "none"))
 print(f"errors: {errors} (non-2xx {non_2xx}, transport {sum(transport.values())}, "
-      f"due but not sent by the end {never_sent})")
+      f"backlog not sent by the end {backlog})")
+if never_sent and not backlog:
+    print(f"  ({never_sent} due in the last milliseconds were not sent: the scheduler's edge, "
+          f"not counted)")
 print("latency from the scheduled start (coordinated omission corrected):")
 for name, key in [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p99.9"),
                   ("p99.99", "p99.99")]:
