@@ -479,6 +479,8 @@ async fn a_stalled_csv_upload_is_cut_off() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    app.stop().await;
+}
 
 /// Found by schemathesis: bodies decoded into structs also accepted a JSON array of the field
 /// values (`[]` for a struct whose fields all have defaults), so `POST /models/train` with
