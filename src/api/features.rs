@@ -162,7 +162,7 @@ async fn view_or_latest(
 pub async fn push_rows(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
-    ApiJson(request): ApiJson<PushRequest>,
+    ApiJson(Object(request)): ApiJson<Object<PushRequest>>,
 ) -> Result<ApiJson<PushOutcome>, ApiError> {
     if request.rows.len() > state.limits.max_batch_size {
         return Err(ApiError::Validation(ValidationErrors::single(
@@ -246,7 +246,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
 /// `POST /features/online`: feature values with per-value status and event time.
 pub async fn online_features(
     State(state): State<AppState>,
-    ApiJson(request): ApiJson<OnlineFeaturesRequest>,
+    ApiJson(Object(request)): ApiJson<Object<OnlineFeaturesRequest>>,
 ) -> Result<ApiJson<OnlineFeaturesResponse>, ApiError> {
     let registry = &state.stores.features;
     // Which view versions and features.
@@ -398,7 +398,7 @@ pub struct MaterializeRequest {
 /// `POST /features/materialize`: copies offline values to the online store; reports counts.
 pub async fn materialize_views(
     State(state): State<AppState>,
-    ApiJson(request): ApiJson<MaterializeRequest>,
+    ApiJson(Object(request)): ApiJson<Object<MaterializeRequest>>,
 ) -> Result<ApiJson<Value>, ApiError> {
     let views = match (&request.view, request.version) {
         (Some(name), version) => vec![view_or_latest(&state, name, version).await?],

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, Object};
 use super::state::AppState;
 use crate::core::security::Claims;
 use crate::core::time::parse_rfc3339;
@@ -119,7 +119,7 @@ pub async fn promote(
     State(state): State<AppState>,
     Path(alias): Path<String>,
     Extension(claims): Extension<Claims>,
-    ApiJson(request): ApiJson<PromoteRequest>,
+    ApiJson(Object(request)): ApiJson<Object<PromoteRequest>>,
 ) -> Result<ApiJson<Moved>, ApiError> {
     let change = AliasChange {
         action: AliasAction::Promote,
@@ -135,7 +135,7 @@ pub async fn rollback(
     State(state): State<AppState>,
     Path(alias): Path<String>,
     Extension(claims): Extension<Claims>,
-    ApiJson(request): ApiJson<RollbackRequest>,
+    ApiJson(Object(request)): ApiJson<Object<RollbackRequest>>,
 ) -> Result<ApiJson<Moved>, ApiError> {
     let (m, served) =
         lifecycle::rollback(&state.stores, &alias, &claims.sub, &request.reason).await?;
@@ -147,7 +147,7 @@ pub async fn rollback(
 pub async fn train(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
-    ApiJson(request): ApiJson<TrainRequest>,
+    ApiJson(Object(request)): ApiJson<Object<TrainRequest>>,
 ) -> Result<Response, ApiError> {
     let data = match request.as_of.as_deref().map(parse_rfc3339) {
         None => TrainingData::Latest,
@@ -245,7 +245,7 @@ pub async fn experiment(State(state): State<AppState>) -> Result<ApiJson<Value>,
 pub async fn start_experiment(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
-    ApiJson(spec): ApiJson<ExperimentSpec>,
+    ApiJson(Object(spec)): ApiJson<Object<ExperimentSpec>>,
 ) -> Result<ApiJson<Value>, ApiError> {
     spec.check()
         .map_err(|e| ApiError::Validation(ValidationErrors::single("share", e)))?;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Requested};
+use super::extract::{ApiJson, Object, Requested};
 use super::predict::predict_all;
 use super::routing;
 use super::state::AppState;
@@ -410,7 +410,7 @@ pub async fn infer(
     headers: HeaderMap,
     Requested(info): Requested,
     Path(model): Path<String>,
-    ApiJson(request): ApiJson<InferRequest>,
+    ApiJson(Object(request)): ApiJson<Object<InferRequest>>,
 ) -> Result<ApiJson<Value>, ApiError> {
     infer_with(state, headers, info, model, None, request).await
 }
@@ -421,7 +421,7 @@ pub async fn infer_version(
     headers: HeaderMap,
     Requested(info): Requested,
     Path((model, version)): Path<(String, String)>,
-    ApiJson(request): ApiJson<InferRequest>,
+    ApiJson(Object(request)): ApiJson<Object<InferRequest>>,
 ) -> Result<ApiJson<Value>, ApiError> {
     infer_with(state, headers, info, model, Some(version), request).await
 }

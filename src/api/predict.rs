@@ -290,7 +290,7 @@ pub async fn predict_batch(
         return super::stream::predict_csv(state, request, &headers, body).await;
     }
     let req = Request::from_parts(parts, body);
-    let ApiJson(batch) = ApiJson::<BatchRequest>::from_request(req, &state).await?;
+    let ApiJson(Object(batch)) = ApiJson::<Object<BatchRequest>>::from_request(req, &state).await?;
     if batch.instances.len() > state.limits.max_batch_size {
         return Err(ApiError::Validation(ValidationErrors::single(
             "instances",
