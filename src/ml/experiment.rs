@@ -44,6 +44,10 @@ impl ExperimentSpec {
                 self.share
             ));
         }
+        // Ignored in shadow, but stored: the table holds shares of 0 to 1 only.
+        if !(0.0..=1.0).contains(&self.share) {
+            return Err(format!("share must be between 0 and 1, got {}", self.share));
+        }
         Ok(())
     }
 }
@@ -116,5 +120,32 @@ impl ExperimentStore {
             .await?
             .rows_affected()
             > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(mode: Mode, share: f64) -> ExperimentSpec {
+        ExperimentSpec {
+            mode,
+            version: "v1".to_owned(),
+            share,
+        }
+    }
+
+    #[test]
+    fn shares_are_checked_before_they_reach_the_table() {
+        assert!(spec(Mode::Canary, 0.2).check().is_ok());
+        assert!(spec(Mode::Canary, 0.0).check().is_err());
+        assert!(spec(Mode::Canary, 1.5).check().is_err());
+        assert!(spec(Mode::Shadow, 0.0).check().is_ok());
+        assert!(spec(Mode::Shadow, 1.0).check().is_ok());
+        // Found by schemathesis: a shadow share outside [0, 1] failed the table's CHECK
+        // constraint and was answered 503.
+        let err = spec(Mode::Shadow, -5.0).check().unwrap_err();
+        assert!(err.contains("between 0 and 1"), "{err}");
+        assert!(spec(Mode::Shadow, 2.0).check().is_err());
     }
 }
