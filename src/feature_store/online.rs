@@ -134,7 +134,10 @@ impl OnlineStore for InProcessStore {
         rows: Vec<(String, OnlineRow)>,
         ttl_secs: u64,
     ) -> BoxFuture<'a, Result<(), OnlineError>> {
-        let expires = (ttl_secs > 0).then(|| Instant::now() + Duration::from_secs(ttl_secs));
+        // A time past what `Instant` can hold is never reached: no expiry.
+        let expires = (ttl_secs > 0)
+            .then(|| Instant::now().checked_add(Duration::from_secs(ttl_secs)))
+            .flatten();
         let mut map = self.rows.write().unwrap_or_else(|e| e.into_inner());
         for (key, row) in rows {
             map.insert((view.clone(), key), Entry { row, expires });
@@ -197,5 +200,23 @@ mod tests {
         store.set_watermark(&v1, 42).await.unwrap();
         assert_eq!(store.watermark(&v1).await.unwrap(), Some(42));
         assert_eq!(store.watermark(&v2).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_ttl_too_long_to_represent_never_expires() {
+        // A view may set any u64 `ttl_secs`; adding it to `Instant::now()` overflowed and
+        // panicked the request that pushed or materialized its rows.
+        let store = InProcessStore::new();
+        let view = ViewKey::new("v", 1);
+        let row = OnlineRow {
+            event_time: 7,
+            values: json!({"age": 3}).as_object().unwrap().clone(),
+        };
+        store
+            .write(&view, vec![("1".into(), row.clone())], u64::MAX)
+            .await
+            .unwrap();
+        let keys = ["1".to_owned()];
+        assert_eq!(store.read(&view, &keys).await.unwrap(), vec![Some(row)]);
     }
 }

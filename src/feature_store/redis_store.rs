@@ -18,6 +18,9 @@ use super::online::{BoxFuture, OnlineError, OnlineRow, OnlineStore, ViewKey};
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Upper bound on one Redis call; a slow Redis counts as a down one.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest expiry Redis accepts (it refuses one whose time in milliseconds overflows); a
+/// longer `ttl_secs` is stored without expiry, as the in-process store does.
+const MAX_EXPIRE_SECS: u64 = 1 << 53;
 
 pub struct RedisStore {
     manager: ConnectionManager,
@@ -161,7 +164,7 @@ impl OnlineStore for RedisStore {
             for (entity, row) in &rows {
                 let key = self.key(view, entity);
                 let value = serde_json::to_string(row).unwrap_or_default();
-                if ttl_secs > 0 {
+                if ttl_secs > 0 && ttl_secs <= MAX_EXPIRE_SECS {
                     pipe.set_ex(key, value, ttl_secs).ignore();
                 } else {
                     pipe.set(key, value).ignore();
