@@ -144,12 +144,12 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         monitor: Arc::new(monitor),
         keys: Arc::new(keys),
         limiter: Arc::new(RateLimiter::new(&settings.rate_limit)),
+        client_ip_header: crate::api::middleware::client_ip_header(&settings.rate_limit),
+        concurrency: Arc::new(tokio::sync::Semaphore::new(
+            settings.server.max_concurrent_requests,
+        )),
         lifecycle: Lifecycle::default(),
-        limits: Limits {
-            max_batch_size: settings.server.max_batch_size,
-            body_limit_bytes: settings.server.body_limit_bytes,
-            request_timeout: Duration::from_secs(settings.server.request_timeout_secs),
-        },
+        limits: Limits::of(&settings.server),
         training: Arc::new(tokio::sync::Semaphore::new(1)),
         pinned: moka::sync::Cache::new(8),
     };

@@ -4,10 +4,11 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::core::rate_limit::{Allowance, RateLimited};
 use crate::core::security::TokenError;
 use crate::feature_store::ValidationErrors;
 use crate::feature_store::registry::RegistryError as FeatureRegistryError;
@@ -34,8 +35,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("invalid input: {0}")]
     Validation(ValidationErrors),
-    #[error("rate limit exceeded; retry in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    #[error("rate limit exceeded; retry in {} s", .0.retry_after_secs())]
+    RateLimited(RateLimited),
+    #[error("request headers are larger than the limit of {0} bytes")]
+    HeadersTooLarge(usize),
+    #[error("the service is at its limit of concurrent requests; retry shortly")]
+    Overloaded,
     #[error("the request took too long")]
     Timeout,
     #[error("{0}")]
@@ -56,8 +61,11 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::Timeout | ApiError::Unavailable(_) | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,7 +82,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
-            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
+            ApiError::Overloaded => "overloaded",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -86,9 +96,10 @@ impl ApiError {
             ApiError::Validation(errors) => json!({ "fields": errors }),
             ApiError::Unauthorized(reason) => json!({ "reason": reason.reason() }),
             ApiError::Forbidden(scope) => json!({ "required_scope": scope }),
-            ApiError::RateLimited { retry_after_secs } => {
-                json!({ "retry_after_secs": retry_after_secs })
+            ApiError::RateLimited(limited) => {
+                json!({ "retry_after_secs": limited.retry_after_secs() })
             }
+            ApiError::HeadersTooLarge(limit) => json!({ "limit_bytes": limit }),
             _ => Value::Null,
         }
     }
@@ -99,6 +110,7 @@ impl ApiError {
             StatusCode::NOT_FOUND => ApiError::NotFound("no such route".to_owned()),
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeadersTooLarge(0),
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 ApiError::UnsupportedMediaType("unsupported content type".to_owned())
@@ -134,16 +146,40 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(r#"Bearer error="invalid_token""#),
                 );
             }
-            ApiError::RateLimited { retry_after_secs } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            ApiError::RateLimited(limited) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(limited.retry_after_secs()),
+                );
+                rate_limit_headers(headers, &limited.allowance);
+                // The quota itself: `q` requests per window of `w` = 1 second, with `burst`
+                // back to back.
+                let policy = format!(
+                    "{};w=1;burst={}",
+                    limited.allowance.per_second, limited.allowance.limit
+                );
+                if let Ok(policy) = HeaderValue::try_from(policy) {
+                    headers.insert(HeaderName::from_static("ratelimit-policy"), policy);
+                }
             }
-            ApiError::Timeout | ApiError::Unavailable(_) => {
+            ApiError::Timeout | ApiError::Unavailable(_) | ApiError::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
         response
     }
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the
+/// bucket is full), as in the IETF httpapi rate-limit headers draft.
+pub fn rate_limit_headers(headers: &mut axum::http::HeaderMap, allowance: &Allowance) {
+    const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+    const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+    headers.insert(LIMIT, HeaderValue::from(allowance.limit));
+    headers.insert(REMAINING, HeaderValue::from(allowance.remaining));
+    headers.insert(RESET, HeaderValue::from(allowance.reset_secs()));
 }
 
 impl From<JsonRejection> for ApiError {

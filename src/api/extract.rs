@@ -4,11 +4,13 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::state::Limits;
 use crate::core::security::Claims;
 use crate::monitoring::RequestInfo;
 
@@ -43,11 +45,87 @@ impl<S: Send + Sync> FromRequestParts<S> for Requested {
     }
 }
 
-/// `axum::Json` with [`ApiError`] rejections: 400 for syntax, 422 naming the field for wrong
-/// types or unknown fields, 413 for oversized bodies, 415 without a JSON content type.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` with [`ApiError`] rejections: 400 for syntax or nesting deeper than
+/// `server.max_json_depth`, 422 naming the field for wrong types or unknown fields, 413 for
+/// oversized bodies, 415 without a JSON content type.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+/// The nesting limit when the request carries no [`Limits`] (a router without the stack).
+const DEFAULT_MAX_JSON_DEPTH: usize = 32;
+
+/// `application/json`, or any `application/*+json`, with any parameters.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+/// Refuses JSON whose arrays and objects nest deeper than `max` before it is parsed, so a
+/// body of brackets cannot make the parser recurse (or allocate) past the limit.
+pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(ApiError::BadRequest(format!(
+                        "JSON nesting is deeper than the limit of {max} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json".to_owned(),
+            ));
+        }
+        let max_depth = req
+            .extensions()
+            .get::<Limits>()
+            .map_or(DEFAULT_MAX_JSON_DEPTH, |l| l.max_json_depth);
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e.status() {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::BadRequest(e.body_text()),
+            })?;
+        check_depth(&bytes, max_depth)?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
@@ -85,7 +163,18 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::Object;
+    use super::{Object, check_depth};
+
+    #[test]
+    fn nesting_is_counted_outside_strings() {
+        assert!(check_depth(br#"{"a":[[1]]}"#, 3).is_ok());
+        assert!(check_depth(br#"{"a":[[[1]]]}"#, 3).is_err());
+        // Brackets and escaped quotes inside strings do not count.
+        assert!(check_depth(br#"{"a":"[[[[\"{{{{"}"#, 1).is_ok());
+        assert!(check_depth(&[b'['; 100_000], 32).is_err());
+        // Closing more than was opened is for the parser to refuse, not a panic here.
+        assert!(check_depth(b"]]]]{", 1).is_ok());
+    }
 
     #[derive(Debug, PartialEq, serde::Deserialize)]
     struct P {

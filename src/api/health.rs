@@ -25,8 +25,9 @@ pub async fn live() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
-/// `GET /health/ready`: 200 when the model is loaded and the stores answer and the process
-/// is not shutting down; 503 otherwise, with the state of each component.
+/// `GET /health/ready`: 200 when the model is loaded, the database answers reads and the
+/// process is not shutting down (`degraded` while the online store or database writes
+/// fail); 503 otherwise, with the state of each component.
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -45,14 +46,24 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         }),
         None => json!({ "status": "down", "message": "no model loaded" }),
     };
-    let ping =
-        state
-            .features
-            .metrics()
-            .dependencies
-            .time("sqlite", "ping", db::ping(&state.stores.pool));
+    let dependencies = &state.features.metrics().dependencies;
+    let ping = dependencies.time("sqlite", "ping", db::ping(&state.stores.pool));
     let database = match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
-        Ok(Ok(())) => json!({ "status": "up" }),
+        Ok(Ok(())) => {
+            // Reads work; a write tells a full disk or an unwritable file. Failing writes
+            // leave the service ready (predictions and reads go on) but degraded.
+            let write =
+                dependencies.time("sqlite", "write_probe", db::probe_write(&state.stores.pool));
+            match tokio::time::timeout(PROBE_TIMEOUT, write).await {
+                Ok(Ok(())) => json!({ "status": "up" }),
+                Ok(Err(e)) => {
+                    json!({ "status": "degraded", "writes": "failing", "message": e.to_string() })
+                }
+                Err(_) => {
+                    json!({ "status": "degraded", "writes": "failing", "message": "write timed out" })
+                }
+            }
+        }
         Ok(Err(e)) => json!({ "status": "down", "message": e.to_string() }),
         Err(_) => json!({ "status": "down", "message": "timed out" }),
     };
@@ -71,14 +82,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         }
     };
     let draining = state.lifecycle.is_draining();
-    let ready = model["status"] == "up" && database["status"] == "up" && !draining;
+    let ready = model["status"] == "up" && database["status"] != "down" && !draining;
     let status = if !ready {
         if draining {
             "shutting_down"
         } else {
             "not_ready"
         }
-    } else if online["status"] == "up" {
+    } else if online["status"] == "up" && database["status"] == "up" {
         "ready"
     } else {
         "degraded"

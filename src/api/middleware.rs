@@ -1,16 +1,23 @@
 //! Middleware functions used in the router's `ServiceBuilder` stacks: metrics, JSON error
-//! bodies for bare statuses from layers, JWT authorization per scope, and rate limiting.
+//! bodies for bare statuses from layers, header and body limits, load shedding, JWT
+//! authorization per scope, and rate limiting per subject and per client address.
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
-use super::state::AppState;
-use crate::core::security::{Claims, TokenError};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::error::{ApiError, rate_limit_headers};
+use super::state::{AppState, Limits};
+use crate::core::rate_limit::{self, RateLimited};
+use crate::core::security::TokenError;
 use crate::core::shutdown::Lifecycle;
 use crate::monitoring::Metrics;
 
@@ -106,12 +113,24 @@ pub fn is_csv(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"text/csv"))
 }
 
-/// Refuses bodies over `limit` bytes with 413: at once when `Content-Length` says so,
-/// otherwise when reading passes the limit. Streamed CSV bodies are exempt.
-pub async fn limit_body(State(limit): State<usize>, req: Request, next: Next) -> Response {
+/// Refuses requests whose headers (names and values) pass `max_header_bytes` with 431, and
+/// bodies over the byte limit with 413: at once when `Content-Length` says so, otherwise when
+/// reading passes the limit (streamed CSV bodies are exempt). The limits go into the request's
+/// extensions for the JSON extractor (nesting depth).
+pub async fn limit_request(State(limits): State<Limits>, mut req: Request, next: Next) -> Response {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return ApiError::HeadersTooLarge(limits.max_header_bytes).into_response();
+    }
+    req.extensions_mut().insert(limits);
     if is_csv(req.headers()) {
         return next.run(req).await;
     }
+    let limit = limits.body_limit_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -122,6 +141,48 @@ pub async fn limit_body(State(limit): State<usize>, req: Request, next: Next) ->
     }
     let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
     next.run(req).await
+}
+
+/// A response body that holds a concurrency permit until it has been sent (a streamed CSV
+/// response keeps its permit for as long as it streams).
+struct Permitted {
+    body: axum::body::Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Permitted {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Load shedding: at most `server.max_concurrent_requests` requests behind a token at once;
+/// the next is answered 503 `overloaded` with `Retry-After` at once instead of waiting.
+pub async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(permit) = state.concurrency.clone().try_acquire_owned() else {
+        state.metrics.shed.inc();
+        return ApiError::Overloaded.into_response();
+    };
+    next.run(req).await.map(|body| {
+        axum::body::Body::new(Permitted {
+            body,
+            _permit: permit,
+        })
+    })
 }
 
 fn bearer(req: &Request) -> Result<&str, TokenError> {
@@ -140,50 +201,184 @@ fn bearer(req: &Request) -> Result<&str, TokenError> {
     }
 }
 
-/// Verifies the bearer token and requires `scope` (any valid token when `None`); the claims
-/// go into the request extensions.
-pub async fn authorize(
+/// The configured proxy header naming the client's address (validated with the settings).
+pub fn client_ip_header(
+    settings: &crate::core::config::RateLimitSettings,
+) -> Option<axum::http::HeaderName> {
+    let name = settings.client_ip_header.trim();
+    (!name.is_empty())
+        .then(|| axum::http::HeaderName::try_from(name).ok())
+        .flatten()
+}
+
+/// One address as a client writes it: `v4`, `v4:port`, `v6`, `[v6]` or `[v6]:port`.
+fn parse_addr(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            text.strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse().ok())
+        })
+}
+
+/// The bucket key of an address: IPv4 (also when mapped into IPv6) as it is, IPv6 by its /64,
+/// the smallest block one subscriber usually holds, so a client cannot take a fresh bucket
+/// per address of its prefix.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the last value of the trusted proxy header when one is configured
+/// and parses, otherwise the TCP peer (unspecified when the router runs without one).
+pub fn client_ip(
+    header: Option<&axum::http::HeaderName>,
+    headers: &axum::http::HeaderMap,
+    peer: Option<SocketAddr>,
+) -> IpAddr {
+    let forwarded = header.and_then(|name| {
+        let last = headers.get_all(name).iter().next_back()?;
+        parse_addr(last.to_str().ok()?.rsplit(',').next()?)
+    });
+    client_key(
+        forwarded.unwrap_or_else(|| peer.map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |p| p.ip())),
+    )
+}
+
+fn client_of(state: &AppState, req: &Request) -> IpAddr {
+    client_ip(
+        state.client_ip_header.as_ref(),
+        req.headers(),
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+    )
+}
+
+fn refused(state: &AppState, limited: RateLimited) -> ApiError {
+    state.metrics.rate_limited.inc();
+    ApiError::RateLimited(limited)
+}
+
+/// Routes behind a token, in this order: the bearer token is verified (refused: 401; a token
+/// that looks forged or guessed also costs the client's address a cell of its open quota, and
+/// once that is spent the answer is 429, so guessing tokens is slow); the subject's bucket for
+/// the route's class is charged (429 when empty); the scope is required (403). The claims go
+/// into the request extensions; the response (a 403 too) carries `RateLimit-*`.
+pub async fn guard(
     State((state, scope)): State<(AppState, Option<&'static str>)>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let claims = bearer(&req)
-        .and_then(|token| state.keys.verify(token))
-        .map_err(|e| {
+    let claims = match bearer(&req).and_then(|token| state.keys.verify(token)) {
+        Ok(claims) => claims,
+        Err(e) => {
             state
                 .metrics
                 .auth_failures
                 .with_label_values(&[e.reason()])
                 .inc();
-            ApiError::Unauthorized(e)
-        })?;
+            // A missing, expired or not-yet-valid token, or one for another issuer or
+            // audience, is an honest client's state: always 401, so it knows to get a new
+            // one. Signatures, shapes, algorithms and key ids that do not fit are guesses.
+            let guessed = matches!(
+                e,
+                TokenError::BadSignature
+                    | TokenError::Malformed
+                    | TokenError::DisallowedAlgorithm
+                    | TokenError::UnknownKey
+            );
+            if guessed && let Err(limited) = state.limiter.check_client(client_of(&state, &req)) {
+                return Err(refused(&state, limited));
+            }
+            return Err(ApiError::Unauthorized(e));
+        }
+    };
+    let allowance = state
+        .limiter
+        .check_subject(rate_limit::class_of(scope), &claims.sub)
+        .map_err(|limited| refused(&state, limited))?;
     if let Some(scope) = scope.filter(|s| !claims.has_scope(s)) {
         state
             .metrics
             .auth_failures
             .with_label_values(&["missing_scope"])
             .inc();
-        return Err(ApiError::Forbidden(scope));
+        let mut response = ApiError::Forbidden(scope).into_response();
+        rate_limit_headers(response.headers_mut(), &allowance);
+        return Ok(response);
     }
     req.extensions_mut().insert(claims);
-    Ok(next.run(req).await)
+    let mut response = next.run(req).await;
+    rate_limit_headers(response.headers_mut(), &allowance);
+    Ok(response)
 }
 
-/// Per-subject rate limit; runs after [`authorize`].
-pub async fn rate_limit(
+/// Open routes other than the health probes: rate-limited per client address.
+pub async fn limit_open(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let subject = req
-        .extensions()
-        .get::<Claims>()
-        .map_or("", |c| c.sub.as_str());
-    if let Err(limited) = state.limiter.check(subject) {
-        state.metrics.rate_limited.inc();
-        return Err(ApiError::RateLimited {
-            retry_after_secs: limited.retry_after_secs(),
-        });
+    let allowance = state
+        .limiter
+        .check_client(client_of(&state, &req))
+        .map_err(|limited| refused(&state, limited))?;
+    let mut response = next.run(req).await;
+    rate_limit_headers(response.headers_mut(), &allowance);
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+    #[test]
+    fn client_addresses_from_the_peer_or_a_trusted_header() {
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let peer: SocketAddr = "10.0.0.7:41000".parse().unwrap();
+        let of = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(&xff, HeaderValue::from_str(v).unwrap());
+            }
+            client_ip(Some(&xff), &headers, Some(peer)).to_string()
+        };
+        assert_eq!(of(&[]), "10.0.0.7");
+        assert_eq!(of(&["203.0.113.9"]), "203.0.113.9");
+        assert_eq!(of(&["203.0.113.9:5000"]), "203.0.113.9");
+        assert_eq!(of(&["198.51.100.1, 203.0.113.9"]), "203.0.113.9");
+        assert_eq!(
+            of(&["198.51.100.1", "203.0.113.9"]),
+            "203.0.113.9",
+            "the last line"
+        );
+        assert_eq!(of(&["2001:db8:1:2:3:4:5:6"]), "2001:db8:1:2::");
+        assert_eq!(of(&["[2001:db8:1:2::9]"]), "2001:db8:1:2::");
+        assert_eq!(of(&["[2001:db8:1:2::9]:443"]), "2001:db8:1:2::");
+        assert_eq!(
+            of(&["::ffff:192.0.2.1"]),
+            "192.0.2.1",
+            "mapped IPv4 is IPv4"
+        );
+        assert_eq!(
+            of(&["unknown"]),
+            "10.0.0.7",
+            "garbage falls back to the peer"
+        );
+        // Without a configured header, a client's own header is ignored.
+        let mut headers = HeaderMap::new();
+        headers.insert(&xff, HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(
+            client_ip(None, &headers, Some(peer)).to_string(),
+            "10.0.0.7"
+        );
+        assert_eq!(client_ip(None, &headers, None).to_string(), "::");
     }
-    Ok(next.run(req).await)
 }

@@ -36,8 +36,9 @@ use openapi::Route;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A method route behind a valid token (with `scope`, when given) and the per-subject rate
-/// limit. Layered per method route, so a wrong method is 405 before any token check.
+/// A method route behind the concurrency limit, a valid token (with `scope`, when given) and
+/// the subject's rate limit. Layered per method route, so a wrong method is 405 before any
+/// token check.
 fn guarded(
     state: &AppState,
     scope: Option<&'static str>,
@@ -46,12 +47,12 @@ fn guarded(
     route.route_layer(
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn_with_state(
-                (state.clone(), scope),
-                middleware::authorize,
+                state.clone(),
+                middleware::shed_load,
             ))
             .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                middleware::rate_limit,
+                (state.clone(), scope),
+                middleware::guard,
             )),
     )
 }
@@ -115,15 +116,32 @@ pub const ROUTES: &[Route] = &[
     ),
 ];
 
+/// A method route open to anyone, rate-limited per client address (all open routes but the
+/// health probes).
+fn open<S: Clone + Send + Sync + 'static>(
+    state: &AppState,
+    route: MethodRouter<S>,
+) -> MethodRouter<S> {
+    route.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::limit_open,
+    ))
+}
+
 /// The whole application: open routes, routes behind a scope, and the middleware stack.
 pub fn router(state: AppState) -> Router {
-    let open = Router::new()
+    let open_routes = Router::new()
+        // Probes are never rate-limited: readiness must say whether this replica can serve,
+        // not whether its prober's address (often shared with traffic) spent a quota.
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .route("/monitoring", get(dashboard::page))
-        .route("/monitoring/assets/{file}", get(dashboard::assets))
-        .route("/openapi.json", get(openapi::openapi_json));
+        .route("/metrics", open(&state, get(health::metrics)))
+        .route("/monitoring", open(&state, get(dashboard::page)))
+        .route(
+            "/monitoring/assets/{file}",
+            open(&state, get(dashboard::assets)),
+        )
+        .route("/openapi.json", open(&state, get(openapi::openapi_json)));
 
     let predict = Router::new()
         .route(
@@ -215,7 +233,7 @@ pub fn router(state: AppState) -> Router {
 
     let predict_scope = |route| guarded(&state, Some(scopes::PREDICT), route);
     let oip_routes = Router::new()
-        .route("/v2", get(oip::server_metadata))
+        .route("/v2", open(&state, get(oip::server_metadata)))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
         .route("/v2/models/{model}", read(get(oip::model_metadata)))
@@ -274,12 +292,13 @@ pub fn router(state: AppState) -> Router {
             state.limits.request_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.limits.body_limit_bytes,
-            middleware::limit_body,
+            state.limits,
+            middleware::limit_request,
         ))
         .layer(DefaultBodyLimit::max(state.limits.body_limit_bytes));
 
-    open.merge(predict)
+    open_routes
+        .merge(predict)
         .merge(features)
         .merge(model_routes)
         .merge(oip_routes)

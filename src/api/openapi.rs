@@ -401,8 +401,9 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             error_response(
                 route,
                 Origin::Both,
-                "`rate_limited`: the rate limit is used up (per token subject behind a token, \
-                 per client address on open routes).",
+                "`rate_limited`: the rate limit is used up (per token subject and route class \
+                 behind a token; per client address on the open routes but the health \
+                 probes, and for tokens that look forged).",
                 vec![
                     ("Retry-After", retry_after()),
                     (
@@ -421,6 +422,10 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
                             false,
                         ),
                     ),
+                    (
+                        "RateLimit-Policy",
+                        header("`<per_second>;w=1;burst=<burst>`.", Type::String, false),
+                    ),
                 ],
             ),
         ),
@@ -429,7 +434,9 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             error_response(
                 route,
                 Origin::Outer,
-                "`headers_too_large`: the request's headers are too large.",
+                "`headers_too_large`: the request's headers pass `server.max_header_bytes` \
+                 (`details.limit_bytes`). (The HTTP parser's own 431, for more than 100 \
+                 headers, has no body.)",
                 vec![],
             ),
         ),
@@ -439,8 +446,8 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
                 route,
                 Origin::Both,
                 "`timeout`: the request took longer than `server.request_timeout_secs`; \
-                 `overloaded`: the server is at its concurrency limit; `unavailable`: a \
-                 dependency is down and there is no fallback.",
+                 `overloaded`: `server.max_concurrent_requests` requests behind a token are \
+                 in flight; `unavailable`: a dependency is down and there is no fallback.",
                 vec![("Retry-After", retry_after())],
             ),
         ),
@@ -562,8 +569,8 @@ pub struct ErrorObject {
     pub code: ErrorCode,
     /// Human-readable; branch on `code` and the status instead.
     pub message: String,
-    /// An object for `unauthorized`, `forbidden`, `validation_failed` and `rate_limited`;
-    /// `null` otherwise.
+    /// An object for `unauthorized`, `forbidden`, `validation_failed`, `rate_limited` and
+    /// `headers_too_large`; `null` otherwise.
     #[schema(required = true)]
     pub details: Option<ErrorDetails>,
 }
@@ -604,6 +611,9 @@ pub struct ErrorDetails {
     /// `rate_limited`: as `Retry-After`.
     #[schema(nullable = false)]
     pub retry_after_secs: Option<u64>,
+    /// `headers_too_large`: the limit on the request's headers.
+    #[schema(nullable = false)]
+    pub limit_bytes: Option<u64>,
 }
 
 /// The Open Inference Protocol's error body, on the `/v2` routes.
@@ -1129,7 +1139,10 @@ pub struct OipOutputTensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use crate::api::ApiError;
+    use crate::core::rate_limit::{Allowance, RateLimited};
     use crate::core::security::TokenError;
     use crate::feature_store::ValidationErrors;
 
@@ -1151,9 +1164,17 @@ mod tests {
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType(String::new()),
             ApiError::Validation(ValidationErrors::single("a", "b")),
-            ApiError::RateLimited {
-                retry_after_secs: 1,
-            },
+            ApiError::RateLimited(RateLimited {
+                retry_after: Duration::from_secs(1),
+                allowance: Allowance {
+                    limit: 1,
+                    remaining: 0,
+                    reset: Duration::from_secs(1),
+                    per_second: 1,
+                },
+            }),
+            ApiError::HeadersTooLarge(1),
+            ApiError::Overloaded,
             ApiError::Timeout,
             ApiError::Unavailable(String::new()),
             ApiError::Internal(String::new()),

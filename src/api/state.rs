@@ -22,6 +22,10 @@ pub struct AppState {
     pub monitor: Arc<Monitor>,
     pub keys: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
+    /// The header a trusted proxy sets to the client's address (`rate_limit.client_ip_header`).
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Permits for requests behind a token (`server.max_concurrent_requests`).
+    pub concurrency: Arc<tokio::sync::Semaphore>,
     pub lifecycle: Lifecycle,
     pub limits: Limits,
     /// One training job at a time.
@@ -48,10 +52,25 @@ impl AppState {
     }
 }
 
-/// Request limits enforced by handlers (the byte limit and timeout are layers).
+/// Request limits: header and body bytes and the timeout are layers; batch size and JSON
+/// nesting are checked where the body is read.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_batch_size: usize,
     pub body_limit_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_header_bytes: usize,
     pub request_timeout: std::time::Duration,
+}
+
+impl Limits {
+    pub fn of(server: &crate::core::config::ServerSettings) -> Self {
+        Self {
+            max_batch_size: server.max_batch_size,
+            body_limit_bytes: server.body_limit_bytes,
+            max_json_depth: server.max_json_depth,
+            max_header_bytes: server.max_header_bytes,
+            request_timeout: std::time::Duration::from_secs(server.request_timeout_secs),
+        }
+    }
 }

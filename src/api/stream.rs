@@ -57,10 +57,20 @@ pub async fn predict_csv(
     let (in_tx, in_rx) = mpsc::channel::<Result<Bytes, String>>(CHANNEL_DEPTH);
     let (out_tx, out_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_DEPTH);
     let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
+    // The request timer covers only the header; after it, a client that sends nothing for
+    // this long is cut off, so a trickling upload cannot hold its concurrency slot forever.
+    let idle = state.limits.request_timeout;
     tokio::spawn(async move {
         let mut chunks = body.into_data_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| e.to_string());
+        loop {
+            let chunk = match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(Some(chunk)) => chunk.map_err(|e| e.to_string()),
+                Ok(None) => break,
+                Err(_) => Err(format!(
+                    "no request data for {} s; the upload was cut off",
+                    idle.as_secs()
+                )),
+            };
             let failed = chunk.is_err();
             if in_tx.send(chunk).await.is_err() || failed {
                 break;

@@ -82,6 +82,12 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     pub body_limit_bytes: usize,
     pub max_batch_size: usize,
+    /// Deepest nesting of arrays and objects accepted in a JSON body.
+    pub max_json_depth: usize,
+    /// Largest total size of the request headers (names and values), in bytes.
+    pub max_header_bytes: usize,
+    /// Requests handled at once on the routes behind a token; more are answered 503 at once.
+    pub max_concurrent_requests: usize,
     pub shutdown_drain_secs: u64,
     pub shutdown_timeout_secs: u64,
 }
@@ -112,17 +118,99 @@ pub struct MaterializationSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
+    /// The current HS256 signing key (from the environment).
     pub jwt_secret: Secret,
-    pub generate_secret: bool,
+    /// Or the file that holds it (a mounted Kubernetes Secret); see [`Settings::secret_file`].
     pub secret_file: String,
+    pub generate_secret: bool,
+    /// `kid` of the current key: put in minted tokens, matched on presented ones.
+    pub key_id: String,
+    /// The key being rotated out: still verifies tokens that name its `kid`; never signs.
+    pub previous_jwt_secret: Secret,
+    pub previous_secret_file: String,
+    pub previous_key_id: String,
+    /// A public key (PEM) of an external issuer, verifying tokens signed with
+    /// `public_key_algorithm`; in the setting itself or in `public_key_file`.
+    pub public_key: Secret,
+    pub public_key_file: String,
+    pub public_key_id: String,
+    pub public_key_algorithm: String,
+    /// When set, tokens must carry this `iss` (minted tokens do).
+    pub issuer: String,
+    /// When set, tokens' `aud` must contain this value (minted tokens do).
+    pub audience: String,
     pub default_token_ttl_secs: u64,
+    /// Clock skew tolerated for `exp` and `nbf`; at most [`MAX_LEEWAY_SECS`].
     pub leeway_secs: u64,
+}
+
+/// Largest clock skew the configuration accepts (RFC 8725 §3.10 asks for a bound).
+pub const MAX_LEEWAY_SECS: u64 = 300;
+
+/// A sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Quota {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// A quota whose unset parts fall back to the default quota.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct QuotaOverride {
+    pub per_second: Option<u32>,
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RateLimitSettings {
+    /// The default quota per token subject (and per scope class, see [`ScopeClass`]).
     pub per_second: u32,
     pub burst: u32,
+    /// Quotas per scope class of the route; unset parts are the default quota.
+    #[serde(default)]
+    pub predict: QuotaOverride,
+    #[serde(default)]
+    pub read: QuotaOverride,
+    #[serde(default)]
+    pub features_write: QuotaOverride,
+    #[serde(default)]
+    pub models_write: QuotaOverride,
+    #[serde(default)]
+    pub feedback_write: QuotaOverride,
+    /// Per client address: open routes, and requests whose token is refused.
+    pub open: Quota,
+    /// Empty: the client address is the TCP peer. Otherwise a header set by a trusted
+    /// proxy (e.g. `x-forwarded-for`); its last value is used.
+    pub client_ip_header: String,
+}
+
+/// The classes of routes that have their own quota: the scope a route needs, `read` for
+/// routes open to any valid token, `open` for routes without a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeClass {
+    Open,
+    Read,
+    Predict,
+    FeaturesWrite,
+    ModelsWrite,
+    FeedbackWrite,
+}
+
+impl RateLimitSettings {
+    pub fn quota(&self, class: ScopeClass) -> Quota {
+        let over = match class {
+            ScopeClass::Open => return self.open,
+            ScopeClass::Read => self.read,
+            ScopeClass::Predict => self.predict,
+            ScopeClass::FeaturesWrite => self.features_write,
+            ScopeClass::ModelsWrite => self.models_write,
+            ScopeClass::FeedbackWrite => self.feedback_write,
+        };
+        Quota {
+            per_second: over.per_second.unwrap_or(self.per_second),
+            burst: over.burst.unwrap_or(self.burst),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,8 +353,60 @@ impl Settings {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
+        for (field, quota) in [
+            ("rate_limit.read", self.rate_limit.quota(ScopeClass::Read)),
+            (
+                "rate_limit.predict",
+                self.rate_limit.quota(ScopeClass::Predict),
+            ),
+            (
+                "rate_limit.features_write",
+                self.rate_limit.quota(ScopeClass::FeaturesWrite),
+            ),
+            (
+                "rate_limit.models_write",
+                self.rate_limit.quota(ScopeClass::ModelsWrite),
+            ),
+            (
+                "rate_limit.feedback_write",
+                self.rate_limit.quota(ScopeClass::FeedbackWrite),
+            ),
+            ("rate_limit.open", self.rate_limit.open),
+        ] {
+            if quota.per_second == 0 || quota.burst == 0 {
+                return invalid(field, "per_second and burst must be at least 1");
+            }
+        }
         if self.rate_limit.per_second == 0 || self.rate_limit.burst == 0 {
             return invalid("rate_limit", "per_second and burst must be at least 1");
+        }
+        let header = self.rate_limit.client_ip_header.trim();
+        if !header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return invalid(
+                "rate_limit.client_ip_header",
+                "must be a header name (letters, digits, '-')",
+            );
+        }
+        if self.server.max_json_depth == 0 {
+            return invalid("server.max_json_depth", "must be at least 1");
+        }
+        if self.server.max_header_bytes < 1024 {
+            return invalid("server.max_header_bytes", "must be at least 1024");
+        }
+        if self.server.max_concurrent_requests == 0 {
+            return invalid("server.max_concurrent_requests", "must be at least 1");
+        }
+        if self.auth.leeway_secs > MAX_LEEWAY_SECS {
+            return invalid(
+                "auth.leeway_secs",
+                &format!("must be at most {MAX_LEEWAY_SECS} seconds"),
+            );
+        }
+        if self.auth.key_id.trim().is_empty() {
+            return invalid("auth.key_id", "must not be empty");
         }
         if self.materialization.chunk_size == 0 {
             return invalid("materialization.chunk_size", "must be at least 1");
@@ -422,6 +562,75 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn quotas_per_class_fall_back_to_the_default() {
+        let s = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[
+                ("TITANIC__RATE_LIMIT__PER_SECOND", "7"),
+                ("TITANIC__RATE_LIMIT__MODELS_WRITE__BURST", "2"),
+                ("TITANIC__RATE_LIMIT__OPEN__PER_SECOND", "5"),
+            ]),
+        )
+        .unwrap();
+        let rl = &s.rate_limit;
+        assert_eq!(
+            rl.quota(ScopeClass::ModelsWrite),
+            Quota {
+                per_second: 7,
+                burst: 2
+            }
+        );
+        assert_eq!(
+            rl.quota(ScopeClass::Predict),
+            Quota {
+                per_second: 7,
+                burst: 200
+            }
+        );
+        assert_eq!(rl.quota(ScopeClass::Open).per_second, 5);
+        let err = Settings::load_from(
+            "development",
+            &no_dir(),
+            env(&[("TITANIC__RATE_LIMIT__PREDICT__PER_SECOND", "0")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rate_limit.predict"), "{err}");
+    }
+
+    #[test]
+    fn clock_skew_and_limits_are_bounded() {
+        for (key, value, field) in [
+            ("TITANIC__AUTH__LEEWAY_SECS", "301", "auth.leeway_secs"),
+            ("TITANIC__AUTH__KEY_ID", " ", "auth.key_id"),
+            (
+                "TITANIC__SERVER__MAX_JSON_DEPTH",
+                "0",
+                "server.max_json_depth",
+            ),
+            (
+                "TITANIC__SERVER__MAX_CONCURRENT_REQUESTS",
+                "0",
+                "server.max_concurrent_requests",
+            ),
+            (
+                "TITANIC__SERVER__MAX_HEADER_BYTES",
+                "100",
+                "server.max_header_bytes",
+            ),
+            (
+                "TITANIC__RATE_LIMIT__CLIENT_IP_HEADER",
+                "x forwarded",
+                "rate_limit.client_ip_header",
+            ),
+        ] {
+            let err =
+                Settings::load_from("development", &no_dir(), env(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(field), "{key}: {err}");
+        }
     }
 
     #[test]

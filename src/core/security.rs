@@ -1,10 +1,20 @@
-//! Security primitives: the JWT secret (configured or generated), token minting and
-//! verification (HS256 only, `exp` required), and scopes.
+//! Security primitives: the JWT keys (configured, read from files or generated), token
+//! minting and verification per RFC 8725, and scopes.
+//!
+//! Every key is pinned to one algorithm: HS256 for the shared secrets (the current key signs,
+//! the previous one only verifies during a rotation), the configured algorithm for an external
+//! issuer's public key. A token's `kid` selects the key; a token without one is tried against
+//! the keys of its algorithm. `alg: none`, an algorithm no key has, or a `kid` naming a key of
+//! another algorithm (HS/RS confusion) are refused before any signature check. `exp` and `sub`
+//! are required, `nbf` is checked when present, `iss` and `aud` when configured, all with a
+//! bounded leeway.
 
 use std::fs;
 use std::io::Write;
 use std::path::Path;
+use std::str::FromStr;
 
+use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -14,6 +24,9 @@ use crate::core::time::unix_now;
 
 /// HS256 wants a key at least as long as its hash (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The `kid` of a key made by [`JwtKeys::new`] (tests and tools with one secret).
+pub const DEFAULT_KEY_ID: &str = "key-1";
 
 /// Scopes a token can carry; routes require one of these.
 pub mod scopes {
@@ -26,14 +39,32 @@ pub mod scopes {
     pub const ALL: &[&str] = &[PREDICT, FEATURES_WRITE, MODELS_WRITE, FEEDBACK_WRITE];
 }
 
+/// `aud`: one audience or several (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
+    // `sub` and `exp` are required by the validation, which reads the raw claims: the
+    // defaults only let a token without them be refused as `missing_claim`.
+    #[serde(default)]
     pub sub: String,
     #[serde(default)]
     pub scopes: Vec<String>,
+    #[serde(default)]
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
 }
 
 impl Claims {
@@ -45,13 +76,18 @@ impl Claims {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error(
-        "no JWT secret configured: set TITANIC__AUTH__JWT_SECRET (at least {MIN_SECRET_BYTES} bytes); the {profile} profile does not generate one"
+        "no JWT secret configured: set TITANIC__AUTH__JWT_SECRET or TITANIC__AUTH__SECRET_FILE (at least {MIN_SECRET_BYTES} bytes); the {profile} profile does not generate one"
     )]
     Missing { profile: String },
-    #[error("the JWT secret is {len} bytes; HS256 needs at least {MIN_SECRET_BYTES}")]
-    TooShort { len: usize },
-    #[error("JWT secret file {path}: {cause}")]
+    #[error("{what} is {len} bytes; HS256 needs at least {MIN_SECRET_BYTES}")]
+    TooShort { what: &'static str, len: usize },
+    #[error("JWT key file {path}: {cause}")]
     File { path: String, cause: std::io::Error },
+    #[error("auth.{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// Why a presented token was refused. Each maps to 401 at the HTTP boundary.
@@ -63,12 +99,20 @@ pub enum TokenError {
     Malformed,
     #[error("token signature is invalid")]
     BadSignature,
-    #[error("token algorithm is not allowed (HS256 only)")]
+    #[error("token algorithm is not allowed for its key")]
     DisallowedAlgorithm,
+    #[error("token names a key (kid) this service does not have")]
+    UnknownKey,
+    #[error("token lacks a required claim (exp, a non-empty sub, and iss or aud when configured)")]
+    MissingClaim,
     #[error("token has expired")]
     Expired,
     #[error("token is not valid yet")]
     NotYetValid,
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    #[error("token audience is not this service")]
+    WrongAudience,
 }
 
 impl TokenError {
@@ -79,13 +123,31 @@ impl TokenError {
             TokenError::Malformed => "malformed",
             TokenError::BadSignature => "bad_signature",
             TokenError::DisallowedAlgorithm => "algorithm",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::MissingClaim => "missing_claim",
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
+            TokenError::WrongIssuer => "issuer",
+            TokenError::WrongAudience => "audience",
         }
     }
+
+    /// Every reason, for docs and metric checks.
+    pub const ALL: &[TokenError] = &[
+        TokenError::Missing,
+        TokenError::Malformed,
+        TokenError::BadSignature,
+        TokenError::DisallowedAlgorithm,
+        TokenError::UnknownKey,
+        TokenError::MissingClaim,
+        TokenError::Expired,
+        TokenError::NotYetValid,
+        TokenError::WrongIssuer,
+        TokenError::WrongAudience,
+    ];
 }
 
-/// Where the secret came from, for the start-up log.
+/// Where the current secret came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     Configured,
@@ -93,45 +155,272 @@ pub enum SecretSource {
     File { path: String },
 }
 
-/// Signs and verifies tokens with one HS256 secret.
-pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+/// A key that verifies tokens: its `kid`, its one algorithm, and a validation pinned to it.
+struct VerifyingKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
     validation: Validation,
+}
+
+/// Signs with the current key and verifies with every configured one.
+pub struct JwtKeys {
+    kid: String,
+    encoding: EncodingKey,
+    issuer: Option<String>,
+    audience: Option<String>,
+    verifying: Vec<VerifyingKey>,
 }
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKeys").finish_non_exhaustive()
+        f.debug_struct("JwtKeys")
+            .field("kid", &self.kid)
+            .field(
+                "verifying",
+                &self
+                    .verifying
+                    .iter()
+                    .map(|k| (k.kid.as_deref(), k.algorithm))
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
     }
 }
 
-impl JwtKeys {
-    pub fn new(secret: &Secret, leeway_secs: u64) -> Result<Self, SecretError> {
-        let bytes = secret.expose().as_bytes();
-        if bytes.len() < MIN_SECRET_BYTES {
-            return Err(SecretError::TooShort { len: bytes.len() });
-        }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
-        validation.set_required_spec_claims(&["exp", "sub"]);
+/// The checks every key shares: required claims, issuer, audience, leeway.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_secs: u64,
+}
+
+impl Checks {
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        let mut required = vec!["exp", "sub"];
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.leeway = leeway_secs;
+        validation.leeway = self.leeway_secs;
+        match &self.issuer {
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+}
+
+/// The parts of a JOSE header that choose the key, read before any other check so that an
+/// algorithm the library does not know (`none`) is refused for what it is.
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    /// Present at all (even `null`): refused, as no header extension is understood here.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+fn raw_header(token: &str) -> Result<RawHeader, TokenError> {
+    let (header, rest) = token.split_once('.').ok_or(TokenError::Malformed)?;
+    if rest.matches('.').count() != 1 {
+        return Err(TokenError::Malformed);
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
+fn map_error(e: &jsonwebtoken::errors::Error) -> TokenError {
+    match e.kind() {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(_) => TokenError::MissingClaim,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::MissingAlgorithm => TokenError::DisallowedAlgorithm,
+        // Includes claims that do not parse as `Claims` (a `sub` that is not a string).
+        _ => TokenError::Malformed,
+    }
+}
+
+fn hmac_key(
+    secret: &Secret,
+    what: &'static str,
+) -> Result<(EncodingKey, DecodingKey), SecretError> {
+    let bytes = secret.expose().as_bytes();
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(SecretError::TooShort {
+            what,
+            len: bytes.len(),
+        });
+    }
+    Ok((
+        EncodingKey::from_secret(bytes),
+        DecodingKey::from_secret(bytes),
+    ))
+}
+
+impl JwtKeys {
+    /// One HS256 key with kid [`DEFAULT_KEY_ID`], no issuer or audience.
+    pub fn new(secret: &Secret, leeway_secs: u64) -> Result<Self, SecretError> {
+        Self::hs256(
+            secret,
+            DEFAULT_KEY_ID,
+            &Checks {
+                leeway_secs,
+                ..Checks::default()
+            },
+        )
+    }
+
+    /// The current HS256 key, signing with `kid`.
+    pub fn hs256(secret: &Secret, kid: &str, checks: &Checks) -> Result<Self, SecretError> {
+        let (encoding, decoding) = hmac_key(secret, "the JWT secret")?;
         Ok(Self {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-            validation,
+            kid: kid.to_owned(),
+            encoding,
+            issuer: checks.issuer.clone(),
+            audience: checks.audience.clone(),
+            verifying: vec![VerifyingKey {
+                kid: Some(kid.to_owned()),
+                algorithm: Algorithm::HS256,
+                key: decoding,
+                validation: checks.validation(Algorithm::HS256),
+            }],
         })
     }
 
-    /// Loads the configured secret, or (when allowed) reads or creates the generated one.
-    pub fn from_settings(settings: &Settings) -> Result<(Self, SecretSource), SecretError> {
-        let (secret, source) = resolve_secret(settings)?;
-        Ok((Self::new(&secret, settings.auth.leeway_secs)?, source))
+    /// Also accepts tokens signed by `secret` (a key being rotated out) under `kid`.
+    pub fn with_previous(
+        mut self,
+        secret: &Secret,
+        kid: &str,
+        checks: &Checks,
+    ) -> Result<Self, SecretError> {
+        if kid == self.kid {
+            return Err(SecretError::Invalid {
+                field: "previous_key_id",
+                message: format!("must differ from key_id ({kid:?})"),
+            });
+        }
+        let (_, decoding) = hmac_key(secret, "the previous JWT secret")?;
+        self.verifying.push(VerifyingKey {
+            kid: Some(kid.to_owned()),
+            algorithm: Algorithm::HS256,
+            key: decoding,
+            validation: checks.validation(Algorithm::HS256),
+        });
+        Ok(self)
     }
 
-    /// Mints a token for `sub` with `scopes`, valid for `ttl_secs`.
+    /// Also accepts tokens signed with `algorithm` by the holder of the private half of
+    /// `pem`, under `kid` (or any kid, when `None`).
+    pub fn with_public_key(
+        mut self,
+        pem: &[u8],
+        algorithm: Algorithm,
+        kid: Option<&str>,
+        checks: &Checks,
+    ) -> Result<Self, SecretError> {
+        use jsonwebtoken::Algorithm::*;
+        let invalid = |message: String| SecretError::Invalid {
+            field: "public_key",
+            message,
+        };
+        let key = match algorithm {
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => DecodingKey::from_rsa_pem(pem),
+            ES256 | ES384 => DecodingKey::from_ec_pem(pem),
+            EdDSA => DecodingKey::from_ed_pem(pem),
+            _ => {
+                return Err(SecretError::Invalid {
+                    field: "public_key_algorithm",
+                    message: format!("{algorithm:?} is not a public-key algorithm"),
+                });
+            }
+        }
+        .map_err(|e| invalid(format!("not a PEM key for {algorithm:?}: {e}")))?;
+        if kid.is_some_and(|k| self.verifying.iter().any(|v| v.kid.as_deref() == Some(k))) {
+            return Err(SecretError::Invalid {
+                field: "public_key_id",
+                message: "must differ from the other keys' ids".to_owned(),
+            });
+        }
+        self.verifying.push(VerifyingKey {
+            kid: kid.map(str::to_owned),
+            algorithm,
+            key,
+            validation: checks.validation(algorithm),
+        });
+        Ok(self)
+    }
+
+    /// Every key the configuration names, or (when allowed) the generated secret.
+    pub fn from_settings(settings: &Settings) -> Result<(Self, SecretSource), SecretError> {
+        let auth = &settings.auth;
+        let nonempty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let checks = Checks {
+            issuer: nonempty(&auth.issuer),
+            audience: nonempty(&auth.audience),
+            leeway_secs: auth.leeway_secs,
+        };
+        let (secret, source) = resolve_secret(settings)?;
+        let mut keys = Self::hs256(&secret, auth.key_id.trim(), &checks)?;
+        let previous = key_material(
+            &auth.previous_jwt_secret,
+            &auth.previous_secret_file,
+            "previous_jwt_secret",
+        )?;
+        if let Some(previous) = previous {
+            let kid = nonempty(&auth.previous_key_id).ok_or(SecretError::Invalid {
+                field: "previous_key_id",
+                message: "required with a previous secret: tokens choose it by kid".to_owned(),
+            })?;
+            keys = keys.with_previous(&Secret::new(previous.trim()), &kid, &checks)?;
+        }
+        if let Some(pem) = key_material(&auth.public_key, &auth.public_key_file, "public_key")? {
+            let algorithm =
+                Algorithm::from_str(auth.public_key_algorithm.trim()).map_err(|_| {
+                    SecretError::Invalid {
+                        field: "public_key_algorithm",
+                        message: format!("unknown algorithm {:?}", auth.public_key_algorithm),
+                    }
+                })?;
+            let kid = nonempty(&auth.public_key_id);
+            keys = keys.with_public_key(pem.as_bytes(), algorithm, kid.as_deref(), &checks)?;
+        }
+        Ok((keys, source))
+    }
+
+    /// The `kid` minted tokens carry.
+    pub fn key_id(&self) -> &str {
+        &self.kid
+    }
+
+    /// Mints a token for `sub` with `scopes`, valid for `ttl_secs` from now.
     pub fn mint(&self, sub: &str, scopes: &[String], ttl_secs: u64) -> String {
         let now = unix_now();
         let claims = Claims {
@@ -139,39 +428,108 @@ impl JwtKeys {
             scopes: scopes.to_vec(),
             exp: now.saturating_add(ttl_secs),
             iat: now,
+            nbf: Some(now),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone().map(Audience::One),
         };
         self.encode(&claims)
     }
 
-    /// Signs arbitrary claims (HS256).
+    /// Signs arbitrary claims with the current key (HS256, its kid in the header).
     pub fn encode(&self, claims: &Claims) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
         // HMAC signing of serializable claims cannot fail with a valid key.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .unwrap_or_default()
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                ErrorKind::InvalidAlgorithm
-                | ErrorKind::InvalidAlgorithmName
-                | ErrorKind::UnsupportedAlgorithm
-                | ErrorKind::MissingAlgorithm => TokenError::DisallowedAlgorithm,
-                // Includes tokens without `sub` or `exp`: they do not parse as `Claims`.
-                _ => TokenError::Malformed,
-            })
+        let header = raw_header(token)?;
+        if header.crit {
+            // No header extension is understood here (RFC 7515 §4.1.11).
+            return Err(TokenError::Malformed);
+        }
+        // `none` and names the library does not know end here, before any key is touched.
+        let algorithm =
+            Algorithm::from_str(&header.alg).map_err(|_| TokenError::DisallowedAlgorithm)?;
+        // The keys the token may name: by kid (a public key configured without a kid answers
+        // to any), or every key when it names none.
+        let named = |key: &&VerifyingKey| match (&header.kid, &key.kid) {
+            (Some(wanted), Some(kid)) => wanted == kid,
+            _ => true,
+        };
+        if !self.verifying.iter().any(|k| named(&k)) {
+            return Err(TokenError::UnknownKey);
+        }
+        // Each key verifies only its own algorithm: an HS256 token naming an RSA key's kid
+        // (signed with the public key as an HMAC secret) is refused here.
+        let mut usable = self
+            .verifying
+            .iter()
+            .filter(named)
+            .filter(|k| k.algorithm == algorithm)
+            .peekable();
+        if usable.peek().is_none() {
+            return Err(TokenError::DisallowedAlgorithm);
+        }
+        for key in usable {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation) {
+                // Presence is all the library checks; an empty subject names nobody.
+                Ok(data) if data.claims.sub.trim().is_empty() => {
+                    return Err(TokenError::MissingClaim);
+                }
+                Ok(data) => return Ok(data.claims),
+                Err(e) => {
+                    let error = map_error(&e);
+                    // A signature that fails under one key may match the next (rotation).
+                    if error != TokenError::BadSignature {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Err(TokenError::BadSignature)
     }
 }
 
-fn resolve_secret(settings: &Settings) -> Result<(Secret, SecretSource), SecretError> {
-    if !settings.auth.jwt_secret.is_empty() {
-        return Ok((settings.auth.jwt_secret.clone(), SecretSource::Configured));
+/// A key given inline or in a file; `None` when neither is set. Both set is an error.
+fn key_material(
+    inline: &Secret,
+    file: &str,
+    field: &'static str,
+) -> Result<Option<String>, SecretError> {
+    let file = file.trim();
+    match (inline.is_empty(), file.is_empty()) {
+        (true, true) => Ok(None),
+        (false, true) => Ok(Some(inline.expose().to_owned())),
+        (true, false) => fs::read_to_string(file)
+            .map(Some)
+            .map_err(|cause| SecretError::File {
+                path: file.to_owned(),
+                cause,
+            }),
+        (false, false) => Err(SecretError::Invalid {
+            field,
+            message: "set either the value or its file, not both".to_owned(),
+        }),
     }
-    if !settings.auth.generate_secret {
+}
+
+/// The current secret: `jwt_secret`, or the file `secret_file` names, or (when allowed) one
+/// generated into that file (default `<data.dir>/jwt_secret`).
+fn resolve_secret(settings: &Settings) -> Result<(Secret, SecretSource), SecretError> {
+    let auth = &settings.auth;
+    let explicit_file = !auth.secret_file.trim().is_empty();
+    if !auth.jwt_secret.is_empty() {
+        if explicit_file {
+            return Err(SecretError::Invalid {
+                field: "jwt_secret",
+                message: "set either jwt_secret or secret_file, not both".to_owned(),
+            });
+        }
+        return Ok((auth.jwt_secret.clone(), SecretSource::Configured));
+    }
+    if !explicit_file && !auth.generate_secret {
         return Err(SecretError::Missing {
             profile: settings.profile.clone(),
         });
@@ -189,7 +547,7 @@ fn resolve_secret(settings: &Settings) -> Result<(Secret, SecretSource), SecretE
                 path: shown.clone(),
             },
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && auth.generate_secret => {
             let secret = generate_secret_file(&path).map_err(file_err)?;
             Ok((secret, SecretSource::Generated { path: shown }))
         }
@@ -227,44 +585,435 @@ fn generate_secret_file(path: &Path) -> std::io::Result<Secret> {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "a-test-secret-of-more-than-thirty-two-bytes";
+    const OLD_SECRET: &str = "the-previous-secret-also-longer-than-32-bytes";
+
     fn keys() -> JwtKeys {
-        JwtKeys::new(&Secret::new("a".repeat(40)), 0).unwrap()
+        JwtKeys::new(&Secret::new(SECRET), 0).unwrap()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A token with any header, signed (or not) by hand.
+    fn forge(header: &serde_json::Value, claims: &serde_json::Value, hmac_key: &[u8]) -> String {
+        use hmac::Mac;
+        let message = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(hmac_key).unwrap();
+        mac.update(message.as_bytes());
+        format!("{message}.{}", b64(&mac.finalize().into_bytes()))
+    }
+
+    fn claims_json() -> serde_json::Value {
+        serde_json::json!({"sub": "eve", "scopes": ["predict"], "exp": unix_now() + 600})
+    }
+
+    fn rsa_pair() -> (EncodingKey, String) {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        let private = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+        let public = private
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        let private = private.to_pkcs8_pem(LineEnding::LF).unwrap();
+        (
+            EncodingKey::from_rsa_pem(private.as_bytes()).unwrap(),
+            public,
+        )
+    }
+
+    fn signed(
+        algorithm: Algorithm,
+        kid: Option<&str>,
+        claims: &Claims,
+        key: &EncodingKey,
+    ) -> String {
+        let mut header = Header::new(algorithm);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    fn claims(sub: &str) -> Claims {
+        Claims {
+            sub: sub.to_owned(),
+            scopes: vec!["predict".to_owned()],
+            exp: unix_now() + 600,
+            ..Claims::default()
+        }
     }
 
     #[test]
-    fn round_trip_keeps_claims() {
+    fn round_trip_keeps_claims_and_names_the_key() {
         let k = keys();
         let token = k.mint("alice", &["predict".to_owned()], 60);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(DEFAULT_KEY_ID));
+        assert_eq!(header.alg, Algorithm::HS256);
         let claims = k.verify(&token).unwrap();
         assert_eq!(claims.sub, "alice");
         assert!(claims.has_scope("predict"));
         assert!(!claims.has_scope("models:write"));
+        assert_eq!(claims.nbf, Some(claims.iat));
     }
 
     #[test]
     fn short_secret_is_refused() {
         assert!(matches!(
             JwtKeys::new(&Secret::new("short"), 0),
-            Err(SecretError::TooShort { len: 5 })
+            Err(SecretError::TooShort { len: 5, .. })
         ));
     }
 
     #[test]
-    fn expired_and_foreign_tokens_are_refused() {
+    fn alg_none_and_algorithms_without_a_key_are_refused() {
         let k = keys();
-        let expired = k.encode(&Claims {
-            sub: "a".into(),
-            scopes: vec![],
-            exp: unix_now() - 120,
-            iat: 0,
-        });
-        assert_eq!(k.verify(&expired), Err(TokenError::Expired));
+        let payload = b64(claims_json().to_string().as_bytes());
+        for alg in ["none", "None", "NONE", "HS512", "RS256", "ES256", "xyz"] {
+            let header = b64(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes());
+            for signature in ["", "c2ln"] {
+                let token = format!("{header}.{payload}.{signature}");
+                assert_eq!(
+                    k.verify(&token),
+                    Err(TokenError::DisallowedAlgorithm),
+                    "{alg}"
+                );
+            }
+        }
+        // HS512 signed with the right secret is still refused: HS256 is pinned.
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims("eve"),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(k.verify(&hs512), Err(TokenError::DisallowedAlgorithm));
+    }
+
+    #[test]
+    fn wrong_key_tampering_and_shape_are_refused() {
+        let k = keys();
         let other = JwtKeys::new(&Secret::new("b".repeat(40)), 0).unwrap();
         assert_eq!(
             k.verify(&other.mint("a", &[], 60)),
             Err(TokenError::BadSignature)
         );
+        let good = k.mint("tester", &["predict".to_owned()], 60);
+        let parts: Vec<&str> = good.split('.').collect();
+        let more = serde_json::json!({"sub": "tester", "scopes": ["predict", "models:write"], "exp": unix_now() + 600});
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(more.to_string().as_bytes()),
+            parts[2]
+        );
+        assert_eq!(k.verify(&tampered), Err(TokenError::BadSignature));
         assert_eq!(k.verify("not.a.token"), Err(TokenError::Malformed));
+        assert_eq!(k.verify("only-one-part"), Err(TokenError::Malformed));
+        assert_eq!(
+            k.verify(&format!("{good}.extra")),
+            Err(TokenError::Malformed)
+        );
+        // A critical header extension nobody here understands.
+        let crit = forge(
+            &serde_json::json!({"alg": "HS256", "kid": DEFAULT_KEY_ID, "crit": ["exp"], "exp": 1}),
+            &claims_json(),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(k.verify(&crit), Err(TokenError::Malformed));
+        let crit_null = forge(
+            &serde_json::json!({"alg": "HS256", "kid": DEFAULT_KEY_ID, "crit": null}),
+            &claims_json(),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(k.verify(&crit_null), Err(TokenError::Malformed));
+        let nobody = k.encode(&Claims {
+            sub: " ".into(),
+            ..claims("x")
+        });
+        assert_eq!(k.verify(&nobody), Err(TokenError::MissingClaim));
+    }
+
+    #[test]
+    fn time_claims_are_checked_with_a_bounded_leeway() {
+        let strict = keys();
+        let lenient = JwtKeys::new(&Secret::new(SECRET), 60).unwrap();
+        let now = unix_now();
+        let expired = strict.encode(&Claims {
+            exp: now - 30,
+            ..claims("late")
+        });
+        assert_eq!(strict.verify(&expired), Err(TokenError::Expired));
+        assert!(lenient.verify(&expired).is_ok(), "30 s late is within 60 s");
+        let future = strict.encode(&Claims {
+            nbf: Some(now + 30),
+            ..claims("early")
+        });
+        assert_eq!(strict.verify(&future), Err(TokenError::NotYetValid));
+        assert!(lenient.verify(&future).is_ok());
+        let far_future = strict.encode(&Claims {
+            nbf: Some(now + 3600),
+            ..claims("early")
+        });
+        assert_eq!(lenient.verify(&far_future), Err(TokenError::NotYetValid));
+        // No exp at all.
+        let forever = forge(
+            &serde_json::json!({"alg": "HS256", "kid": DEFAULT_KEY_ID}),
+            &serde_json::json!({"sub": "eve", "scopes": ["predict"]}),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(strict.verify(&forever), Err(TokenError::MissingClaim));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let checks = Checks {
+            issuer: Some("https://issuer.example".to_owned()),
+            audience: Some("titanic".to_owned()),
+            leeway_secs: 0,
+        };
+        let k = JwtKeys::hs256(&Secret::new(SECRET), "k", &checks).unwrap();
+        let minted = k.mint("alice", &[], 60);
+        let claims_of = k.verify(&minted).unwrap();
+        assert_eq!(claims_of.iss.as_deref(), Some("https://issuer.example"));
+        let sign = |c: &Claims| k.encode(c);
+        let aud = |a: &str| Some(Audience::One(a.to_owned()));
+        let iss = Some("https://issuer.example".to_owned());
+        assert_eq!(
+            k.verify(&sign(&Claims {
+                iss: iss.clone(),
+                aud: aud("another-service"),
+                ..claims("a")
+            })),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(
+            k.verify(&sign(&Claims {
+                iss: Some("https://evil.example".into()),
+                aud: aud("titanic"),
+                ..claims("a")
+            })),
+            Err(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            k.verify(&sign(&Claims {
+                iss: iss.clone(),
+                ..claims("a")
+            })),
+            Err(TokenError::MissingClaim)
+        );
+        let many = Some(Audience::Many(vec!["other".into(), "titanic".into()]));
+        assert!(
+            k.verify(&sign(&Claims {
+                iss,
+                aud: many,
+                ..claims("a")
+            }))
+            .is_ok()
+        );
+        // Without configured checks, iss and aud are not required (nor judged).
+        let plain = keys();
+        assert!(
+            plain
+                .verify(&plain.encode(&Claims {
+                    aud: aud("x"),
+                    ..claims("a")
+                }))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn rotation_accepts_both_keys_by_kid_and_signs_with_the_new_one() {
+        let checks = Checks::default();
+        let old = JwtKeys::hs256(&Secret::new(OLD_SECRET), "2026-01", &checks).unwrap();
+        let new = JwtKeys::hs256(&Secret::new(SECRET), "2026-12", &checks)
+            .unwrap()
+            .with_previous(&Secret::new(OLD_SECRET), "2026-01", &checks)
+            .unwrap();
+        let issued_before = old.mint("alice", &[], 60);
+        assert_eq!(new.verify(&issued_before).unwrap().sub, "alice");
+        let issued_after = new.mint("bob", &[], 60);
+        assert_eq!(
+            jsonwebtoken::decode_header(&issued_after)
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some("2026-12")
+        );
+        assert!(new.verify(&issued_after).is_ok());
+        // A token without kid is tried against both keys.
+        let no_kid = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims("carol"),
+            &EncodingKey::from_secret(OLD_SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert!(new.verify(&no_kid).is_ok());
+        // The old kid with the new secret, and an unknown kid, are refused.
+        let mixed = forge(
+            &serde_json::json!({"alg": "HS256", "kid": "2026-01"}),
+            &claims_json(),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(new.verify(&mixed), Err(TokenError::BadSignature));
+        let unknown = forge(
+            &serde_json::json!({"alg": "HS256", "kid": "2025-06"}),
+            &claims_json(),
+            SECRET.as_bytes(),
+        );
+        assert_eq!(new.verify(&unknown), Err(TokenError::UnknownKey));
+        // Once the old key is removed, its tokens stop working.
+        let after = JwtKeys::hs256(&Secret::new(SECRET), "2026-12", &checks).unwrap();
+        assert_eq!(after.verify(&issued_before), Err(TokenError::UnknownKey));
+        assert!(matches!(
+            JwtKeys::hs256(&Secret::new(SECRET), "same", &checks)
+                .unwrap()
+                .with_previous(&Secret::new(OLD_SECRET), "same", &checks),
+            Err(SecretError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn a_public_key_verifies_its_algorithm_only() {
+        let checks = Checks::default();
+        let (private, public) = rsa_pair();
+        let k = keys()
+            .with_public_key(public.as_bytes(), Algorithm::RS256, Some("idp-1"), &checks)
+            .unwrap();
+        let rs = signed(Algorithm::RS256, Some("idp-1"), &claims("svc"), &private);
+        assert_eq!(k.verify(&rs).unwrap().sub, "svc");
+        let rs_no_kid = signed(Algorithm::RS256, None, &claims("svc"), &private);
+        assert!(k.verify(&rs_no_kid).is_ok());
+        // RS512 by the same key: not the configured algorithm.
+        let rs512 = signed(Algorithm::RS512, Some("idp-1"), &claims("svc"), &private);
+        assert_eq!(k.verify(&rs512), Err(TokenError::DisallowedAlgorithm));
+        // HS/RS confusion: HS256 "signed" with the public key as the HMAC secret.
+        for kid in [Some("idp-1"), None, Some(DEFAULT_KEY_ID)] {
+            let mut header = serde_json::json!({"alg": "HS256"});
+            if let Some(kid) = kid {
+                header["kid"] = kid.into();
+            }
+            let confused = forge(&header, &claims_json(), public.as_bytes());
+            let expected = if kid == Some("idp-1") {
+                TokenError::DisallowedAlgorithm
+            } else {
+                TokenError::BadSignature
+            };
+            assert_eq!(k.verify(&confused), Err(expected), "kid {kid:?}");
+        }
+        // An RS256 token under the HMAC key's kid, and one from another RSA key.
+        let under_hs_kid = signed(
+            Algorithm::RS256,
+            Some(DEFAULT_KEY_ID),
+            &claims("svc"),
+            &private,
+        );
+        assert_eq!(
+            k.verify(&under_hs_kid),
+            Err(TokenError::DisallowedAlgorithm)
+        );
+        let (stranger, _) = rsa_pair();
+        let foreign = signed(Algorithm::RS256, Some("idp-1"), &claims("svc"), &stranger);
+        assert_eq!(k.verify(&foreign), Err(TokenError::BadSignature));
+        // A secret is not a public key, and HS256 is not a public-key algorithm.
+        assert!(
+            keys()
+                .with_public_key(b"not a pem", Algorithm::RS256, None, &checks)
+                .is_err()
+        );
+        assert!(
+            keys()
+                .with_public_key(public.as_bytes(), Algorithm::HS256, None, &checks)
+                .is_err()
+        );
+    }
+
+    fn settings(profile: &str, vars: &[(&str, &str)]) -> Settings {
+        let map = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<std::collections::HashMap<_, _>>();
+        Settings::load_from(
+            profile,
+            Path::new("/nonexistent-titanic-config"),
+            config::Environment::with_prefix("TITANIC")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(map)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt");
+        fs::write(&file, format!("{SECRET}\n")).unwrap();
+        let path = file.to_str().unwrap();
+        // Production reads a named file (a mounted Secret) and never generates one.
+        let (keys, source) = JwtKeys::from_settings(&settings(
+            "production",
+            &[("TITANIC__AUTH__SECRET_FILE", path)],
+        ))
+        .unwrap();
+        assert_eq!(
+            source,
+            SecretSource::File {
+                path: path.to_owned()
+            }
+        );
+        assert!(
+            keys.verify(
+                &JwtKeys::new(&Secret::new(SECRET), 0)
+                    .unwrap()
+                    .mint("a", &[], 60)
+            )
+            .is_ok()
+        );
+        let missing = dir.path().join("absent");
+        let err = JwtKeys::from_settings(&settings(
+            "production",
+            &[("TITANIC__AUTH__SECRET_FILE", missing.to_str().unwrap())],
+        ))
+        .unwrap_err();
+        assert!(matches!(err, SecretError::File { .. }), "{err}");
+        assert!(!missing.exists());
+        let err = JwtKeys::from_settings(&settings("production", &[])).unwrap_err();
+        assert!(matches!(err, SecretError::Missing { .. }), "{err}");
+        let err = JwtKeys::from_settings(&settings(
+            "production",
+            &[
+                ("TITANIC__AUTH__SECRET_FILE", path),
+                ("TITANIC__AUTH__JWT_SECRET", SECRET),
+            ],
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        // A previous secret needs its kid.
+        let err = JwtKeys::from_settings(&settings(
+            "production",
+            &[
+                ("TITANIC__AUTH__JWT_SECRET", SECRET),
+                ("TITANIC__AUTH__PREVIOUS_JWT_SECRET", OLD_SECRET),
+            ],
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("previous_key_id"), "{err}");
+        let err = JwtKeys::from_settings(&settings(
+            "production",
+            &[
+                ("TITANIC__AUTH__JWT_SECRET", SECRET),
+                ("TITANIC__AUTH__PUBLIC_KEY", "x"),
+                ("TITANIC__AUTH__PUBLIC_KEY_ALGORITHM", "none"),
+            ],
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("public_key_algorithm"), "{err}");
     }
 
     #[test]

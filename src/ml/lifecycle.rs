@@ -198,6 +198,12 @@ pub async fn train_model(
         name: service.service.name.clone(),
         version: service.service.version,
     };
+    tracing::info!(
+        rows = set.len(),
+        folds = params.folds,
+        alphas = params.alpha_grid.len(),
+        "training started"
+    );
     let started = std::time::Instant::now();
     let artifact =
         tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of))

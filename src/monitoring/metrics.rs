@@ -25,6 +25,8 @@ pub struct Metrics {
     pub predictions: IntCounterVec,
     /// Requests refused by the rate limiter.
     pub rate_limited: prometheus::IntCounter,
+    /// Requests answered 503 `overloaded` by the concurrency limit.
+    pub shed: prometheus::IntCounter,
     /// Authentication and authorization failures by reason.
     pub auth_failures: IntCounterVec,
     /// 1 for the model version being served.
@@ -122,6 +124,10 @@ impl Metrics {
             "rate_limited_requests_total",
             "Requests refused with 429 by the rate limiter",
         )?;
+        let shed = prometheus::IntCounter::new(
+            "load_shed_requests_total",
+            "Requests refused with 503 because server.max_concurrent_requests were in flight",
+        )?;
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "auth_failures_total",
@@ -138,6 +144,7 @@ impl Metrics {
         registry.register(Box::new(http_in_flight.clone()))?;
         registry.register(Box::new(predictions.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(shed.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         let model_reloads = IntCounterVec::new(
             Opts::new(
@@ -180,6 +187,7 @@ impl Metrics {
             http_in_flight,
             predictions,
             rate_limited,
+            shed,
             auth_failures,
             model_info,
             model_reloads,
