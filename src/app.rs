@@ -381,7 +381,7 @@ fn write_predictions(model: &Model, input: &Path, output: &Path) -> anyhow::Resu
                 p.probability
             )?;
             rows += 1;
-            if rows % 4096 == 0 {
+            if rows.is_multiple_of(4096) {
                 progress.set_position(csv.position());
                 progress.set_message(format!("{rows} rows"));
             }

@@ -51,11 +51,32 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /monitoring`: the page.
+#[utoipa::path(
+    get,
+    path = "/monitoring",
+    tag = "monitoring",
+    summary = "The monitoring page (HTML; it calls the JSON endpoints with a token it is given)",
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html"))
+)]
 pub async fn page() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
 /// `GET /monitoring/assets/{file}`: the page's script and style sheet.
+#[utoipa::path(
+    get,
+    path = "/monitoring/assets/{file}",
+    tag = "monitoring",
+    summary = "The monitoring page's script and style sheet",
+    params(("file" = super::openapi::AssetName, Path, description = "The asset.")),
+    responses(
+        (status = 200, description = "The asset.", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        (status = 404, description = "No such asset.", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn assets(Path(file): Path<String>) -> Result<Response, ApiError> {
     match file.as_str() {
         "dashboard.js" => Ok(asset("text/javascript; charset=utf-8", DASHBOARD_JS)),

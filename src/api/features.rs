@@ -23,7 +23,7 @@ use crate::feature_store::registry::{
 };
 use crate::feature_store::{FieldError, ValidationErrors};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Items<T> {
     pub items: Vec<Versioned<T>>,
 }
@@ -38,8 +38,21 @@ fn registered<T: Serialize>(r: Registered<T>) -> Response {
     (status, ApiJson(r)).into_response()
 }
 
+/// The OpenAPI description of a registry read; `$what` names the kind, `$path` its routes.
 macro_rules! registry_reads {
-    ($list:ident, $versions:ident, $version:ident, $kind:expr, $spec:ty) => {
+    ($list:ident, $versions:ident, $version:ident, $kind:expr, $spec:ident, $tag:literal,
+     $what:literal, $path:literal, $name_path:literal, $version_path:literal,
+     $example:literal) => {
+        #[utoipa::path(
+            get,
+            path = $path,
+            tag = $tag,
+            summary = concat!("The latest version of every ", $what),
+            responses(
+                (status = 200, description = "Latest versions, by name.", body = Items<$spec>),
+                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+            )
+        )]
         pub async fn $list(
             State(state): State<AppState>,
         ) -> Result<ApiJson<Items<$spec>>, ApiError> {
@@ -47,6 +60,18 @@ macro_rules! registry_reads {
             Ok(ApiJson(Items { items }))
         }
 
+        #[utoipa::path(
+            get,
+            path = $name_path,
+            tag = $tag,
+            summary = concat!("Every version of one ", $what, ", oldest first"),
+            params(("name" = String, Path, min_length = 1, example = $example, description = "The definition's name.")),
+            responses(
+                (status = 200, description = "Every version, oldest first.", body = Items<$spec>),
+                (status = 404, description = "No definition of this name.", body = super::openapi::ErrorBody),
+                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+            )
+        )]
         pub async fn $versions(
             State(state): State<AppState>,
             Path(name): Path<String>,
@@ -59,6 +84,21 @@ macro_rules! registry_reads {
             Ok(ApiJson(Items { items }))
         }
 
+        #[utoipa::path(
+            get,
+            path = $version_path,
+            tag = $tag,
+            summary = concat!("One version of one ", $what),
+            params(
+                ("name" = String, Path, min_length = 1, example = $example, description = "The definition's name."),
+                ("version" = i64, Path, example = 1, description = "The version number (an integer; anything else is 400)."),
+            ),
+            responses(
+                (status = 200, description = "The version.", body = Versioned<$spec>),
+                (status = 404, description = "No such definition or version.", body = super::openapi::ErrorBody),
+                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+            )
+        )]
         pub async fn $version(
             State(state): State<AppState>,
             Path((name, version)): Path<(String, i64)>,
@@ -79,23 +119,56 @@ registry_reads!(
     entity_versions,
     entity_version,
     Kind::Entity,
-    EntitySpec
+    EntitySpec,
+    "features",
+    "entity",
+    "/features/entities",
+    "/features/entities/{name}",
+    "/features/entities/{name}/versions/{version}",
+    "passenger"
 );
 registry_reads!(
     list_views,
     view_versions,
     view_version,
     Kind::View,
-    FeatureViewSpec
+    FeatureViewSpec,
+    "features",
+    "feature view",
+    "/features/views",
+    "/features/views/{name}",
+    "/features/views/{name}/versions/{version}",
+    "passenger_demographics"
 );
 registry_reads!(
     list_services,
     service_versions,
     service_version,
     Kind::Service,
-    FeatureServiceSpec
+    FeatureServiceSpec,
+    "features",
+    "feature service",
+    "/features/services",
+    "/features/services/{name}",
+    "/features/services/{name}/versions/{version}",
+    "titanic_survival"
 );
 
+#[utoipa::path(
+    post,
+    path = "/features/entities",
+    tag = "features",
+    summary = "Register an entity (a new version when the definition changed)",
+    request_body(content = EntitySpec, example = json!({
+        "name": "ticket", "join_key": "ticket", "value_type": "string", "description": "One ticket"
+    })),
+    responses(
+        (status = 201, description = "A new version was created.", body = Registered<EntitySpec>),
+        (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<EntitySpec>),
+        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::openapi::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn register_entity(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
@@ -109,6 +182,19 @@ pub async fn register_entity(
     Ok(registered(r))
 }
 
+#[utoipa::path(
+    post,
+    path = "/features/views",
+    tag = "features",
+    summary = "Register a feature view (a new version when the definition changed)",
+    request_body = FeatureViewSpec,
+    responses(
+        (status = 201, description = "A new version was created.", body = Registered<FeatureViewSpec>),
+        (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<FeatureViewSpec>),
+        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::openapi::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn register_view(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
@@ -122,6 +208,19 @@ pub async fn register_view(
     Ok(registered(r))
 }
 
+#[utoipa::path(
+    post,
+    path = "/features/services",
+    tag = "features",
+    summary = "Register a feature service (a new version when the definition changed)",
+    request_body = FeatureServiceSpec,
+    responses(
+        (status = 201, description = "A new version was created.", body = Registered<FeatureServiceSpec>),
+        (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<FeatureServiceSpec>),
+        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::openapi::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn register_service(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
@@ -135,7 +234,7 @@ pub async fn register_service(
     Ok(registered(r))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     pub view: String,
@@ -159,6 +258,22 @@ async fn view_or_latest(
 
 /// `POST /features/push`: 200 with what was accepted and rejected (row by row), once the
 /// accepted rows are durable; 422 when no row is valid.
+#[utoipa::path(
+    post,
+    path = "/features/push",
+    tag = "features",
+    summary = "Validate and store feature rows, then write them through to the online store",
+    request_body(content = PushRequest, example = json!({
+        "view": "passenger_demographics",
+        "rows": [{"entity": 1310, "values": {"pclass": 2, "sex": "female", "age": 29, "sibsp": 0, "parch": 1, "fare": 26.0, "embarked": "S", "name": "Doe, Mrs. Jane"}}]
+    })),
+    responses(
+        (status = 200, description = "What was accepted and rejected, row by row, once the accepted rows are durable.", body = PushOutcome),
+        (status = 404, description = "No such feature view (or version), or its entity does not exist.", body = super::openapi::ErrorBody),
+        (status = 422, description = "Too many rows, or no row is valid (each problem named in `details.fields`).", body = super::openapi::ErrorBody),
+        (status = 503, description = "The offline store failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn push_rows(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
@@ -201,7 +316,7 @@ pub async fn push_rows(
     Ok(ApiJson(outcome))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnlineFeaturesRequest {
     /// `view:feature` or `view@version:feature` references.
@@ -213,27 +328,31 @@ pub struct OnlineFeaturesRequest {
     #[serde(default)]
     pub feature_service_version: Option<i64>,
     /// One join key with its values, e.g. `{"passenger_id": [1, 2]}`.
+    #[schema(value_type = BTreeMap<String, Vec<super::openapi::EntityKey>>)]
     pub entities: BTreeMap<String, Vec<Value>>,
     /// Name features `view__feature` instead of `feature`.
     #[serde(default)]
     pub full_feature_names: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnlineFeaturesResponse {
     pub metadata: OnlineMetadata,
     pub results: Vec<OnlineColumn>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnlineMetadata {
     pub feature_names: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// One column: the join key first, then one per feature, a value per requested entity.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnlineColumn {
+    /// Values of any JSON type (`null` when missing).
     pub values: Vec<Value>,
     pub statuses: Vec<crate::feature_store::serving::FeatureStatus>,
+    /// RFC 3339; the Unix epoch when there is no value.
     pub event_timestamps: Vec<String>,
 }
 
@@ -244,6 +363,21 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
 }
 
 /// `POST /features/online`: feature values with per-value status and event time.
+#[utoipa::path(
+    post,
+    path = "/features/online",
+    tag = "features",
+    summary = "Feature values with per-value status and event time (Feast's get-online-features shape)",
+    request_body(content = OnlineFeaturesRequest, example = json!({
+        "feature_service": "titanic_survival", "entities": {"passenger_id": [892, 5000]}
+    })),
+    responses(
+        (status = 200, description = "One column per feature, after the join key's.", body = OnlineFeaturesResponse),
+        (status = 404, description = "No such feature view, feature service or version.", body = super::openapi::ErrorBody),
+        (status = 422, description = "A bad feature reference, both or neither of `features` and `feature_service`, not exactly one join key, the wrong join key, too many or invalid entity keys.", body = super::openapi::ErrorBody),
+        (status = 503, description = "The values can be read from neither store, or the registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn online_features(
     State(state): State<AppState>,
     ApiJson(Object(request)): ApiJson<Object<OnlineFeaturesRequest>>,
@@ -383,7 +517,7 @@ pub async fn online_features(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaterializeRequest {
     #[serde(default)]
@@ -396,6 +530,19 @@ pub struct MaterializeRequest {
 }
 
 /// `POST /features/materialize`: copies offline values to the online store; reports counts.
+#[utoipa::path(
+    post,
+    path = "/features/materialize",
+    tag = "features",
+    summary = "Copy the latest offline values into the online store; report counts",
+    request_body(content = MaterializeRequest, example = json!({"mode": "incremental"})),
+    responses(
+        (status = 200, description = "One report per materialized view version.", body = super::openapi::MaterializeResponse),
+        (status = 404, description = "No such feature view or version.", body = super::openapi::ErrorBody),
+        (status = 422, description = "`version` without `view`.", body = super::openapi::ErrorBody),
+        (status = 503, description = "Materialization failed, for example because the online store is down or is not Redis (`unavailable`), or no model is loaded.", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn materialize_views(
     State(state): State<AppState>,
     ApiJson(Object(request)): ApiJson<Object<MaterializeRequest>>,

@@ -15,6 +15,12 @@ use crate::core::db;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /health/live`: the process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses((status = 200, description = "Always `{\"status\":\"alive\"}`.", body = super::openapi::Liveness))
+)]
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
@@ -22,6 +28,15 @@ pub async fn live() -> Json<Value> {
 /// `GET /health/ready`: 200 when the model is loaded, the database answers reads and the
 /// process is not shutting down (`degraded` while the online store or database writes
 /// fail); 503 otherwise, with the state of each component.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready (`ready`, or `degraded` while the online store fails and reads fall back to the offline store).", body = super::openapi::Readiness),
+        (status = 503, description = "Not ready (`not_ready`: no model or no database) or draining (`shutting_down`), with the state of each component.", body = super::openapi::Readiness),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let model = match state.models.current() {
         Some(s) => json!({
@@ -92,6 +107,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format (drift and performance gauges are brought up to date first).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain"))
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state
         .monitor

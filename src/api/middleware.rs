@@ -293,10 +293,8 @@ pub async fn guard(
                     | TokenError::DisallowedAlgorithm
                     | TokenError::UnknownKey
             );
-            if guessed {
-                if let Err(limited) = state.limiter.check_client(client_of(&state, &req)) {
-                    return Err(refused(&state, limited));
-                }
+            if guessed && let Err(limited) = state.limiter.check_client(client_of(&state, &req)) {
+                return Err(refused(&state, limited));
             }
             return Err(ApiError::Unauthorized(e));
         }

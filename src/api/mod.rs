@@ -10,6 +10,7 @@ pub mod middleware;
 pub mod models;
 pub mod monitoring;
 pub mod oip;
+pub mod openapi;
 pub mod predict;
 pub mod routing;
 pub mod server;
@@ -31,6 +32,7 @@ pub use server::Server;
 pub use state::{AppState, Limits};
 
 use crate::core::security::scopes;
+use openapi::Route;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -54,6 +56,65 @@ fn guarded(
             )),
     )
 }
+
+/// Every route [`router`] answers (and `HEAD` on each `GET`), with who may call it. The
+/// OpenAPI document takes each operation's security from here; `tests/api/openapi.rs` checks
+/// this list against `router()`'s source, the running router and the document.
+pub const ROUTES: &[Route] = &[
+    Route::open("GET", "/health/live"),
+    Route::open("GET", "/health/ready"),
+    Route::open("GET", "/metrics"),
+    Route::open("GET", "/monitoring"),
+    Route::open("GET", "/monitoring/assets/{file}"),
+    Route::open("GET", "/openapi.json"),
+    Route::scope("POST", "/predict", scopes::PREDICT),
+    Route::scope("POST", "/predict/batch", scopes::PREDICT),
+    Route::token("GET", "/features/entities"),
+    Route::scope("POST", "/features/entities", scopes::FEATURES_WRITE),
+    Route::token("GET", "/features/entities/{name}"),
+    Route::token("GET", "/features/entities/{name}/versions/{version}"),
+    Route::token("GET", "/features/views"),
+    Route::scope("POST", "/features/views", scopes::FEATURES_WRITE),
+    Route::token("GET", "/features/views/{name}"),
+    Route::token("GET", "/features/views/{name}/versions/{version}"),
+    Route::token("GET", "/features/services"),
+    Route::scope("POST", "/features/services", scopes::FEATURES_WRITE),
+    Route::token("GET", "/features/services/{name}"),
+    Route::token("GET", "/features/services/{name}/versions/{version}"),
+    Route::token("POST", "/features/online"),
+    Route::scope("POST", "/features/push", scopes::FEATURES_WRITE),
+    Route::scope("POST", "/features/materialize", scopes::FEATURES_WRITE),
+    Route::token("GET", "/models"),
+    Route::scope("POST", "/models/train", scopes::MODELS_WRITE),
+    Route::token("GET", "/models/jobs/{id}"),
+    Route::token("GET", "/models/experiment"),
+    Route::scope("PUT", "/models/experiment", scopes::MODELS_WRITE),
+    Route::scope("DELETE", "/models/experiment", scopes::MODELS_WRITE),
+    Route::scope("PUT", "/models/aliases/{alias}", scopes::MODELS_WRITE),
+    Route::token("GET", "/models/aliases/{alias}/history"),
+    Route::scope(
+        "POST",
+        "/models/aliases/{alias}/rollback",
+        scopes::MODELS_WRITE,
+    ),
+    Route::token("GET", "/models/{version}"),
+    Route::token("GET", "/monitoring/drift"),
+    Route::token("GET", "/monitoring/performance"),
+    Route::scope("POST", "/feedback", scopes::FEEDBACK_WRITE),
+    Route::open("GET", "/v2"),
+    Route::open("GET", "/v2/health/live"),
+    Route::open("GET", "/v2/health/ready"),
+    Route::token("GET", "/v2/models/{model}"),
+    Route::token("GET", "/v2/models/{model}/ready"),
+    Route::scope("POST", "/v2/models/{model}/infer", scopes::PREDICT),
+    Route::token("GET", "/v2/models/{model}/versions/{version}"),
+    Route::token("GET", "/v2/models/{model}/versions/{version}/ready"),
+    Route::scope(
+        "POST",
+        "/v2/models/{model}/versions/{version}/infer",
+        scopes::PREDICT,
+    ),
+];
 
 /// A method route open to anyone, rate-limited per client address (all open routes but the
 /// health probes).
@@ -79,7 +140,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/monitoring/assets/{file}",
             open(&state, get(dashboard::assets)),
-        );
+        )
+        .route("/openapi.json", open(&state, get(openapi::openapi_json)));
 
     let predict = Router::new()
         .route(

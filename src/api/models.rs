@@ -25,7 +25,7 @@ use crate::ml::registry::{
 };
 use crate::ml::serving::ActiveExperiment;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelList {
     /// The version this process is serving.
     pub serving: Option<String>,
@@ -34,6 +34,16 @@ pub struct ModelList {
 }
 
 /// `GET /models`
+#[utoipa::path(
+    get,
+    path = "/models",
+    tag = "models",
+    summary = "Every model version with its metrics and aliases, and the version this process serves",
+    responses(
+        (status = 200, description = "The registry.", body = ModelList),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(State(state): State<AppState>) -> Result<ApiJson<ModelList>, ApiError> {
     let registry = &state.stores.models;
     Ok(ApiJson(ModelList {
@@ -47,6 +57,19 @@ pub async fn list(State(state): State<AppState>) -> Result<ApiJson<ModelList>, A
 }
 
 /// `GET /models/{version}`: the whole artifact (parameters, metrics, data, features).
+#[utoipa::path(
+    get,
+    path = "/models/{version}",
+    tag = "models",
+    summary = "One version's whole artifact",
+    params(("version" = String, Path, min_length = 1, example = "v1", description = "The model version.")),
+    responses(
+        (status = 200, description = "The version, its aliases and its artifact.", body = super::openapi::ModelDetail),
+        (status = 404, description = "No such version.", body = super::openapi::ErrorBody),
+        (status = 422, description = "The stored artifact cannot be read (field `version`).", body = super::openapi::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(version): Path<String>,
@@ -69,6 +92,17 @@ pub async fn get(
 }
 
 /// `GET /models/aliases/{alias}/history`: every move of the alias, oldest first.
+#[utoipa::path(
+    get,
+    path = "/models/aliases/{alias}/history",
+    tag = "models",
+    summary = "Every move of an alias, oldest first",
+    params(("alias" = String, Path, min_length = 1, example = "production", description = "The alias.")),
+    responses(
+        (status = 200, description = "The alias's moves (empty for an alias never set).", body = super::openapi::AliasHistory),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn history(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -77,7 +111,7 @@ pub async fn history(
     Ok(ApiJson(json!({ "alias": alias, "events": events })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     pub version: String,
@@ -85,14 +119,14 @@ pub struct PromoteRequest {
     pub reason: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     #[serde(default)]
     pub reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Moved {
     #[serde(flatten)]
     pub moved: AliasMove,
@@ -115,6 +149,20 @@ fn moved(state: &AppState, moved: AliasMove, served: crate::ml::Served) -> Moved
 
 /// `PUT /models/aliases/{alias}`: points the alias at a version that loads and can be
 /// served (422 otherwise, and the alias stays); `production` swaps the served model at once.
+#[utoipa::path(
+    put,
+    path = "/models/aliases/{alias}",
+    tag = "models",
+    summary = "Point an alias at a version (`production` swaps the served model)",
+    params(("alias" = String, Path, min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$", example = "production", description = "The alias: 1-64 characters of a-z, 0-9, `_` and `-`.")),
+    request_body(content = PromoteRequest, example = json!({"version": "v1", "reason": "back to the first model"})),
+    responses(
+        (status = 200, description = "The move, and the version this process serves after it.", body = Moved),
+        (status = 404, description = "No such version.", body = super::openapi::ErrorBody),
+        (status = 422, description = "An invalid alias name, or a version that cannot be served.", body = super::openapi::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn promote(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -131,6 +179,21 @@ pub async fn promote(
 }
 
 /// `POST /models/aliases/{alias}/rollback`: back to the version the alias held before.
+#[utoipa::path(
+    post,
+    path = "/models/aliases/{alias}/rollback",
+    tag = "models",
+    summary = "Move an alias back to the version it held before",
+    params(("alias" = String, Path, min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$", example = "production", description = "The alias: 1-64 characters of a-z, 0-9, `_` and `-`.")),
+    request_body(content = RollbackRequest, example = json!({"reason": "the new version misbehaves"})),
+    responses(
+        (status = 200, description = "The move, and the version this process serves after it.", body = Moved),
+        (status = 404, description = "The alias was never set.", body = super::openapi::ErrorBody),
+        (status = 409, description = "The alias has no earlier version.", body = super::openapi::ErrorBody),
+        (status = 422, description = "An invalid alias name, or an earlier version that cannot be served.", body = super::openapi::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn rollback(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -144,6 +207,19 @@ pub async fn rollback(
 
 /// `POST /models/train`: 202 with a job id; the job trains (one at a time), registers, and
 /// with `promote` moves `production` and swaps the served model.
+#[utoipa::path(
+    post,
+    path = "/models/train",
+    tag = "models",
+    summary = "Start a training job",
+    request_body(content = TrainRequest, example = json!({"promote": false})),
+    responses(
+        (status = 202, description = "The job is queued; poll `status_url`.", body = super::openapi::TrainAccepted,
+            headers(("location" = String, description = "The job's status URL, `/models/jobs/{id}`."))),
+        (status = 422, description = "An `as_of` that is not RFC 3339 or lies in the future.", body = super::openapi::ErrorBody),
+        (status = 503, description = "The job could not be recorded (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn train(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
@@ -211,6 +287,18 @@ async fn run_job(state: AppState, id: String, data: TrainingData, promote: bool,
 }
 
 /// `GET /models/jobs/{id}`
+#[utoipa::path(
+    get,
+    path = "/models/jobs/{id}",
+    tag = "models",
+    summary = "A training job's status and outcome",
+    params(("id" = String, Path, min_length = 1, description = "The job id from `POST /models/train`.")),
+    responses(
+        (status = 200, description = "The job.", body = Job),
+        (status = 404, description = "No such job.", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn job(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -226,6 +314,16 @@ pub async fn job(
 }
 
 /// `GET /models/experiment`: the running experiment, if any.
+#[utoipa::path(
+    get,
+    path = "/models/experiment",
+    tag = "models",
+    summary = "The running experiment, if any",
+    responses(
+        (status = 200, description = "The stored experiment (`null` when none) and the candidate this process loaded.", body = super::openapi::ExperimentState),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn experiment(State(state): State<AppState>) -> Result<ApiJson<Value>, ApiError> {
     let stored = state
         .stores
@@ -242,6 +340,19 @@ pub async fn experiment(State(state): State<AppState>) -> Result<ApiJson<Value>,
 
 /// `PUT /models/experiment`: starts or changes the experiment (the candidate must load and
 /// be servable); every replica follows within seconds.
+#[utoipa::path(
+    put,
+    path = "/models/experiment",
+    tag = "models",
+    summary = "Start or change a shadow or canary experiment",
+    request_body(content = super::openapi::ExperimentInput, example = json!({"mode": "shadow", "version": "v1"})),
+    responses(
+        (status = 200, description = "The experiment as stored.", body = super::openapi::ExperimentStarted),
+        (status = 404, description = "No such candidate version.", body = super::openapi::ErrorBody),
+        (status = 422, description = "A canary `share` outside (0, 1], or a candidate that cannot be served.", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn start_experiment(
     State(state): State<AppState>,
     Extension(claims): Extension<Claims>,
@@ -265,6 +376,17 @@ pub async fn start_experiment(
 }
 
 /// `DELETE /models/experiment`: ends it; production answers everything again.
+#[utoipa::path(
+    delete,
+    path = "/models/experiment",
+    tag = "models",
+    summary = "End the experiment",
+    responses(
+        (status = 204, description = "Ended; production answers everything again."),
+        (status = 404, description = "No experiment is running.", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn stop_experiment(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     let had = state
         .stores

@@ -14,29 +14,46 @@ use crate::monitoring::drift::DriftReport;
 use crate::monitoring::performance::{Feedback, FeedbackError, PerformanceReport, Recorded};
 
 /// `GET /monitoring/drift`: per-feature tests and PSI, the dataset drift share and flag.
+#[utoipa::path(
+    get,
+    path = "/monitoring/drift",
+    tag = "monitoring",
+    summary = "Drift of served passengers against the training data",
+    responses((status = 200, description = "Per-feature tests and PSI, the dataset drift share and flag.", body = DriftReport))
+)]
 pub async fn drift(State(state): State<AppState>) -> Json<DriftReport> {
     Json(state.monitor.drift.report(now_micros()))
 }
 
 /// `GET /monitoring/performance`: live metrics per model version over the window.
+#[utoipa::path(
+    get,
+    path = "/monitoring/performance",
+    tag = "monitoring",
+    summary = "Live performance per model version, from the labels sent back",
+    responses((status = 200, description = "Metrics per model version over the window.", body = PerformanceReport))
+)]
 pub async fn performance(State(state): State<AppState>) -> Json<PerformanceReport> {
     Json(state.monitor.performance.report(now_micros()))
 }
 
 /// The truth about one prediction.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// The `x-request-id` of the prediction's response.
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub request_id: Option<String>,
     /// Picks the passenger of a batch request; alone, the passenger's latest prediction.
     #[serde(default)]
     pub passenger_id: Option<i64>,
     /// Picks the instance of a batch request by its 0-based position.
     #[serde(default)]
+    #[schema(maximum = 4294967295u32)]
     pub position: Option<u32>,
     /// `true`/`false`, or Kaggle's `1`/`0`.
+    #[schema(value_type = super::openapi::LabelInput)]
     pub survived: Label,
 }
 
@@ -48,6 +65,20 @@ pub enum Label {
 }
 
 /// `POST /feedback` (scope `feedback:write`): records the label once it is stored.
+#[utoipa::path(
+    post,
+    path = "/feedback",
+    tag = "monitoring",
+    summary = "Send the true outcome of a prediction",
+    request_body(content = FeedbackRequest, example = json!({"passenger_id": 892, "survived": false})),
+    responses(
+        (status = 200, description = "The label is stored, matched with this prediction.", body = Recorded),
+        (status = 404, description = "No prediction matches.", body = super::openapi::ErrorBody),
+        (status = 409, description = "This prediction already has a label.", body = super::openapi::ErrorBody),
+        (status = 422, description = "A bad label, or not enough to pick one prediction (the field to supply is named).", body = super::openapi::ErrorBody),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn feedback(
     State(state): State<AppState>,
     Requested(request): Requested,

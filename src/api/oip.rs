@@ -47,8 +47,8 @@ const INPUTS: &[(&str, &str, Kind, bool)] = &[
 
 const OUTPUTS: &[(&str, &str)] = &[("probability", "FP64"), ("survived", "BOOL")];
 
-#[derive(Debug, Serialize)]
-struct TensorMetadata {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TensorMetadata {
     name: &'static str,
     datatype: &'static str,
     shape: [i64; 1],
@@ -87,6 +87,13 @@ pub async fn oip_errors(req: Request, next: Next) -> Response {
 }
 
 /// `GET /v2`
+#[utoipa::path(
+    get,
+    path = "/v2",
+    tag = "oip",
+    summary = "Open Inference Protocol: server metadata",
+    responses((status = 200, description = "Server name, version and extensions.", body = super::openapi::OipServerMetadata))
+)]
 pub async fn server_metadata() -> ApiJson<Value> {
     ApiJson(json!({
         "name": MODEL,
@@ -96,11 +103,28 @@ pub async fn server_metadata() -> ApiJson<Value> {
 }
 
 /// `GET /v2/health/live`
+#[utoipa::path(
+    get,
+    path = "/v2/health/live",
+    tag = "oip",
+    summary = "Open Inference Protocol: liveness",
+    responses((status = 200, description = "Always live.", body = super::openapi::OipLive))
+)]
 pub async fn live() -> ApiJson<Value> {
     ApiJson(json!({ "live": true }))
 }
 
 /// `GET /v2/health/ready`: ready when a model is loaded and the process is not draining.
+#[utoipa::path(
+    get,
+    path = "/v2/health/ready",
+    tag = "oip",
+    summary = "Open Inference Protocol: readiness",
+    responses(
+        (status = 200, description = "Ready.", body = super::openapi::OipReady),
+        (status = 503, description = "No model is loaded, or the process is draining (`ready` is false).", body = super::openapi::OipReady),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let ready = state.models.current().is_some() && !state.lifecycle.is_draining();
     let status = if ready {
@@ -162,6 +186,18 @@ async fn metadata(state: &AppState, version: Option<&str>) -> Result<Value, ApiE
 }
 
 /// `GET /v2/models/{model}`
+#[utoipa::path(
+    get,
+    path = "/v2/models/{model}",
+    tag = "oip",
+    summary = "Open Inference Protocol: model metadata",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    responses(
+        (status = 200, description = "The model's versions, inputs and outputs.", body = super::openapi::OipModelMetadata),
+        (status = 404, description = "No such model.", body = super::openapi::OipError),
+        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+    )
+)]
 pub async fn model_metadata(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -171,6 +207,19 @@ pub async fn model_metadata(
 }
 
 /// `GET /v2/models/{model}/versions/{version}`
+#[utoipa::path(
+    get,
+    path = "/v2/models/{model}/versions/{version}",
+    tag = "oip",
+    summary = "Open Inference Protocol: metadata of one model version",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    responses(
+        (status = 200, description = "The version, inputs and outputs.", body = super::openapi::OipModelMetadata),
+        (status = 404, description = "No such model or version.", body = super::openapi::OipError),
+        (status = 422, description = "The stored artifact cannot be read.", body = super::openapi::OipError),
+        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+    )
+)]
 pub async fn version_metadata(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -180,6 +229,18 @@ pub async fn version_metadata(
 }
 
 /// `GET /v2/models/{model}/ready`
+#[utoipa::path(
+    get,
+    path = "/v2/models/{model}/ready",
+    tag = "oip",
+    summary = "Open Inference Protocol: model readiness",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    responses(
+        (status = 200, description = "A model is loaded.", body = super::openapi::OipModelReady),
+        (status = 503, description = "No model is loaded (`ready` is false).", body = super::openapi::OipModelReady),
+        (status = 404, description = "No such model.", body = super::openapi::OipError),
+    )
+)]
 pub async fn model_ready(
     State(state): State<AppState>,
     Path(model): Path<String>,
@@ -195,6 +256,19 @@ pub async fn model_ready(
 }
 
 /// `GET /v2/models/{model}/versions/{version}/ready`: the version loads and can be served.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{model}/versions/{version}/ready",
+    tag = "oip",
+    summary = "Open Inference Protocol: readiness of one model version",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    responses(
+        (status = 200, description = "The version loads and can be served.", body = super::openapi::OipVersionReady),
+        (status = 404, description = "No such model or version.", body = super::openapi::OipError),
+        (status = 422, description = "The version cannot be served.", body = super::openapi::OipError),
+        (status = 503, description = "No model is loaded, or the registry's database failed.", body = super::openapi::OipError),
+    )
+)]
 pub async fn version_ready(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -206,7 +280,7 @@ pub async fn version_ready(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InputTensor {
     pub name: String,
     pub shape: Vec<i64>,
@@ -216,14 +290,14 @@ pub struct InputTensor {
     pub data: Value,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RequestedOutput {
     pub name: String,
     #[serde(default)]
     pub parameters: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InferRequest {
     #[serde(default)]
     pub id: Option<String>,
@@ -405,6 +479,27 @@ async fn infer_with(
 }
 
 /// `POST /v2/models/{model}/infer`
+#[utoipa::path(
+    post,
+    path = "/v2/models/{model}/infer",
+    tag = "oip",
+    summary = "Open Inference Protocol: inference with tensors",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), super::openapi::ModelVersionHeader),
+    request_body(content = InferRequest, example = json!({"inputs": [
+        {"name": "pclass", "datatype": "INT64", "shape": [2], "data": [3, 1]},
+        {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]},
+        {"name": "sibsp", "datatype": "INT64", "shape": [2], "data": [1, 1]},
+        {"name": "parch", "datatype": "INT64", "shape": [2], "data": [0, 0]},
+        {"name": "age", "datatype": "FP64", "shape": [2], "data": [22.0, 38.0]}
+    ]})),
+    responses(
+        (status = 200, description = "The outputs, one value per input row.", body = super::openapi::OipInferResponse),
+        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows.", body = super::openapi::OipError),
+        (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = super::openapi::OipError),
+        (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = super::openapi::OipError),
+        (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = super::openapi::OipError),
+    )
+)]
 pub async fn infer(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -416,6 +511,27 @@ pub async fn infer(
 }
 
 /// `POST /v2/models/{model}/versions/{version}/infer`
+#[utoipa::path(
+    post,
+    path = "/v2/models/{model}/versions/{version}/infer",
+    tag = "oip",
+    summary = "Open Inference Protocol: inference with tensors, by one model version",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    request_body(content = InferRequest, example = json!({"inputs": [
+        {"name": "pclass", "datatype": "INT64", "shape": [2], "data": [3, 1]},
+        {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]},
+        {"name": "sibsp", "datatype": "INT64", "shape": [2], "data": [1, 1]},
+        {"name": "parch", "datatype": "INT64", "shape": [2], "data": [0, 0]},
+        {"name": "age", "datatype": "FP64", "shape": [2], "data": [22.0, 38.0]}
+    ]})),
+    responses(
+        (status = 200, description = "The outputs, one value per input row.", body = super::openapi::OipInferResponse),
+        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows.", body = super::openapi::OipError),
+        (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = super::openapi::OipError),
+        (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = super::openapi::OipError),
+        (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = super::openapi::OipError),
+    )
+)]
 pub async fn infer_version(
     State(state): State<AppState>,
     headers: HeaderMap,

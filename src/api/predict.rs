@@ -38,10 +38,11 @@ impl Serialize for Contributions {
 }
 
 /// Where the features of a stored passenger came from, and how fresh each was.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FeatureProvenance {
     pub source: ReadSource,
     /// Event time of the oldest row used (RFC 3339).
+    #[schema(format = DateTime)]
     pub event_time: String,
     pub statuses: BTreeMap<String, FeatureStatus>,
 }
@@ -56,12 +57,14 @@ impl FeatureProvenance {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PredictionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passenger_id: Option<i64>,
     pub survived: bool,
+    #[schema(minimum = 0, maximum = 1)]
     pub probability: f64,
+    #[schema(value_type = String)]
     pub model_version: Arc<str>,
     /// intercept + sum(contributions)
     pub logit: f64,
@@ -72,14 +75,17 @@ pub struct PredictionResponse {
     pub features: Option<FeatureProvenance>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    /// Passengers in the `POST /predict` form, at most `server.max_batch_size`.
+    #[schema(value_type = Vec<super::openapi::PassengerInput>)]
     pub instances: Vec<Object<RawPassenger>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchResponse {
+    #[schema(value_type = String)]
     pub model_version: Arc<str>,
     pub predictions: Vec<PredictionResponse>,
 }
@@ -252,6 +258,21 @@ pub(crate) async fn predict_all(
 /// `POST /predict`: one passenger's features, or `{"passenger_id": N}` for a stored one
 /// (404 when unknown). The model is production, the experiment's candidate, or the version
 /// named by the `x-model-version` header.
+#[utoipa::path(
+    post,
+    path = "/predict",
+    tag = "predict",
+    summary = "Score one passenger",
+    params(super::openapi::ModelVersionHeader),
+    request_body = super::openapi::PassengerInput,
+    responses(
+        (status = 200, description = "The prediction.", body = PredictionResponse),
+        (status = 400, description = "An `x-model-version` header that is not text.", body = super::openapi::ErrorBody),
+        (status = 404, description = "No stored passenger with this `passenger_id`, or no model version named by `x-model-version`.", body = super::openapi::ErrorBody),
+        (status = 422, description = "Invalid passenger fields (each named in `details.fields`), or a pinned version that cannot be served.", body = super::openapi::ErrorBody),
+        (status = 503, description = "No model is loaded, or stored features can be read from neither store (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn predict(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -279,6 +300,37 @@ pub async fn predict(
 
 /// `POST /predict/batch`: `{"instances": [...]}` scored by one model version, in order; or,
 /// with `Content-Type: text/csv`, a streamed Kaggle-format CSV of any size.
+#[utoipa::path(
+    post,
+    path = "/predict/batch",
+    tag = "predict",
+    summary = "Score several passengers (JSON), or stream a Kaggle-format CSV",
+    description = "JSON: `{\"instances\": [...]}` scored by one model version, in order. \
+        CSV (`Content-Type: text/csv`): a Kaggle `test.csv`-format file of any size, answered \
+        as it is scored with `PassengerId,Survived,Probability` rows; the body limit does not \
+        apply. A row that cannot be scored ends the streamed response with a last line \
+        `error: line N: ...` (the status is already 200 then).",
+    params(super::openapi::ModelVersionHeader),
+    request_body(content(
+        (BatchRequest = "application/json", example = json!({"instances": [
+            {"passenger_id": 892},
+            {"pclass": 1, "sex": "female", "age": 38, "sibsp": 1, "parch": 0}
+        ]})),
+        (super::openapi::CsvInput = "text/csv"),
+    )),
+    responses(
+        (status = 200, description = "The predictions, in request order (JSON), or the streamed CSV.",
+            content(
+                (BatchResponse = "application/json"),
+                (super::openapi::CsvOutput = "text/csv"),
+            ),
+            headers(("x-model-version" = String, description = "The version that scored a CSV batch (CSV responses only)."))),
+        (status = 400, description = "An `x-model-version` header that is not text.", body = super::openapi::ErrorBody),
+        (status = 404, description = "No model version named by `x-model-version`.", body = super::openapi::ErrorBody),
+        (status = 422, description = "Too many instances, invalid fields or unknown stored ids (each named in `details.fields`), a pinned version that cannot be served, or a CSV whose header lacks a column.", body = super::openapi::ErrorBody),
+        (status = 503, description = "No model is loaded, or stored features can be read from neither store (`unavailable`).", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn predict_batch(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -52,13 +52,14 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, DbError>
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
-    if let Some(parent) = options.get_filename().parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::create_dir_all(parent).map_err(|cause| DbError::Directory {
-                dir: parent.display().to_string(),
-                cause,
-            })?;
-        }
+    if let Some(parent) = options.get_filename().parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent).map_err(|cause| DbError::Directory {
+            dir: parent.display().to_string(),
+            cause,
+        })?;
     }
     let pool = SqlitePoolOptions::new()
         .max_connections(settings.max_connections)

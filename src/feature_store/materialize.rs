@@ -11,15 +11,19 @@ use super::registry::{FeatureViewSpec, Versioned};
 use super::serving::{FeatureServer, project};
 use crate::core::time::{Micros, now_micros};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = MaterializeMode)]
 pub enum Mode {
     Full,
     #[default]
     Incremental,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = MaterializeReport)]
 pub struct Report {
     pub view: String,
     pub version: i64,

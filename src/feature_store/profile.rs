@@ -10,8 +10,9 @@ use crate::feature_store::passenger::{Embarked, Sex};
 use crate::feature_store::pipeline::Title;
 
 /// How a feature is tested (Evidently's defaults for a reference of under 1,000 rows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = FeatureKind)]
 pub enum Kind {
     /// Two-sample Kolmogorov-Smirnov on the exact empirical distribution.
     Numeric,

@@ -16,25 +16,28 @@ use crate::core::time::{Micros, now_micros, parse_rfc3339};
 const FUTURE_SKEW_MICROS: Micros = 5 * 60 * 1_000_000;
 
 /// One row to push.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRow {
     /// The entity key (an integer for `passenger`).
     pub entity: Value,
     /// When the values were true (RFC 3339); default: now.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub event_time: Option<String>,
+    /// Feature values by feature name.
+    #[schema(value_type = Object)]
     pub values: Values,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Rejected {
     pub index: usize,
     pub errors: Vec<FieldError>,
 }
 
 /// What happened to the online copy of accepted rows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum OnlineWrite {
     Written {
@@ -47,7 +50,7 @@ pub enum OnlineWrite {
     NothingToWrite,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PushOutcome {
     pub view: String,
     pub version: i64,

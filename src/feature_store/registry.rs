@@ -20,7 +20,7 @@ pub const SURVIVAL: &str = "passenger_survival";
 /// The feature service the survival model consumes.
 pub const SURVIVAL_SERVICE: &str = "titanic_survival";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueType {
     Int64,
@@ -30,7 +30,7 @@ pub enum ValueType {
 }
 
 /// A validation rule beyond the value type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// Inclusive numeric range.
@@ -41,19 +41,22 @@ pub enum Rule {
     MaxLength(usize),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntitySpec {
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub name: String,
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub join_key: String,
     pub value_type: ValueType,
     #[serde(default)]
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub name: String,
     pub value_type: ValueType,
     #[serde(default)]
@@ -76,10 +79,12 @@ fn raw() -> String {
     "raw".to_owned()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureViewSpec {
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub name: String,
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub entity: String,
     #[serde(default)]
     pub description: String,
@@ -87,16 +92,18 @@ pub struct FeatureViewSpec {
     pub source: String,
     /// Maximum age of a value, measured from its event time; 0 means values never go stale.
     #[serde(default)]
+    #[schema(maximum = 18446744073709551615u64)]
     pub ttl_secs: u64,
     #[serde(default)]
     pub owner: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[schema(min_items = 1)]
     pub features: Vec<FeatureSpec>,
 }
 
 /// Features of one view version that a service uses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ViewProjection {
     pub view: String,
@@ -104,19 +111,21 @@ pub struct ViewProjection {
     pub features: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureServiceSpec {
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub name: String,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
     pub owner: String,
+    #[schema(min_items = 1)]
     pub views: Vec<ViewProjection>,
 }
 
 /// A stored, immutable version of a definition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Versioned<T> {
     pub name: String,
     pub version: i64,
@@ -127,7 +136,7 @@ pub struct Versioned<T> {
 
 /// The outcome of a registration: the latest version, and whether this call created it
 /// (false when the definition equals the latest version already).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Registered<T> {
     pub created: bool,
     #[serde(flatten)]

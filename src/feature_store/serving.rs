@@ -73,7 +73,7 @@ impl FeatureStoreMetrics {
 }
 
 /// Per-value freshness, named as in Feast's `get-online-features` response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FeatureStatus {
     Present,
@@ -83,7 +83,7 @@ pub enum FeatureStatus {
 }
 
 /// Where a read was answered from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadSource {
     /// The in-process cache of online store rows.

@@ -52,7 +52,7 @@ pub fn brier(labels: &[bool], probabilities: &[f64]) -> f64 {
 }
 
 /// One bin of a calibration table.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CalibrationBin {
     pub lower: f64,
     pub upper: f64,

@@ -8,8 +8,9 @@ use sqlx::{Row, SqlitePool};
 
 use crate::core::time::now_rfc3339;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentMode)]
 pub enum Mode {
     Canary,
     Shadow,
@@ -25,7 +26,7 @@ impl Mode {
 }
 
 /// An experiment as configured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
     pub mode: Mode,
@@ -52,7 +53,7 @@ impl ExperimentSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Experiment {
     #[serde(flatten)]
     pub spec: ExperimentSpec,

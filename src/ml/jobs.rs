@@ -6,7 +6,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::core::time::now_rfc3339;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -36,7 +36,7 @@ impl JobStatus {
 }
 
 /// What a job was asked to do.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainRequest {
     /// Promote the new version to `production` when training succeeds.
@@ -44,10 +44,11 @@ pub struct TrainRequest {
     pub promote: bool,
     /// Read the training set as of this time (RFC 3339); default: now.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub as_of: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
     pub status: JobStatus,

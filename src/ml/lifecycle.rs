@@ -168,12 +168,12 @@ pub async fn train_model(
     data: &TrainingData,
     promote_by: Option<&str>,
 ) -> Result<Trained, LifecycleError> {
-    if let TrainingData::AsOf(t) = data {
-        if *t > now_micros() {
-            return Err(LifecycleError::AsOfInFuture(
-                crate::core::time::micros_to_rfc3339(*t),
-            ));
-        }
+    if let TrainingData::AsOf(t) = data
+        && *t > now_micros()
+    {
+        return Err(LifecycleError::AsOfInFuture(
+            crate::core::time::micros_to_rfc3339(*t),
+        ));
     }
     let service = current_service(stores).await?;
     let (records, as_of, skipped) = match data {

@@ -51,7 +51,7 @@ pub struct AliasChange<'a> {
 }
 
 /// The result of moving an alias.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AliasMove {
     pub alias: String,
     pub version: String,
@@ -59,7 +59,7 @@ pub struct AliasMove {
 }
 
 /// One entry of the alias history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AliasEvent {
     pub alias: String,
     pub version: String,
@@ -71,12 +71,14 @@ pub struct AliasEvent {
 }
 
 /// A registered version, without its artifact.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VersionSummary {
     pub version: String,
     pub aliases: Vec<String>,
     pub data_hash: String,
     pub created_at: String,
+    /// The version's cross-validated metrics.
+    #[schema(value_type = Object)]
     pub metrics: serde_json::Value,
 }
 

@@ -21,7 +21,7 @@ use crate::feature_store::profile::{
 };
 
 /// Window bounds and decision thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DriftConfig {
     /// Most recent observations kept.
     pub window_size: usize,
@@ -224,7 +224,7 @@ impl Gauges {
 }
 
 /// The drift of one feature.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FeatureDrift {
     pub feature: &'static str,
     pub kind: Kind,
@@ -244,7 +244,7 @@ pub struct FeatureDrift {
 }
 
 /// Shares per bin (the reference's bins), and the mean of a numeric feature.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Distribution {
     pub bins: Vec<BinShare>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,13 +252,13 @@ pub struct Distribution {
     pub missing_share: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BinShare {
     pub label: String,
     pub share: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WindowInfo {
     pub observations: usize,
     pub max_observations: usize,
@@ -268,7 +268,7 @@ pub struct WindowInfo {
 }
 
 /// The drift report of `GET /monitoring/drift`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DriftReport {
     /// `ok`, `insufficient_data` (fewer observations than `min_observations`), or
     /// `no_reference` (no model with a reference profile is served).

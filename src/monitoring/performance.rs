@@ -30,7 +30,7 @@ pub struct Scored {
     pub at: Micros,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PerformanceConfig {
     /// Most recent labelled predictions (and, for the estimate, predictions) per version.
     pub window_size: usize,
@@ -61,7 +61,7 @@ pub struct Feedback {
 }
 
 /// What a recorded label was matched with.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Recorded {
     pub request_id: String,
     pub position: u32,
@@ -150,7 +150,7 @@ impl Gauges {
 }
 
 /// Performance of one model version over the window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionPerformance {
     pub model_version: String,
     /// Labelled predictions in the window.
@@ -168,7 +168,7 @@ pub struct VersionPerformance {
 }
 
 /// `GET /monitoring/performance`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PerformanceReport {
     pub config: PerformanceConfig,
     pub versions: Vec<VersionPerformance>,

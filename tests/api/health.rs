@@ -84,13 +84,13 @@ async fn readiness_turns_503_while_draining() {
     let mut saw_503 = false;
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        if let Ok(r) = client.get(&url).send().await {
-            if r.status() == 503 {
-                let body: Value = r.json().await.unwrap();
-                assert_eq!(body["status"], "shutting_down");
-                saw_503 = true;
-                break;
-            }
+        if let Ok(r) = client.get(&url).send().await
+            && r.status() == 503
+        {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["status"], "shutting_down");
+            saw_503 = true;
+            break;
         }
     }
     assert!(saw_503, "readiness never reported draining");

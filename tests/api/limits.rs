@@ -152,6 +152,69 @@ async fn a_request_over_the_time_limit_is_503_timeout() {
     app.stop().await;
 }
 
+/// Found by schemathesis: bodies decoded into structs also accepted a JSON array of the field
+/// values (`[]` for a struct whose fields all have defaults), so `POST /models/train` with
+/// `[]` started a training job and `POST /models/aliases/production/rollback` with `[]` rolled
+/// production back. Every JSON body must be an object.
+#[tokio::test]
+async fn every_json_body_must_be_an_object() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&[
+        "predict",
+        "features:write",
+        "models:write",
+        "feedback:write",
+    ]);
+    let routes = [
+        ("POST", "/predict"),
+        ("POST", "/predict/batch"),
+        ("POST", "/features/entities"),
+        ("POST", "/features/views"),
+        ("POST", "/features/services"),
+        ("POST", "/features/online"),
+        ("POST", "/features/push"),
+        ("POST", "/features/materialize"),
+        ("POST", "/models/train"),
+        ("PUT", "/models/experiment"),
+        ("PUT", "/models/aliases/production"),
+        ("POST", "/models/aliases/production/rollback"),
+        ("POST", "/feedback"),
+        ("POST", "/v2/models/titanic/infer"),
+        ("POST", "/v2/models/titanic/versions/v1/infer"),
+    ];
+    for (method, path) in routes {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{method} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        let message = if path.starts_with("/v2/") {
+            body["error"].as_str().unwrap().to_owned()
+        } else {
+            body["error"]["message"].as_str().unwrap().to_owned()
+        };
+        assert!(
+            message.contains("expected a JSON object"),
+            "{method} {path}: {body}"
+        );
+    }
+    // Nothing was started or moved.
+    let models = app
+        .get_as("/models", &[])
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(models["aliases"]["production"], "v1", "{models}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn quotas_are_per_scope_class() {
     let app = TestApp::spawn_with(&[

@@ -13,4 +13,5 @@ mod monitoring;
 mod monitoring_docs;
 mod oip;
 mod online;
+mod openapi;
 mod predict;

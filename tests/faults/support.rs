@@ -128,14 +128,12 @@ impl Server {
             // Keeps reading so the server never blocks on a full pipe.
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(tx) = &addr_tx {
-                        if line.contains("\"listening\"") {
-                            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                                if let Some(addr) = v["addr"].as_str() {
-                                    let _ = tx.send(addr.to_owned());
-                                }
-                            }
-                        }
+                    if let Some(tx) = &addr_tx
+                        && line.contains("\"listening\"")
+                        && let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && let Some(addr) = v["addr"].as_str()
+                    {
+                        let _ = tx.send(addr.to_owned());
                     }
                     log.lock().unwrap().push(line);
                 }

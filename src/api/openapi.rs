@@ -1,0 +1,1228 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `GET /openapi.json`.
+//!
+//! Operations come from the handlers' `#[utoipa::path]` attributes, bodies from the
+//! `ToSchema` derives of the request and response types (the types in `src/api`, and the
+//! domain types that are themselves the wire format, such as `EntitySpec` or `DriftReport`).
+//! What every route shares is added here, from [`super::ROUTES`]: the security requirement
+//! (a bearer JWT, listing the scope the route needs) and the error responses that the
+//! middleware layers can give on any route. This module also holds the schemas of bodies that
+//! handlers build with `json!` and of inputs whose rules live in validation code.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{
+    AdditionalProperties, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Header, OpenApi as Document, Ref, RefOr};
+use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+
+use super::{dashboard, features, health, models, monitoring, oip, predict};
+use crate::feature_store::FEATURE_NAMES;
+use crate::feature_store::passenger::{MAX_AGE, MAX_FARE, MAX_RELATIVES, MAX_TEXT_CHARS};
+use crate::ml::experiment::Experiment;
+use crate::ml::jobs::JobStatus;
+use crate::ml::registry::AliasEvent;
+
+/// The name of the bearer-token security scheme.
+pub const BEARER: &str = "bearerAuth";
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Open,
+    /// Any valid token, whatever its scopes.
+    Token,
+    /// A valid token with this scope (one of [`crate::core::security::scopes`]).
+    Scope(&'static str),
+}
+
+/// One method on one path of the router, and who may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Upper case, as in `GET`.
+    pub method: &'static str,
+    /// With `{placeholders}`, as in the router.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+impl Route {
+    pub const fn open(method: &'static str, path: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Open,
+        }
+    }
+
+    pub const fn token(method: &'static str, path: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Token,
+        }
+    }
+
+    pub const fn scope(method: &'static str, path: &'static str, scope: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Scope(scope),
+        }
+    }
+
+    /// The Open Inference Protocol routes, whose handlers answer `{"error": "..."}`.
+    pub fn is_oip(&self) -> bool {
+        self.path == "/v2" || self.path.starts_with("/v2/")
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "titanic",
+        description = "Titanic survival prediction service: online and batch prediction, a \
+            feature store, a model registry and monitoring. Every error outside `/v2` is \
+            `{\"error\":{\"code\",\"message\",\"details\"}}` (the `Error` schema); the Open \
+            Inference Protocol routes under `/v2` answer `{\"error\": \"...\"}` (`OipError`), \
+            except for errors from the outer layers (body size announced too large, rate limit \
+            by client address, headers too large, timeout, overload), which keep the service's \
+            envelope. Responses carry `x-request-id`. A 500 (`internal`) is always a \
+            bug and is not listed. Integers are read strictly: `3`, not `3.0`. See docs/api.md."
+    ),
+    paths(
+        health::live,
+        health::ready,
+        health::metrics,
+        dashboard::page,
+        dashboard::assets,
+        openapi_json,
+        predict::predict,
+        predict::predict_batch,
+        features::list_entities,
+        features::register_entity,
+        features::entity_versions,
+        features::entity_version,
+        features::list_views,
+        features::register_view,
+        features::view_versions,
+        features::view_version,
+        features::list_services,
+        features::register_service,
+        features::service_versions,
+        features::service_version,
+        features::online_features,
+        features::push_rows,
+        features::materialize_views,
+        models::list,
+        models::train,
+        models::job,
+        models::experiment,
+        models::start_experiment,
+        models::stop_experiment,
+        models::promote,
+        models::history,
+        models::rollback,
+        models::get,
+        monitoring::drift,
+        monitoring::performance,
+        monitoring::feedback,
+        oip::server_metadata,
+        oip::live,
+        oip::ready,
+        oip::model_metadata,
+        oip::model_ready,
+        oip::infer,
+        oip::version_metadata,
+        oip::version_ready,
+        oip::infer_version,
+    ),
+    components(schemas(ErrorBody, OipError, OipModelName, AssetName)),
+    modifiers(&Shared),
+    tags(
+        (name = "health", description = "Liveness, readiness, metrics and this document; no token."),
+        (name = "predict", description = "Online and batch prediction (scope `predict`)."),
+        (name = "features", description = "The feature store: registry, push, online reads, materialization."),
+        (name = "models", description = "The model registry: versions, aliases, training jobs, experiments."),
+        (name = "monitoring", description = "Drift, live performance, feedback and the monitoring page."),
+        (name = "oip", description = "The Open Inference Protocol (KServe V2)."),
+    )
+)]
+struct ApiDoc;
+
+/// The document (built once).
+pub fn document() -> &'static Document {
+    static DOC: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
+    &DOC
+}
+
+/// `GET /openapi.json`
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "health",
+    summary = "This OpenAPI 3.1 document",
+    responses((status = 200, description = "The document.", body = Object))
+)]
+pub async fn openapi_json() -> Response {
+    static JSON: LazyLock<String> =
+        LazyLock::new(|| serde_json::to_string(document()).unwrap_or_default());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        JSON.as_str(),
+    )
+        .into_response()
+}
+
+// ----- What every route shares: security and the layers' error responses -----
+
+struct Shared;
+
+impl Modify for Shared {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An HS256 JWT from `titanic token`. A requirement lists the scope the \
+                         operation needs; an empty list means any valid token.",
+                    ))
+                    .build(),
+            ),
+        );
+        open_flattened(components);
+        close_variants(components, "Rule");
+        for route in super::ROUTES {
+            let Some(op) = doc
+                .paths
+                .paths
+                .get_mut(route.path)
+                .and_then(|item| operation_mut(item, route.method))
+            else {
+                // Missing documentation: the tests name the route.
+                continue;
+            };
+            op.security = match route.access {
+                Access::Open => None,
+                Access::Token => Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]),
+                Access::Scope(scope) => Some(vec![SecurityRequirement::new(BEARER, [scope])]),
+            };
+            for (status, response) in layer_responses(route) {
+                merge_response(op, status, response);
+            }
+        }
+    }
+}
+
+/// A `#[serde(flatten)]` field becomes an `allOf` member; when the flattened type refuses
+/// unknown fields (`additionalProperties: false`, from `deny_unknown_fields` for its use as a
+/// request), the combined object could never match. Such members are inlined without it.
+fn open_flattened(components: &mut utoipa::openapi::Components) {
+    let closed: BTreeMap<String, Schema> = components
+        .schemas
+        .iter()
+        .filter_map(|(name, schema)| match schema {
+            RefOr::T(Schema::Object(o))
+                if matches!(
+                    o.additional_properties.as_deref(),
+                    Some(AdditionalProperties::FreeForm(false))
+                ) =>
+            {
+                let mut open = o.clone();
+                open.additional_properties = None;
+                Some((format!("#/components/schemas/{name}"), Schema::Object(open)))
+            }
+            _ => None,
+        })
+        .collect();
+    for schema in components.schemas.values_mut() {
+        if let RefOr::T(Schema::AllOf(all)) = schema {
+            for item in &mut all.items {
+                if let RefOr::Ref(r) = item
+                    && let Some(open) = closed.get(&r.ref_location)
+                {
+                    *item = RefOr::T(open.clone());
+                }
+            }
+        }
+    }
+}
+
+/// An externally tagged enum (`{"variant": value}`) is one key only; utoipa's `oneOf` of
+/// objects would let a second key through, which serde refuses.
+fn close_variants(components: &mut utoipa::openapi::Components, name: &str) {
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
+        for item in &mut one_of.items {
+            if let RefOr::T(Schema::Object(o)) = item {
+                o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
+}
+
+fn operation_mut<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operation> {
+    match method {
+        "GET" => item.get.as_mut(),
+        "POST" => item.post.as_mut(),
+        "PUT" => item.put.as_mut(),
+        "DELETE" => item.delete.as_mut(),
+        "PATCH" => item.patch.as_mut(),
+        _ => None,
+    }
+}
+
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+/// A response header; `required` when every response of that status carries it.
+fn header(description: &str, ty: Type, required: bool) -> Header {
+    let mut h = Header::new(ObjectBuilder::new().schema_type(ty));
+    h.description = Some(description.to_owned());
+    if required {
+        // utoipa's `Header` has no `required` field; OpenAPI's header object has.
+        h.extensions
+            .get_or_insert_with(Default::default)
+            .insert("required".to_owned(), Value::Bool(true));
+    }
+    h
+}
+
+fn is_required(h: &Header) -> bool {
+    h.extensions
+        .as_ref()
+        .is_some_and(|e| e.get("required") == Some(&Value::Bool(true)))
+}
+
+/// Where an error body comes from, which decides its shape on the `/v2` routes.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// Inside the route (extractors, auth, handlers): `OipError` on `/v2`.
+    Route,
+    /// The outer layers, around every route: always the `Error` envelope.
+    Outer,
+    /// Either.
+    Both,
+}
+
+fn error_schema(route: &Route, origin: Origin) -> RefOr<Schema> {
+    match (route.is_oip(), origin) {
+        (false, _) | (true, Origin::Outer) => schema_ref("Error"),
+        (true, Origin::Route) => schema_ref("OipError"),
+        (true, Origin::Both) => AnyOfBuilder::new()
+            .item(schema_ref("OipError"))
+            .item(schema_ref("Error"))
+            .into(),
+    }
+}
+
+fn error_response(
+    route: &Route,
+    origin: Origin,
+    description: &str,
+    headers: Vec<(&str, Header)>,
+) -> utoipa::openapi::Response {
+    let mut builder = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(error_schema(route, origin)))
+            .build(),
+    );
+    for (name, h) in headers {
+        builder = builder.header(name, h);
+    }
+    builder.build()
+}
+
+/// The error responses any route can give from the middleware stack (and, for routes behind a
+/// token, from authentication), whatever its handler does.
+fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Response)> {
+    let retry_after = || header("Seconds to wait before retrying.", Type::Integer, true);
+    let mut out = vec![
+        (
+            "400",
+            error_response(
+                route,
+                Origin::Route,
+                "`bad_request`: malformed request: the body is not syntactically valid JSON \
+                 (or is nested too deeply), a path parameter does not parse, or a header is \
+                 not valid.",
+                vec![],
+            ),
+        ),
+        (
+            "413",
+            error_response(
+                route,
+                Origin::Both,
+                "`payload_too_large`: the body is larger than `server.body_limit_bytes`.",
+                vec![],
+            ),
+        ),
+        (
+            "415",
+            error_response(
+                route,
+                Origin::Route,
+                "`unsupported_media_type`: a JSON body without a JSON `Content-Type`.",
+                vec![],
+            ),
+        ),
+        (
+            "422",
+            error_response(
+                route,
+                Origin::Route,
+                "`validation_failed`: well-formed JSON that does not fit: a field of the wrong \
+                 type, unknown or missing, or a body that is not an object \
+                 (`details.fields` names it).",
+                vec![],
+            ),
+        ),
+        (
+            "429",
+            error_response(
+                route,
+                Origin::Both,
+                "`rate_limited`: the rate limit is used up (per token subject and route class \
+                 behind a token; per client address on the open routes but the health \
+                 probes, and for tokens that look forged).",
+                vec![
+                    ("Retry-After", retry_after()),
+                    (
+                        "RateLimit-Limit",
+                        header("Requests allowed in the window.", Type::Integer, false),
+                    ),
+                    (
+                        "RateLimit-Remaining",
+                        header("Requests left in the window.", Type::Integer, false),
+                    ),
+                    (
+                        "RateLimit-Reset",
+                        header(
+                            "Seconds until the budget is full again.",
+                            Type::Integer,
+                            false,
+                        ),
+                    ),
+                    (
+                        "RateLimit-Policy",
+                        header("`<per_second>;w=1;burst=<burst>`.", Type::String, false),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "431",
+            error_response(
+                route,
+                Origin::Outer,
+                "`headers_too_large`: the request's headers pass `server.max_header_bytes` \
+                 (`details.limit_bytes`). (The HTTP parser's own 431, for more than 100 \
+                 headers, has no body.)",
+                vec![],
+            ),
+        ),
+        (
+            "503",
+            error_response(
+                route,
+                Origin::Both,
+                "`timeout`: the request took longer than `server.request_timeout_secs`; \
+                 `overloaded`: `server.max_concurrent_requests` requests behind a token are \
+                 in flight; `unavailable`: a dependency is down and there is no fallback.",
+                vec![("Retry-After", retry_after())],
+            ),
+        ),
+    ];
+    if route.access != Access::Open {
+        out.push((
+            "401",
+            error_response(
+                route,
+                Origin::Route,
+                "`unauthorized`: no bearer token, or the token is refused (`details.reason`).",
+                vec![(
+                    "WWW-Authenticate",
+                    header("`Bearer error=\"invalid_token\"`.", Type::String, true),
+                )],
+            ),
+        ));
+    }
+    if let Access::Scope(scope) = route.access {
+        out.push((
+            "403",
+            error_response(
+                route,
+                Origin::Route,
+                &format!(
+                    "`forbidden`: the token lacks the scope `{scope}` (`details.required_scope`)."
+                ),
+                vec![],
+            ),
+        ));
+    }
+    out
+}
+
+/// Adds a layer's response to an operation; where the handler documents the same status,
+/// the descriptions are joined, the bodies become either schema, and a header stays required
+/// only when both responses always carry it.
+fn merge_response(op: &mut Operation, status: &str, layer: utoipa::openapi::Response) {
+    let Some(RefOr::T(existing)) = op.responses.responses.get_mut(status) else {
+        op.responses
+            .responses
+            .insert(status.to_owned(), RefOr::T(layer));
+        return;
+    };
+    existing.description = format!("{} Also {}", existing.description, layer.description);
+    for (media, content) in layer.content {
+        match existing.content.get_mut(&media) {
+            None => {
+                existing.content.insert(media, content);
+            }
+            Some(RefOr::T(mine)) => {
+                let theirs = match content {
+                    RefOr::T(c) => c.schema,
+                    RefOr::Ref(_) => None,
+                };
+                mine.schema = match (mine.schema.take(), theirs) {
+                    (Some(a), Some(b)) => Some(either(a, b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Some(RefOr::Ref(_)) => {}
+        }
+    }
+    for (name, theirs) in layer.headers {
+        let RefOr::T(theirs) = theirs else { continue };
+        match existing.headers.get_mut(&name) {
+            Some(RefOr::T(mine)) => {
+                if !(is_required(mine) && is_required(&theirs))
+                    && let Some(e) = mine.extensions.as_mut()
+                {
+                    e.remove("required");
+                }
+            }
+            Some(RefOr::Ref(_)) => {}
+            None => {
+                let mut h = theirs;
+                if let Some(e) = h.extensions.as_mut() {
+                    e.remove("required");
+                }
+                existing.headers.insert(name, RefOr::T(h));
+            }
+        }
+    }
+}
+
+/// A schema matching `a` or `b`: one `anyOf` of their alternatives, each once.
+fn either(a: RefOr<Schema>, b: RefOr<Schema>) -> RefOr<Schema> {
+    let alternatives = |s: RefOr<Schema>| match s {
+        RefOr::T(Schema::AnyOf(any)) => any.items,
+        other => vec![other],
+    };
+    let mut items: Vec<RefOr<Schema>> = Vec::new();
+    for item in alternatives(a).into_iter().chain(alternatives(b)) {
+        if !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    if items.len() == 1 {
+        items.remove(0)
+    } else {
+        items
+            .into_iter()
+            .fold(AnyOfBuilder::new(), AnyOfBuilder::item)
+            .into()
+    }
+}
+
+// ----- Error bodies -----
+
+/// The error envelope of every error response outside `/v2`.
+#[derive(ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+#[derive(ToSchema)]
+pub struct ErrorObject {
+    pub code: ErrorCode,
+    /// Human-readable; branch on `code` and the status instead.
+    pub message: String,
+    /// An object for `unauthorized`, `forbidden`, `validation_failed`, `rate_limited` and
+    /// `headers_too_large`; `null` otherwise.
+    #[schema(required = true)]
+    pub details: Option<ErrorDetails>,
+}
+
+/// Every error code (see `ApiError::code`).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    RateLimited,
+    HeadersTooLarge,
+    Timeout,
+    Unavailable,
+    Overloaded,
+    Internal,
+}
+
+#[derive(ToSchema)]
+pub struct ErrorDetails {
+    /// `validation_failed`: every bad field.
+    #[schema(nullable = false)]
+    pub fields: Option<Vec<crate::feature_store::FieldError>>,
+    /// `unauthorized`: `missing`, `malformed`, `bad_signature`, `algorithm`, `expired` or
+    /// `not_yet_valid`.
+    #[schema(nullable = false)]
+    pub reason: Option<String>,
+    /// `forbidden`: the scope the route needs.
+    #[schema(nullable = false)]
+    pub required_scope: Option<String>,
+    /// `rate_limited`: as `Retry-After`.
+    #[schema(nullable = false)]
+    pub retry_after_secs: Option<u64>,
+    /// `headers_too_large`: the limit on the request's headers.
+    #[schema(nullable = false)]
+    pub limit_bytes: Option<u64>,
+}
+
+/// The Open Inference Protocol's error body, on the `/v2` routes.
+#[derive(ToSchema)]
+pub struct OipError {
+    pub error: String,
+}
+
+// ----- Inputs whose rules live in validation code -----
+
+/// The `x-model-version` request header.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct ModelVersionHeader {
+    /// Score with this registered model version instead of production or the experiment.
+    #[param(
+        rename = "x-model-version",
+        nullable = false,
+        pattern = "^[\\t\\x20-\\x7e]*$"
+    )]
+    pub x_model_version: Option<String>,
+}
+
+/// Characters Rust's `str::trim` removes (Unicode `White_Space`).
+const WS: &str = "\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+/// Control characters (`char::is_control`).
+const CONTROL: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+
+fn nullable(ty: Type) -> SchemaType {
+    SchemaType::from_iter([ty, Type::Null])
+}
+
+/// Text as the passenger validation reads it: trimmed; empty means absent; otherwise at most
+/// `MAX_TEXT_CHARS` characters and no control characters.
+fn text_schema(description: &str) -> ObjectBuilder {
+    let pattern = format!(
+        "^[{WS}]*(?:[^{WS}{CONTROL}](?:[^{CONTROL}]{{0,{}}}[^{WS}{CONTROL}])?)?[{WS}]*$",
+        MAX_TEXT_CHARS - 2
+    );
+    ObjectBuilder::new()
+        .schema_type(nullable(Type::String))
+        .pattern(Some(pattern))
+        .description(Some(description))
+}
+
+fn integer(min: i64, max: i64, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .description(Some(description))
+}
+
+fn number(ty: impl Into<SchemaType>, min: f64, max: f64, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(ty)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .description(Some(description))
+}
+
+/// A passenger to score: its features, or only `passenger_id` for a stored passenger (the
+/// request body of `POST /predict` and each of `instances` in `POST /predict/batch`).
+pub struct PassengerInput;
+
+impl PartialSchema for PassengerInput {
+    fn schema() -> RefOr<Schema> {
+        let features = ObjectBuilder::new()
+            .title(Some("PassengerFeatures"))
+            .description(Some(
+                "Features given inline. With `passenger_id` too, the id is only echoed and \
+                 leaves the passenger's own label out of its companions' survival.",
+            ))
+            .property(
+                "passenger_id",
+                ObjectBuilder::new()
+                    .schema_type(nullable(Type::Integer))
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    ))),
+            )
+            .property(
+                "pclass",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .enum_values(Some([1, 2, 3]))
+                    .description(Some("Ticket class.")),
+            )
+            .required("pclass")
+            .property(
+                "sex",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!(
+                        "^[{WS}]*(?:[Mm][Aa][Ll][Ee]|[Ff][Ee][Mm][Aa][Ll][Ee])[{WS}]*$"
+                    )))
+                    .description(Some("`male` or `female` (any case)."))
+                    .examples([Value::from("male")]),
+            )
+            .required("sex")
+            .property(
+                "age",
+                number(
+                    nullable(Type::Number),
+                    0.0,
+                    MAX_AGE,
+                    "Years; `null` or absent when unknown.",
+                ),
+            )
+            .property(
+                "sibsp",
+                integer(0, MAX_RELATIVES, "Siblings and spouses aboard."),
+            )
+            .required("sibsp")
+            .property(
+                "parch",
+                integer(0, MAX_RELATIVES, "Parents and children aboard."),
+            )
+            .required("parch")
+            .property(
+                "fare",
+                number(
+                    nullable(Type::Number),
+                    0.0,
+                    MAX_FARE,
+                    "Pounds; `null` or absent when unknown.",
+                ),
+            )
+            .property(
+                "embarked",
+                ObjectBuilder::new()
+                    .schema_type(nullable(Type::String))
+                    .pattern(Some(format!("^[{WS}]*(?:[CQScqs][{WS}]*)?$")))
+                    .description(Some(
+                        "Port: `C`, `Q` or `S`; `null`, empty or absent when unknown.",
+                    )),
+            )
+            .property(
+                "name",
+                text_schema("Full name with title, as in the Kaggle data."),
+            )
+            .property("ticket", text_schema("Ticket number."))
+            .property("cabin", text_schema("Cabin number(s)."))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let stored = ObjectBuilder::new()
+            .title(Some("StoredPassenger"))
+            .description(Some(
+                "A passenger whose features come from the feature store.",
+            ))
+            .property(
+                "passenger_id",
+                ObjectBuilder::new().schema_type(Type::Integer).format(Some(
+                    utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64),
+                )),
+            )
+            .required("passenger_id")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new()
+            .item(features)
+            .item(stored)
+            .examples([serde_json::json!({
+                "pclass": 3, "sex": "male", "age": 22, "sibsp": 1, "parch": 0, "fare": 7.25,
+                "embarked": "S", "name": "Braund, Mr. Owen Harris", "ticket": "A/5 21171",
+                "cabin": null
+            })])
+            .into()
+    }
+}
+
+impl ToSchema for PassengerInput {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("PassengerInput")
+    }
+}
+
+/// Per-feature contributions to the logit, one number per model input.
+impl PartialSchema for predict::Contributions {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new()
+            .description(Some(
+                "Each model input's contribution to the logit (coefficient times standardized value).",
+            ))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for name in FEATURE_NAMES {
+            object = object
+                .property(name, ObjectBuilder::new().schema_type(Type::Number))
+                .required(name);
+        }
+        object.into()
+    }
+}
+
+impl ToSchema for predict::Contributions {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Contributions")
+    }
+}
+
+/// The label of `POST /feedback`: `true`/`false`, or Kaggle's `1`/`0`.
+pub struct LabelInput;
+
+impl PartialSchema for LabelInput {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .enum_values(Some([0, 1])),
+            )
+            .description(Some("`true`/`false`, or Kaggle's `1`/`0`."))
+            .into()
+    }
+}
+
+impl ToSchema for LabelInput {}
+
+/// The body of `PUT /models/experiment` (`ExperimentSpec`): a canary needs a `share` in
+/// (0, 1]; a shadow ignores it (any value from 0 to 1).
+pub struct ExperimentInput;
+
+impl PartialSchema for ExperimentInput {
+    fn schema() -> RefOr<Schema> {
+        let variant = |mode: &str, share: ObjectBuilder| {
+            let object = ObjectBuilder::new()
+                .title(Some(mode))
+                .property(
+                    "mode",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([mode])),
+                )
+                .required("mode")
+                .property(
+                    "version",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some("The candidate model version.")),
+                )
+                .required("version")
+                .property("share", share)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            if mode == "canary" {
+                object.required("share")
+            } else {
+                object
+            }
+        };
+        OneOfBuilder::new()
+            .item(variant(
+                "canary",
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .exclusive_minimum(Some(0))
+                    .maximum(Some(1))
+                    .description(Some("The share of requests the candidate answers.")),
+            ))
+            .item(variant(
+                "shadow",
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0))
+                    .maximum(Some(1))
+                    .description(Some(
+                        "Ignored (the candidate scores a copy of every request), but 0 to 1.",
+                    )),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ExperimentInput {}
+
+/// An entity key: an integer (`passenger`) or a non-empty string.
+pub struct EntityKey;
+
+impl PartialSchema for EntityKey {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(i64::MIN as f64))
+                    .maximum(Some(i64::MAX as f64)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for EntityKey {}
+
+/// The Kaggle columns the streamed CSV batch needs (any order, more allowed).
+const CSV_HEADER: &str = "PassengerId,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked";
+
+/// A Kaggle `test.csv`-format file (a `Survived` column is allowed and ignored).
+pub struct CsvInput;
+
+impl PartialSchema for CsvInput {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(format!("^{CSV_HEADER}\\r?\\n")))
+            .description(Some(
+                "A Kaggle-format CSV whose header names at least PassengerId, Pclass, Name, \
+                 Sex, Age, SibSp, Parch, Ticket, Fare, Cabin and Embarked.",
+            ))
+            .examples([Value::from(format!(
+                "{CSV_HEADER}\n892,3,\"Kelly, Mr. James\",male,34.5,0,0,330911,7.8292,,Q\n"
+            ))])
+            .into()
+    }
+}
+
+impl ToSchema for CsvInput {}
+
+/// `PassengerId,Survived,Probability` rows, and possibly a last `error: line N: ...` line.
+pub struct CsvOutput;
+
+impl PartialSchema for CsvOutput {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "`PassengerId,Survived,Probability` and a row per passenger; a row that cannot \
+                 be scored ends the output with `error: line N: ...`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for CsvOutput {}
+
+// ----- Bodies the handlers build with `json!` -----
+
+#[derive(ToSchema)]
+pub struct Liveness {
+    pub status: LiveStatus,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveStatus {
+    Alive,
+}
+
+/// `GET /health/ready`.
+#[derive(ToSchema)]
+pub struct Readiness {
+    pub status: ReadinessStatus,
+    pub components: ReadinessComponents,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadinessStatus {
+    Ready,
+    Degraded,
+    NotReady,
+    ShuttingDown,
+}
+
+#[derive(ToSchema)]
+pub struct ReadinessComponents {
+    pub model: ComponentState,
+    pub database: ComponentState,
+    pub online_store: ComponentState,
+}
+
+#[derive(ToSchema)]
+pub struct ComponentState {
+    pub status: ComponentStatus,
+    #[schema(nullable = false)]
+    pub message: Option<String>,
+    /// model: the served version.
+    #[schema(nullable = false)]
+    pub version: Option<String>,
+    /// model: its feature service, `name@version`.
+    #[schema(nullable = false)]
+    pub feature_service: Option<String>,
+    /// online_store: `redis` or `memory`.
+    #[schema(nullable = false)]
+    pub kind: Option<String>,
+    /// online_store while degraded: `offline_store`.
+    #[schema(nullable = false)]
+    pub fallback: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentStatus {
+    Up,
+    Down,
+    Degraded,
+}
+
+#[derive(ToSchema)]
+pub struct MaterializeResponse {
+    pub reports: Vec<crate::feature_store::materialize::Report>,
+}
+
+/// `GET /models/{version}`.
+#[derive(ToSchema)]
+pub struct ModelDetail {
+    pub version: String,
+    pub aliases: Vec<String>,
+    /// The stored artifact: format version, algorithm, feature service, feature names,
+    /// coefficients, intercept, preprocessing, reference profile, parameters, metrics and
+    /// training data facts (see docs/models.md).
+    #[schema(value_type = Object)]
+    pub artifact: Value,
+}
+
+#[derive(ToSchema)]
+pub struct AliasHistory {
+    pub alias: String,
+    pub events: Vec<AliasEvent>,
+}
+
+#[derive(ToSchema)]
+pub struct TrainAccepted {
+    pub job_id: String,
+    pub status: JobStatus,
+    /// `/models/jobs/{job_id}`.
+    pub status_url: String,
+}
+
+#[derive(ToSchema)]
+pub struct ExperimentState {
+    /// `null` when no experiment runs.
+    #[schema(required = true)]
+    pub experiment: Option<Experiment>,
+    /// The candidate version this process has loaded, if any.
+    #[schema(required = true)]
+    pub candidate_loaded: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct ExperimentStarted {
+    pub experiment: Experiment,
+}
+
+/// The monitoring page's assets.
+#[derive(ToSchema)]
+pub enum AssetName {
+    #[serde(rename = "dashboard.js")]
+    Script,
+    #[serde(rename = "dashboard.css")]
+    StyleSheet,
+}
+
+/// The only model name under the Open Inference Protocol.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OipModelName {
+    Titanic,
+}
+
+#[derive(ToSchema)]
+pub struct OipServerMetadata {
+    pub name: String,
+    pub version: String,
+    pub extensions: Vec<String>,
+}
+
+#[derive(ToSchema)]
+pub struct OipLive {
+    pub live: bool,
+}
+
+#[derive(ToSchema)]
+pub struct OipReady {
+    pub ready: bool,
+}
+
+#[derive(ToSchema)]
+pub struct OipModelReady {
+    pub name: String,
+    pub ready: bool,
+}
+
+#[derive(ToSchema)]
+pub struct OipVersionReady {
+    pub name: String,
+    pub version: String,
+    pub ready: bool,
+}
+
+#[derive(ToSchema)]
+pub struct OipModelMetadata {
+    pub name: String,
+    /// Every registered version, or the one asked for.
+    pub versions: Vec<String>,
+    pub platform: String,
+    pub inputs: Vec<oip::TensorMetadata>,
+    pub outputs: Vec<oip::TensorMetadata>,
+}
+
+#[derive(ToSchema)]
+pub struct OipInferResponse {
+    pub model_name: String,
+    pub model_version: String,
+    /// The request's `id`, when it had one.
+    #[schema(nullable = false)]
+    pub id: Option<String>,
+    pub outputs: Vec<OipOutputTensor>,
+}
+
+#[derive(ToSchema)]
+pub struct OipOutputTensor {
+    /// `probability` (FP64) or `survived` (BOOL).
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    /// Numbers for `probability`, booleans for `survived`.
+    pub data: Vec<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use crate::api::ApiError;
+    use crate::core::rate_limit::{Allowance, RateLimited};
+    use crate::core::security::TokenError;
+    use crate::feature_store::ValidationErrors;
+
+    fn schema(name: &str) -> Value {
+        let doc = serde_json::to_value(document()).unwrap();
+        doc["components"]["schemas"][name].clone()
+    }
+
+    #[test]
+    fn every_error_code_the_service_sends_is_in_the_schema() {
+        let codes = schema("ErrorCode")["enum"].clone();
+        let errors = [
+            ApiError::BadRequest(String::new()),
+            ApiError::Unauthorized(TokenError::Missing),
+            ApiError::Forbidden("predict"),
+            ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed,
+            ApiError::Conflict(String::new()),
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::Validation(ValidationErrors::single("a", "b")),
+            ApiError::RateLimited(RateLimited {
+                retry_after: Duration::from_secs(1),
+                allowance: Allowance {
+                    limit: 1,
+                    remaining: 0,
+                    reset: Duration::from_secs(1),
+                    per_second: 1,
+                },
+            }),
+            ApiError::HeadersTooLarge(1),
+            ApiError::Overloaded,
+            ApiError::Timeout,
+            ApiError::Unavailable(String::new()),
+            ApiError::Internal(String::new()),
+        ];
+        for e in errors {
+            assert!(
+                codes.as_array().unwrap().iter().any(|c| c == e.code()),
+                "{} is not in ErrorCode",
+                e.code()
+            );
+        }
+    }
+
+    #[test]
+    fn a_flattened_request_type_does_not_close_the_response() {
+        // `Experiment` flattens `ExperimentSpec`, which refuses unknown fields as a request.
+        let experiment = schema("Experiment").to_string();
+        assert!(
+            !experiment.contains("#/components/schemas/ExperimentSpec"),
+            "{experiment}"
+        );
+        assert!(!experiment.contains("additionalProperties"), "{experiment}");
+        assert_eq!(schema("ExperimentSpec")["additionalProperties"], false);
+    }
+
+    #[test]
+    fn contributions_name_every_model_input() {
+        let c = schema("Contributions");
+        let names: Vec<&str> = c["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(names, FEATURE_NAMES);
+    }
+
+    #[test]
+    fn text_patterns_follow_the_validation() {
+        let p = schema("PassengerInput");
+        let pattern = p["oneOf"][0]["properties"]["name"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // A 256-character name is the longest accepted one.
+        assert!(
+            pattern.contains(&format!("{{0,{}}}", MAX_TEXT_CHARS - 2)),
+            "{pattern}"
+        );
+    }
+}

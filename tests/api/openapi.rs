@@ -1,0 +1,447 @@
+//! `GET /openapi.json`: the document is served and parses; it describes exactly the routes the
+//! router answers (checked three ways: `ROUTES` against the source of `router()`, every
+//! documented operation against the running router, and `ROUTES` against the document); every
+//! operation behind a token lists the scope the router enforces; every operation documents the
+//! error responses of the layers; and the route table at the top of `docs/api.md` lists the
+//! same operations with the same access.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use titanic::api::ROUTES;
+use titanic::api::openapi::Access;
+use titanic::core::security::scopes;
+
+use crate::helpers::{TestApp, repo};
+
+type Op = (String, String);
+
+async fn document(app: &TestApp) -> Value {
+    let response = app.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    response.json().await.expect("the document is JSON")
+}
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+
+/// Every (METHOD, path) the document describes.
+fn documented(doc: &Value) -> BTreeSet<Op> {
+    let mut ops = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in METHODS {
+            if item.get(*method).is_some() {
+                ops.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    ops
+}
+
+fn operation<'a>(doc: &'a Value, (method, path): &Op) -> &'a Value {
+    &doc["paths"][path][method.to_lowercase()]
+}
+
+fn listed() -> BTreeSet<Op> {
+    let ops: BTreeSet<Op> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    assert_eq!(ops.len(), ROUTES.len(), "ROUTES lists a route twice");
+    ops
+}
+
+/// The (METHOD, path) pairs `router()` registers, read from its source: each
+/// `.route("PATH", ...)` and the `get(`, `post(`, `put(`, `delete(`, `patch(` calls inside it.
+fn routes_in_source() -> BTreeSet<Op> {
+    let source = std::fs::read_to_string(repo().join("src/api/mod.rs")).unwrap();
+    let start = source
+        .find("pub fn router(")
+        .expect("router() in src/api/mod.rs");
+    let body = &source[start..];
+    let mut ops = BTreeSet::new();
+    let mut rest = body;
+    while let Some(at) = rest.find(".route(") {
+        rest = &rest[at + ".route(".len()..];
+        // The call's text, up to its closing parenthesis.
+        let mut depth = 1;
+        let mut end = 0;
+        let mut in_string = false;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '"' => in_string = !in_string,
+                '(' if !in_string => depth += 1,
+                ')' if !in_string => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let call = &rest[..end];
+        let path = call
+            .split('"')
+            .nth(1)
+            .unwrap_or_else(|| panic!("a .route( without a literal path: {call}"));
+        let mut found = false;
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let needle = format!("{method}(");
+            let mut from = 0;
+            while let Some(i) = call[from..].find(&needle) {
+                let i = from + i;
+                let before = call[..i].chars().next_back();
+                if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                    ops.insert((method.to_uppercase(), path.to_owned()));
+                    found = true;
+                }
+                from = i + needle.len();
+            }
+        }
+        assert!(found, "no method router found in .route({call})");
+    }
+    ops
+}
+
+fn diff(a: &BTreeSet<Op>, b: &BTreeSet<Op>) -> Vec<String> {
+    a.difference(b).map(|(m, p)| format!("{m} {p}")).collect()
+}
+
+/// A concrete path for a documented one: placeholders filled with values that exist.
+fn concrete(path: &str) -> String {
+    path.replace("{file}", "dashboard.js")
+        .replace("{name}", "passenger")
+        .replace("{id}", "no-such-job")
+        .replace("{alias}", "production")
+        .replace("{model}", "titanic")
+        .replace("{version}", "1")
+}
+
+/// The router's answer to an unknown path, which no documented operation may give.
+fn is_fallback(status: u16, body: &Value) -> bool {
+    status == 404 && body["error"]["message"] == "no such route"
+}
+
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = app.client.request(method.clone(), app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if method == reqwest::Method::POST || method == reqwest::Method::PUT {
+        // Not an object: every JSON route refuses it before doing anything, so nothing is
+        // trained, promoted or stored.
+        request = request
+            .header("content-type", "application/json")
+            .body("[]");
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_with_a_bearer_scheme() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["info"]["title"], "titanic");
+    let scheme = &doc["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    assert_eq!(scheme["bearerFormat"], "JWT");
+    // Every schema a `$ref` names exists.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for part in text.split("\"#/components/schemas/").skip(1) {
+        let name = &part[..part.find('"').unwrap()];
+        assert!(schemas.contains_key(name), "dangling $ref to {name}");
+    }
+    // The same document as the library builds.
+    let built = serde_json::to_value(titanic::api::openapi::document()).unwrap();
+    assert_eq!(doc, built);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_document_describes_exactly_the_routes_of_the_router() {
+    let in_source = routes_in_source();
+    let listed = listed();
+    assert!(
+        in_source == listed,
+        "router() and ROUTES differ: only in router(): {:?}; only in ROUTES: {:?}",
+        diff(&in_source, &listed),
+        diff(&listed, &in_source)
+    );
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let documented = documented(&doc);
+    assert!(
+        documented == listed,
+        "the document and ROUTES differ: undocumented: {:?}; documented but not routed: {:?}",
+        diff(&listed, &documented),
+        diff(&documented, &listed)
+    );
+    // Each documented operation, placeholders filled, reaches a route of the router.
+    for (method, path) in &documented {
+        let (status, _, body) = call(&app, method, &concrete(path), None).await;
+        assert!(
+            !is_fallback(status, &body) && status != 405,
+            "{method} {path}: {status} {body}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_operation_behind_a_token_lists_the_scope_the_router_enforces() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    for route in ROUTES {
+        let op_id = (route.method.to_owned(), route.path.to_owned());
+        let op = operation(&doc, &op_id);
+        let expected = match route.access {
+            Access::Open => Value::Null,
+            Access::Token => serde_json::json!([{ "bearerAuth": [] }]),
+            Access::Scope(scope) => {
+                assert!(scopes::ALL.contains(&scope), "{scope} is not a known scope");
+                serde_json::json!([{ "bearerAuth": [scope] }])
+            }
+        };
+        assert_eq!(op["security"], expected, "{} {}", route.method, route.path);
+
+        // And the router agrees: no token is 401 exactly behind a token ...
+        let path = concrete(route.path);
+        let (status, headers, body) = call(&app, route.method, &path, None).await;
+        if route.access == Access::Open {
+            assert_ne!(status, 401, "{} {}: {body}", route.method, route.path);
+        } else {
+            assert_eq!(status, 401, "{} {}: {body}", route.method, route.path);
+            assert!(headers.contains_key("www-authenticate"));
+        }
+        // ... every scope but the one required is 403 naming it ...
+        let all_but = |scope: &str| -> Vec<&str> {
+            scopes::ALL
+                .iter()
+                .copied()
+                .filter(|s| *s != scope)
+                .collect()
+        };
+        if let Access::Scope(scope) = route.access {
+            let token = app.token(&all_but(scope));
+            let (status, _, body) = call(&app, route.method, &path, Some(&token)).await;
+            assert_eq!(status, 403, "{} {}: {body}", route.method, route.path);
+            let required = if route.is_oip() {
+                // The OIP error body is a message; it names the scope.
+                assert!(body["error"].as_str().unwrap().contains(scope), "{body}");
+                scope.to_owned()
+            } else {
+                body["error"]["details"]["required_scope"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            assert_eq!(required, scope, "{} {}", route.method, route.path);
+        }
+        // ... and a token without scopes passes where any token will do.
+        if route.access == Access::Token {
+            let token = app.token(&[]);
+            let (status, _, body) = call(&app, route.method, &path, Some(&token)).await;
+            assert!(
+                status != 401 && status != 403,
+                "{} {}: {status} {body}",
+                route.method,
+                route.path
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_operation_documents_the_errors_of_the_layers() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let schema_of = |response: &Value| response["content"]["application/json"]["schema"].clone();
+    for route in ROUTES {
+        let op_id = (route.method.to_owned(), route.path.to_owned());
+        let responses = &operation(&doc, &op_id)["responses"];
+        let mut statuses = vec!["400", "413", "415", "422", "429", "431", "503"];
+        if route.access != Access::Open {
+            statuses.push("401");
+        }
+        if matches!(route.access, Access::Scope(_)) {
+            statuses.push("403");
+        }
+        let error_ref = if route.is_oip() {
+            "#/components/schemas/OipError"
+        } else {
+            "#/components/schemas/Error"
+        };
+        for status in statuses {
+            let response = &responses[status];
+            assert!(
+                response.is_object(),
+                "{} {} does not document {status}",
+                route.method,
+                route.path
+            );
+            let schema = schema_of(response).to_string();
+            assert!(
+                schema.contains(error_ref) || schema.contains("#/components/schemas/Error"),
+                "{} {} {status}: {schema}",
+                route.method,
+                route.path
+            );
+        }
+        let header = |status: &str, name: &str| responses[status]["headers"][name].clone();
+        assert!(header("429", "Retry-After").is_object());
+        for name in ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"] {
+            assert!(
+                header("429", name).is_object(),
+                "{} {}",
+                route.method,
+                route.path
+            );
+        }
+        assert!(header("503", "Retry-After").is_object());
+        if route.access != Access::Open {
+            assert_eq!(header("401", "WWW-Authenticate")["required"], true);
+        }
+        // 2xx responses are documented too.
+        assert!(
+            responses
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|s| s.starts_with('2')),
+            "{} {}",
+            route.method,
+            route.path
+        );
+    }
+    // The envelope, as `src/api/error.rs` writes it.
+    let error = &doc["components"]["schemas"]["Error"];
+    assert_eq!(error["required"], serde_json::json!(["error"]));
+    let codes = error.to_string();
+    let object = &doc["components"]["schemas"]["ErrorObject"];
+    let codes_schema = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+    for code in [
+        "bad_request",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "payload_too_large",
+        "unsupported_media_type",
+        "validation_failed",
+        "rate_limited",
+        "headers_too_large",
+        "timeout",
+        "unavailable",
+        "overloaded",
+    ] {
+        assert!(
+            codes_schema.as_array().unwrap().iter().any(|c| c == code),
+            "{code} missing from ErrorCode ({codes})"
+        );
+    }
+    let mut required: Vec<String> = object["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    required.sort();
+    assert_eq!(required, ["code", "details", "message"]);
+    app.stop().await;
+}
+
+/// The `METHOD /path` operations of the route table at the top of `docs/api.md`, with the
+/// access its Auth column gives (`None` for "as for entities").
+fn table_of_docs() -> BTreeMap<Op, Option<Access>> {
+    let text = std::fs::read_to_string(repo().join("docs/api.md")).unwrap();
+    let mut rows = BTreeMap::new();
+    let table = text
+        .lines()
+        .skip_while(|l| !l.starts_with("| Method and path"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'));
+    for line in table {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (ops, auth) = (cells[1], cells[2]);
+        let access = if auth == "open" {
+            Some(Access::Open)
+        } else if auth.contains("any scope") {
+            Some(Access::Token)
+        } else if let Some(scope) = auth.split('`').nth(1).filter(|_| auth.contains("scope `")) {
+            Some(Access::Scope(
+                scopes::ALL
+                    .iter()
+                    .copied()
+                    .find(|s| *s == scope)
+                    .unwrap_or_else(|| panic!("unknown scope {scope} in docs/api.md")),
+            ))
+        } else {
+            assert!(auth.starts_with("as for"), "unknown Auth cell {auth:?}");
+            None
+        };
+        for op in ops.split('`').skip(1).step_by(2) {
+            let (method, path) = op
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("not METHOD /path: {op:?}"));
+            let previous = rows.insert((method.to_owned(), path.to_owned()), access);
+            assert!(previous.is_none(), "{op} is in the table twice");
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn the_route_table_of_docs_api_md_agrees_with_the_document() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let documented = documented(&doc);
+    let table = table_of_docs();
+    let in_table: BTreeSet<Op> = table.keys().cloned().collect();
+    assert!(
+        in_table == documented,
+        "docs/api.md and the document differ: only in docs/api.md: {:?}; not in docs/api.md: {:?}",
+        diff(&in_table, &documented),
+        diff(&documented, &in_table)
+    );
+    for route in ROUTES {
+        let op = (route.method.to_owned(), route.path.to_owned());
+        if let Some(Some(access)) = table.get(&op) {
+            assert_eq!(
+                *access, route.access,
+                "docs/api.md: {} {}",
+                route.method, route.path
+            );
+        }
+    }
+    app.stop().await;
+}
