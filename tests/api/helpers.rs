@@ -288,6 +288,18 @@ impl OwnRedis {
             let _ = child.wait();
         }
     }
+
+    /// `GET key`, or `None` (used by the fault tests, which include this file).
+    #[allow(dead_code)]
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .ok()?
+    }
 }
 
 impl Drop for OwnRedis {

@@ -431,102 +431,11 @@ pub fn server_errors(metrics: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn redis_answers(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else {
-        return false;
-    };
-    let ping = async {
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), ping).await,
-        Ok(Some(_))
-    )
-}
-
-/// A redis-server of the test's own on a spare port, which the test kills and restarts.
-pub struct OwnRedis {
-    child: Option<Child>,
-    pub port: u16,
-}
-
-impl OwnRedis {
-    /// Starts one, or `None` (outside CI) without `redis-server`.
-    pub async fn start() -> Option<Self> {
-        let mut redis = Self {
-            child: None,
-            port: free_port(),
-        };
-        if redis.restart().await {
-            Some(redis)
-        } else {
-            skip_or_fail("cannot start redis-server (apt-get install redis-server)");
-            None
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts (again) on the same port, empty (no persistence); true once it answers.
-    pub async fn restart(&mut self) -> bool {
-        let spawned = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else {
-            return false;
-        };
-        self.child = Some(child);
-        for _ in 0..100 {
-            if redis_answers(&self.url()).await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    }
-
-    /// SIGKILL: clients get no goodbye.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// `GET key`, or `None`.
-    pub async fn get(&self, key: &str) -> Option<String> {
-        let client = redis::Client::open(self.url()).ok()?;
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .ok()?
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+// The test Redis helper is the API tests' own `OwnRedis` (with `get`).
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod shared;
+pub use shared::OwnRedis;
 
 fn is_root() -> bool {
     Command::new("id")
