@@ -1,12 +1,26 @@
-//! The SQLite database shared by the offline store and the model registry.
+//! The database shared by the offline store, the feature and model registries, the training
+//! jobs and the monitoring tables: SQLite (one file, the embedded default) or PostgreSQL (one
+//! database shared by every replica), chosen by the URL's scheme. The rest of the crate sees
+//! one pool type, [`Pool`] (sqlx's `Any` driver), and writes SQL both backends run: `$N`
+//! placeholders, `ON CONFLICT`, 64-bit integers, doubles and text. The few differences live
+//! here ([`Backend`], [`begin_write`]) and in the two migration folders, `migrations/sqlite`
+//! and `migrations/postgres`, which hold the same versions with the same meaning.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::core::config::DatabaseSettings;
+
+/// The pool every store uses, whatever the backend.
+pub type Pool = sqlx::AnyPool;
+/// A transaction on [`Pool`].
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A row read through [`Pool`].
+pub type DbRow = sqlx::any::AnyRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -20,37 +34,146 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// Opens (creating if needed) the SQLite database in WAL mode and applies the migrations
-/// embedded from `migrations/`.
-/// Begins a transaction that will write, taking SQLite's write lock at once (`BEGIN
-/// IMMEDIATE`). A deferred transaction that reads and then writes fails at once with
-/// "database is locked" when another connection committed in between (the busy timeout does
-/// not apply to that upgrade); an immediate one waits its turn instead.
-pub async fn begin_write(
-    pool: &SqlitePool,
-) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
+/// Which database server a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, DbError> {
+impl Backend {
+    /// The backend of a database URL, or `None` for a scheme this service does not support.
+    pub fn of_url(url: &str) -> Option<Self> {
+        let scheme = url.split_once(':').map(|(s, _)| s)?;
+        match scheme {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            _ => None,
+        }
+    }
+
+    /// The backend behind a pool.
+    pub fn of(pool: &Pool) -> Self {
+        match pool.connect_options().database_url.scheme() {
+            "sqlite" => Self::Sqlite,
+            _ => Self::Postgres,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// The PostgreSQL advisory lock every write transaction takes (see [`begin_write`]); an
+/// arbitrary constant, "titanic" in ASCII.
+const WRITE_LOCK: i64 = 0x0074_6974_616e_6963;
+
+/// Begins a transaction that will write, holding the database's write lock from the start, so
+/// that transactions that read and then write run one at a time, on either backend:
+/// - SQLite: `BEGIN IMMEDIATE`. A deferred transaction that reads and then writes fails at
+///   once with "database is locked" when another connection committed in between (the busy
+///   timeout does not apply to that upgrade); an immediate one waits its turn instead.
+/// - PostgreSQL: `BEGIN`, then a transaction-scoped advisory lock shared by every replica.
+///   Under READ COMMITTED two replicas could otherwise both read "no such row" and both
+///   insert, or hand out the same next version; and row ids (identity columns) are drawn at
+///   insert time, so without one writer at a time a reader could see id 8 committed before
+///   id 7 and an id watermark would skip 7. With the lock, ids are committed in order, as in
+///   SQLite.
+pub async fn begin_write(pool: &Pool) -> Result<Tx, sqlx::Error> {
+    match Backend::of(pool) {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                .bind(WRITE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        }
+    }
+}
+
+/// Opens the database named by `settings.url` (`sqlite://PATH`, `sqlite::memory:`,
+/// `postgres://...`), creating a SQLite file and its directory if needed, and applies the
+/// migrations for its backend, embedded from `migrations/sqlite` or `migrations/postgres`.
+pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
     let url_error = |message: String| DbError::Url {
-        url: settings.url.clone(),
+        url: redacted(&settings.url),
         message,
     };
     // sqlx would read any other text as a file name and create it.
-    if !settings.url.starts_with("sqlite:") {
-        return Err(url_error(
-            "only SQLite is supported: use sqlite://PATH or sqlite::memory:".to_owned(),
-        ));
+    let backend = Backend::of_url(&settings.url).ok_or_else(|| {
+        url_error(
+            "unsupported database: use sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DATABASE"
+                .to_owned(),
+        )
+    })?;
+    sqlx::any::install_default_drivers();
+    if backend == Backend::Sqlite {
+        prepare_sqlite(&settings.url, &url_error).await?;
     }
-    let options = SqliteConnectOptions::from_str(&settings.url)
+    let options = AnyConnectOptions::from_str(&settings.url).map_err(|e| url_error(e.to_string()))?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    sqlite_session(conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .after_release(move |conn, _| {
+            Box::pin(async move {
+                match backend {
+                    Backend::Sqlite => still_usable(conn).await,
+                    Backend::Postgres => Ok(!conn.is_in_transaction()),
+                }
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(DbError::Connect)?;
+    match backend {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+    }
+    Ok(pool)
+}
+
+/// The URL with any password replaced, for messages.
+pub fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) if credentials.contains(':') => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Creates the SQLite file (and its directory) if missing and puts it in WAL mode, once, on a
+/// connection of its own: the journal mode is a property of the file, kept by every later
+/// connection, and changing it needs a lock no busy timeout waits for.
+async fn prepare_sqlite(
+    url: &str,
+    url_error: &dyn Fn(String) -> DbError,
+) -> Result<(), DbError> {
+    let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| url_error(e.to_string()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // With WAL, NORMAL is durable against process crashes; FULL also survives power loss,
         // which is what an acknowledged write promises.
         .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
     if let Some(parent) = options.get_filename().parent()
         && !parent.as_os_str().is_empty()
@@ -61,20 +184,21 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, DbError>
             cause,
         })?;
     }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(|conn, _| Box::pin(async move { mark_if_read_only(conn).await }))
-        .after_release(|conn, _| Box::pin(async move { still_usable(conn).await }))
-        .connect_with(options)
-        .await
-        .map_err(DbError::Connect)?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(pool)
+    let conn = options.connect().await.map_err(DbError::Connect)?;
+    conn.close().await.map_err(DbError::Connect)
 }
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A new SQLite connection's settings: the busy timeout, FULL synchronous (see
+/// [`prepare_sqlite`]), foreign keys, and the read-only check of [`mark_if_read_only`].
+async fn sqlite_session(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON")
+        .execute(&mut *conn)
+        .await?;
+    mark_if_read_only(conn).await
+}
 
 /// SQLite opens a database file it may not write (permissions, an immutable file, a
 /// read-only mount) read-only, silently, and the connection stays so after the file is
@@ -84,7 +208,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// that is rolled back tells, without writing anything to disk: the CREATE fails with
 /// SQLITE_READONLY on a read-only connection, and with SQLITE_BUSY at once (no busy wait
 /// here) while another connection writes.
-async fn mark_if_read_only(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+async fn mark_if_read_only(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::raw_sql("PRAGMA busy_timeout = 0")
         .execute(&mut *conn)
         .await?;
@@ -115,7 +239,7 @@ async fn mark_if_read_only(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx
     Ok(())
 }
 
-/// Whether a connection given back to the pool may be reused: not when it was opened
+/// Whether a SQLite connection given back to the pool may be reused: not when it was opened
 /// read-only (see [`mark_if_read_only`]), and not when sqlx still counts a transaction on it.
 /// When a COMMIT fails because the disk is full or the file cannot be written, SQLite rolls
 /// the transaction back by itself; sqlx still counts it as open, its own ROLLBACK then fails,
@@ -123,8 +247,7 @@ async fn mark_if_read_only(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx
 /// `BEGIN IMMEDIATE` on it fails ("attempted to call begin_with at non-zero transaction
 /// depth") long after the disk has room again. Such connections are closed (the pool opens
 /// fresh ones). The pragma runs after any rollback a dropped transaction queued.
-async fn still_usable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
-    use sqlx::Connection;
+async fn still_usable(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
     let query_only: i64 = sqlx::query_scalar("PRAGMA query_only")
         .fetch_one(&mut *conn)
         .await?;
@@ -136,15 +259,15 @@ async fn still_usable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::E
 }
 
 /// A cheap round trip, for readiness.
-pub async fn ping(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+pub async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
 /// A small write that reaches the disk (one row rewritten, committed), for readiness: it
 /// fails while the disk is full or the file cannot be written, when reads still work.
-pub async fn probe_write(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+pub async fn probe_write(pool: &Pool) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO health_probe (id, probed_at) VALUES (1, ?1)
+        "INSERT INTO health_probe (id, probed_at) VALUES (1, $1)
          ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
     )
     .bind(crate::core::time::now_micros())
@@ -155,7 +278,7 @@ pub async fn probe_write(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 
 /// A migrated database in a fresh temporary directory, for tests.
 #[cfg(test)]
-pub(crate) async fn temp_pool() -> (SqlitePool, tempfile::TempDir) {
+pub(crate) async fn temp_pool() -> (Pool, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let pool = connect(&DatabaseSettings {
         url: format!("sqlite://{}", dir.path().join("t.db").display()),
@@ -164,6 +287,127 @@ pub(crate) async fn temp_pool() -> (SqlitePool, tempfile::TempDir) {
     .await
     .expect("test database");
     (pool, dir)
+}
+
+/// Fresh databases on both backends for the stores' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use sqlx::{Connection, Executor};
+
+    use super::{Pool, connect};
+    use crate::core::config::DatabaseSettings;
+
+    /// The PostgreSQL server the tests create their databases on:
+    /// `TITANIC_TEST_POSTGRES_URL`, by default the local server on 127.0.0.1:5432.
+    fn admin_url() -> String {
+        std::env::var("TITANIC_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    /// A migrated database that is removed afterwards.
+    pub(crate) struct TestDb {
+        pub pool: Pool,
+        _dir: Option<tempfile::TempDir>,
+        postgres: Option<String>,
+    }
+
+    impl TestDb {
+        pub async fn sqlite() -> Self {
+            let (pool, dir) = super::temp_pool().await;
+            Self {
+                pool,
+                _dir: Some(dir),
+                postgres: None,
+            }
+        }
+
+        /// A new database on the test PostgreSQL server; `None` (the test skips) when no
+        /// server answers, except in CI (`CI` set), where that fails the test.
+        pub async fn postgres() -> Option<Self> {
+            let admin = admin_url();
+            let connected = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                sqlx::PgConnection::connect(&admin),
+            )
+            .await;
+            let mut conn = match connected {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return unavailable(&admin, &e.to_string()),
+                Err(_) => return unavailable(&admin, "no answer in 5 s"),
+            };
+            let name = format!("titanic_test_{}", uuid::Uuid::new_v4().simple());
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("creating a test database");
+            let _ = conn.close().await;
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            let pool = connect(&DatabaseSettings {
+                url: format!("{base}/{name}"),
+                max_connections: 4,
+            })
+            .await
+            .expect("test database");
+            Some(Self {
+                pool,
+                _dir: None,
+                postgres: Some(name),
+            })
+        }
+
+        /// Closes the pool and drops a PostgreSQL database (a SQLite file goes with its
+        /// directory).
+        pub async fn remove(self) {
+            self.pool.close().await;
+            if let Some(name) = self.postgres {
+                let mut conn = sqlx::PgConnection::connect(&admin_url())
+                    .await
+                    .expect("test PostgreSQL server");
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .await
+                .expect("dropping a test database");
+            }
+        }
+    }
+
+    fn unavailable(url: &str, why: &str) -> Option<TestDb> {
+        let message = format!("no PostgreSQL server for the tests at {url}: {why}");
+        if std::env::var_os("CI").is_some() {
+            panic!("{message} (CI is set: start one, see .ci/run)");
+        }
+        eprintln!("skipping: {message}");
+        None
+    }
+
+    /// Defines each `async fn name(pool) { ... }` as two tests, `name::sqlite` and
+    /// `name::postgres`, each on a fresh migrated database of its backend.
+    macro_rules! on_both_backends {
+        ($(async fn $name:ident($pool:ident) $body:block)*) => {$(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn body($pool: $crate::core::db::Pool) $body
+
+                #[tokio::test]
+                async fn sqlite() {
+                    let db = $crate::core::db::testing::TestDb::sqlite().await;
+                    body(db.pool.clone()).await;
+                    db.remove().await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some(db) = $crate::core::db::testing::TestDb::postgres().await {
+                        body(db.pool.clone()).await;
+                        db.remove().await;
+                    }
+                }
+            }
+        )*};
+    }
+    pub(crate) use on_both_backends;
 }
 
 #[cfg(test)]
@@ -232,7 +476,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_that_cannot_write_is_marked_and_not_reused() {
-        use sqlx::ConnectOptions;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = connect(&DatabaseSettings {
@@ -246,9 +489,8 @@ mod tests {
         assert!(still_usable(&mut writable).await.unwrap());
         drop(writable);
         // Opened read-only, as SQLite does by itself with a file it may not write.
-        let mut read_only = SqliteConnectOptions::from_str(&url)
+        let mut read_only = AnyConnectOptions::from_str(&format!("{url}?mode=ro"))
             .unwrap()
-            .read_only(true)
             .connect()
             .await
             .unwrap();
@@ -268,5 +510,99 @@ mod tests {
             max_connections: 1,
         };
         assert!(matches!(connect(&settings).await, Err(DbError::Url { .. })));
+    }
+
+    #[tokio::test]
+    async fn other_databases_are_refused_with_the_password_hidden() {
+        let settings = DatabaseSettings {
+            url: "mysql://app:hunter2@db/titanic".to_owned(),
+            max_connections: 1,
+        };
+        let err = connect(&settings).await.unwrap_err().to_string();
+        assert!(err.contains("unsupported database"), "{err}");
+        assert!(err.contains("mysql://app:***@db/titanic"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(Backend::of_url("postgresql://h/d"), Some(Backend::Postgres));
+        assert_eq!(Backend::of_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(redacted("postgres://u@h/d"), "postgres://u@h/d");
+    }
+
+    #[tokio::test]
+    async fn postgres_gets_every_migration_and_reconnects() {
+        let Some(db) = testing::TestDb::postgres().await else {
+            return;
+        };
+        assert_eq!(Backend::of(&db.pool), Backend::Postgres);
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+             WHERE table_schema = 'public' ORDER BY table_name",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        let (sqlite, _dir) = temp_pool().await;
+        let mut sqlite_tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(&sqlite)
+        .await
+        .unwrap();
+        sqlite_tables.sort();
+        assert_eq!(tables, sqlite_tables, "the same tables on both backends");
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        let applied_sqlite: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&sqlite)
+                .await
+                .unwrap();
+        assert_eq!(applied, applied_sqlite, "the same migration versions");
+        ping(&db.pool).await.unwrap();
+        probe_write(&db.pool).await.unwrap();
+        probe_write(&db.pool).await.unwrap();
+        // Opening the migrated database again applies nothing and works.
+        let url = db.pool.connect_options().database_url.to_string();
+        let again = connect(&DatabaseSettings {
+            url,
+            max_connections: 1,
+        })
+        .await
+        .unwrap();
+        ping(&again).await.unwrap();
+        again.close().await;
+        db.remove().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_write_transactions_run_one_at_a_time() {
+        let Some(db) = testing::TestDb::postgres().await else {
+            return;
+        };
+        let mut first = begin_write(&db.pool).await.unwrap();
+        sqlx::query("INSERT INTO health_probe (id, probed_at) VALUES (1, 1)")
+            .execute(&mut *first)
+            .await
+            .unwrap();
+        let pool = db.pool.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = begin_write(&pool).await.unwrap();
+            // Reads after the first committed, as in SQLite's BEGIN IMMEDIATE.
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT probed_at FROM health_probe WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .unwrap();
+            tx.commit().await.unwrap();
+            seen
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!second.is_finished(), "the second writer waits for the lock");
+        first.commit().await.unwrap();
+        assert_eq!(second.await.unwrap(), Some(1));
+        db.remove().await;
     }
 }

@@ -150,11 +150,10 @@ mod tests {
     use crate::feature_store::registry::SURVIVAL_SERVICE;
     use serde_json::json;
 
-    async fn stores() -> (OfflineStore, FeatureRegistry, tempfile::TempDir) {
-        let (pool, dir) = crate::core::db::temp_pool().await;
+    async fn stores(pool: crate::core::db::Pool) -> (OfflineStore, FeatureRegistry) {
         let registry = FeatureRegistry::new(pool.clone());
         registry.ensure_builtins().await.unwrap();
-        (OfflineStore::new(pool), registry, dir)
+        (OfflineStore::new(pool), registry)
     }
 
     fn demographics(key: &str, t: Micros, age: f64, pclass: i64) -> NewRow {
@@ -176,92 +175,94 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn training_rows_are_point_in_time_correct() {
-        let (offline, registry, _dir) = stores().await;
-        offline
-            .append(DEMOGRAPHICS, 1, &[demographics("1", 100, 22.0, 3)], "t")
-            .await
-            .unwrap();
-        offline
-            .append(
-                SURVIVAL,
-                1,
-                &[label("1", 100, false), label("2", 100, true)],
-                "t",
-            )
-            .await
-            .unwrap();
-        // Later facts: passenger 1 re-recorded at 300, passenger 2 first appears at 300, and
-        // passenger 1's label is corrected at 400.
-        offline
-            .append(
-                DEMOGRAPHICS,
-                1,
-                &[
-                    demographics("1", 300, 80.0, 1),
-                    demographics("2", 300, 5.0, 2),
-                ],
-                "t",
-            )
-            .await
-            .unwrap();
-        offline
-            .append(SURVIVAL, 1, &[label("1", 400, true)], "t")
-            .await
-            .unwrap();
-        let service = resolve_service(&registry, SURVIVAL_SERVICE, 1)
-            .await
-            .unwrap();
-
-        let at_200 = training_rows(&offline, &service, 200).await.unwrap();
-        assert_eq!(
-            at_200.records.len(),
-            1,
-            "passenger 2 had no features at 200"
-        );
-        assert_eq!(at_200.without_features, 1);
-        let p1 = &at_200.records[0];
-        assert_eq!((p1.passenger_id, p1.survived), (1, Some(false)));
-        assert_eq!(
-            p1.passenger.age,
-            Some(22.0),
-            "the age of 300 must not leak into 200"
-        );
-        assert_eq!(p1.passenger.pclass.number(), 3);
-
-        let at_300 = training_rows(&offline, &service, 300).await.unwrap();
-        assert_eq!(at_300.records.len(), 2);
-        assert_eq!(at_300.records[0].passenger.age, Some(80.0));
-        assert_eq!(
-            at_300.records[0].survived,
-            Some(false),
-            "label of 400 not yet known"
-        );
-
-        let at_400 = training_rows(&offline, &service, 400).await.unwrap();
-        assert_eq!(at_400.records[0].survived, Some(true));
-        assert!(
-            training_rows(&offline, &service, 99)
+    crate::core::db::testing::on_both_backends! {
+        async fn training_rows_are_point_in_time_correct(pool) {
+            let (offline, registry) = stores(pool).await;
+            offline
+                .append(DEMOGRAPHICS, 1, &[demographics("1", 100, 22.0, 3)], "t")
                 .await
-                .unwrap()
-                .records
-                .is_empty()
-        );
+                .unwrap();
+            offline
+                .append(
+                    SURVIVAL,
+                    1,
+                    &[label("1", 100, false), label("2", 100, true)],
+                    "t",
+                )
+                .await
+                .unwrap();
+            // Later facts: passenger 1 re-recorded at 300, passenger 2 first appears at 300, and
+            // passenger 1's label is corrected at 400.
+            offline
+                .append(
+                    DEMOGRAPHICS,
+                    1,
+                    &[
+                        demographics("1", 300, 80.0, 1),
+                        demographics("2", 300, 5.0, 2),
+                    ],
+                    "t",
+                )
+                .await
+                .unwrap();
+            offline
+                .append(SURVIVAL, 1, &[label("1", 400, true)], "t")
+                .await
+                .unwrap();
+            let service = resolve_service(&registry, SURVIVAL_SERVICE, 1)
+                .await
+                .unwrap();
+
+            let at_200 = training_rows(&offline, &service, 200).await.unwrap();
+            assert_eq!(
+                at_200.records.len(),
+                1,
+                "passenger 2 had no features at 200"
+            );
+            assert_eq!(at_200.without_features, 1);
+            let p1 = &at_200.records[0];
+            assert_eq!((p1.passenger_id, p1.survived), (1, Some(false)));
+            assert_eq!(
+                p1.passenger.age,
+                Some(22.0),
+                "the age of 300 must not leak into 200"
+            );
+            assert_eq!(p1.passenger.pclass.number(), 3);
+
+            let at_300 = training_rows(&offline, &service, 300).await.unwrap();
+            assert_eq!(at_300.records.len(), 2);
+            assert_eq!(at_300.records[0].passenger.age, Some(80.0));
+            assert_eq!(
+                at_300.records[0].survived,
+                Some(false),
+                "label of 400 not yet known"
+            );
+
+            let at_400 = training_rows(&offline, &service, 400).await.unwrap();
+            assert_eq!(at_400.records[0].survived, Some(true));
+            assert!(
+                training_rows(&offline, &service, 99)
+                    .await
+                    .unwrap()
+                    .records
+                    .is_empty()
+            );
+        }
     }
 
-    #[tokio::test]
-    async fn ingesting_csv_records_twice_appends_nothing_new() {
-        let (offline, _registry, _dir) = stores().await;
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
-        let records = crate::feature_store::ingest::read_all(&path).unwrap();
-        let (d, l) = ingest(&offline, &records, "train.csv", 1).await.unwrap();
-        assert_eq!((d.written, l.written), (891, 891));
-        let (d, l) = ingest(&offline, &records, "train.csv", 2).await.unwrap();
-        assert_eq!(
-            (d.written, d.unchanged, l.written),
-            (0, 891, 0),
-            "later, same facts"
-        );
+    crate::core::db::testing::on_both_backends! {
+        async fn ingesting_csv_records_twice_appends_nothing_new(pool) {
+            let (offline, _registry) = stores(pool).await;
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
+            let records = crate::feature_store::ingest::read_all(&path).unwrap();
+            let (d, l) = ingest(&offline, &records, "train.csv", 1).await.unwrap();
+            assert_eq!((d.written, l.written), (891, 891));
+            let (d, l) = ingest(&offline, &records, "train.csv", 2).await.unwrap();
+            assert_eq!(
+                (d.written, d.unchanged, l.written),
+                (0, 891, 0),
+                "later, same facts"
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use crate::core::db::{Backend, Pool};
 
 use crate::core::time::{Micros, now_micros};
 
@@ -53,10 +54,10 @@ pub struct Appended {
 
 #[derive(Debug, Clone)]
 pub struct OfflineStore {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
-/// `SELECT` of the latest row per entity at or before `?2` for view `?1`, with an extra
+/// `SELECT` of the latest row per entity at or before `$2` for view `$1`, with an extra
 /// condition spliced in at compile time (static SQL only).
 macro_rules! latest_rows {
     ($filter:literal) => {
@@ -65,15 +66,15 @@ macro_rules! latest_rows {
                SELECT entity_key, event_time, write_time, feature_values, \
                  ROW_NUMBER() OVER (PARTITION BY entity_key \
                    ORDER BY event_time DESC, write_time DESC, id DESC) AS rn \
-               FROM feature_rows WHERE view = ?1 AND event_time <= ?2 ",
+               FROM feature_rows WHERE view = $1 AND event_time <= $2 ",
             $filter,
-            ") WHERE rn = 1 ORDER BY entity_key"
+            ") AS latest WHERE rn = 1 ORDER BY entity_key"
         )
     };
 }
 
 impl OfflineStore {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
 
@@ -115,11 +116,11 @@ impl OfflineStore {
     ) -> Result<Appended, OfflineError> {
         const INSERT: &str = "\
 INSERT INTO feature_rows (view, view_version, entity_key, event_time, write_time, feature_values, source)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+VALUES ($1, $2, $3, $4, $5, $6, $7)";
         let keys: Vec<&str> = rows.iter().map(|r| r.entity_key.as_str()).collect();
         let mut tx = crate::core::db::begin_write(&self.pool).await?;
         let latest: HashMap<String, FeatureRow> =
-            fetch_latest(&mut *tx, view, Micros::MAX, Some(&keys))
+            fetch_latest(&mut *tx, Backend::of(&self.pool), view, Micros::MAX, Some(&keys))
                 .await?
                 .into_iter()
                 .map(|r| (r.entity_key.clone(), r))
@@ -160,7 +161,7 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     /// Number of stored rows of a view.
     pub async fn count(&self, view: &str) -> Result<i64, OfflineError> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM feature_rows WHERE view = ?1")
+            sqlx::query_scalar("SELECT COUNT(*) FROM feature_rows WHERE view = $1")
                 .bind(view)
                 .fetch_one(&self.pool)
                 .await?,
@@ -176,12 +177,12 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
         keys: Option<&[&str]>,
     ) -> Result<Vec<FeatureRow>, OfflineError> {
         let mut conn = self.pool.acquire().await?;
-        fetch_latest(&mut *conn, view, as_of, keys).await
+        fetch_latest(&mut *conn, Backend::of(&self.pool), view, as_of, keys).await
     }
 
     /// Entities of `view` with rows whose id is in `(after_id, upto_id]`, at most `limit` of
     /// them, in key order after `after_key` (keyset pagination for bounded chunks). Row ids
-    /// grow in commit order (SQLite has one writer), so an id watermark misses nothing.
+    /// grow in commit order (one writer at a time: `db::begin_write`), so an id watermark misses nothing.
     pub async fn keys_written_between(
         &self,
         view: &str,
@@ -192,8 +193,8 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     ) -> Result<Vec<String>, OfflineError> {
         Ok(sqlx::query_scalar(
             "SELECT DISTINCT entity_key FROM feature_rows \
-             WHERE view = ?1 AND id > ?2 AND id <= ?3 AND entity_key > ?4 \
-             ORDER BY entity_key LIMIT ?5",
+             WHERE view = $1 AND id > $2 AND id <= $3 AND entity_key > $4 \
+             ORDER BY entity_key LIMIT $5",
         )
         .bind(view)
         .bind(after_id)
@@ -207,7 +208,7 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     /// The id of the newest row of a view (0 when empty).
     pub async fn last_row_id(&self, view: &str) -> Result<i64, OfflineError> {
         Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM feature_rows WHERE view = ?1")
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM feature_rows WHERE view = $1")
                 .bind(view)
                 .fetch_one(&self.pool)
                 .await?,
@@ -217,15 +218,19 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 async fn fetch_latest<'c, E>(
     executor: E,
+    backend: Backend,
     view: &str,
     as_of: Micros,
     keys: Option<&[&str]>,
 ) -> Result<Vec<FeatureRow>, OfflineError>
 where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     const ALL: &str = latest_rows!("");
-    const SOME: &str = latest_rows!("AND entity_key IN (SELECT value FROM json_each(?3))");
+    // The keys travel as one JSON array, expanded by each backend's own JSON function.
+    const SOME_SQLITE: &str = latest_rows!("AND entity_key IN (SELECT value FROM json_each($3))");
+    const SOME_POSTGRES: &str =
+        latest_rows!("AND entity_key IN (SELECT json_array_elements_text(CAST($3 AS json)))");
     let rows = match keys {
         None => {
             sqlx::query(ALL)
@@ -236,7 +241,11 @@ where
         }
         Some(keys) => {
             let list = serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned());
-            sqlx::query(SOME)
+            let some = match backend {
+                Backend::Sqlite => SOME_SQLITE,
+                Backend::Postgres => SOME_POSTGRES,
+            };
+            sqlx::query(some)
                 .bind(view)
                 .bind(as_of)
                 .bind(list)
@@ -273,11 +282,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    async fn store() -> (OfflineStore, tempfile::TempDir) {
-        let (pool, dir) = crate::core::db::temp_pool().await;
-        (OfflineStore::new(pool), dir)
-    }
-
     fn row(key: &str, t: Micros, age: f64) -> NewRow {
         NewRow {
             entity_key: key.to_owned(),
@@ -286,107 +290,110 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn point_in_time_reads_never_see_later_values() {
-        let (s, _dir) = store().await;
-        s.append("v", 1, &[row("1", 100, 22.0), row("2", 100, 30.0)], "t")
-            .await
-            .unwrap();
-        s.append("v", 1, &[row("1", 300, 80.0)], "t").await.unwrap();
-        // A late-arriving correction for time 150, written after the value for 300.
-        s.append("v", 1, &[row("1", 150, 23.0)], "t").await.unwrap();
-
-        let at = |t| {
-            let s = s.clone();
-            async move { s.latest_as_of("v", t, None).await.unwrap() }
-        };
-        assert!(at(99).await.is_empty(), "nothing existed yet");
-        let at_200 = at(200).await;
-        assert_eq!(at_200.len(), 2);
-        assert_eq!(
-            at_200[0].values["age"], 23.0,
-            "the value true at 200, not the later 80"
-        );
-        assert_eq!(at(120).await[0].values["age"], 22.0);
-        assert_eq!(at(300).await[0].values["age"], 80.0);
-        let only_2 = s.latest_as_of("v", 1000, Some(&["2"])).await.unwrap();
-        assert_eq!(only_2.len(), 1);
-        assert_eq!(only_2[0].entity_key, "2");
-    }
-
-    #[tokio::test]
-    async fn appending_the_same_rows_again_changes_nothing() {
-        let (s, _dir) = store().await;
-        let rows = [row("1", 100, 22.0), row("2", 100, 30.0)];
-        let first = s.append("v", 1, &rows, "t").await.unwrap();
-        assert_eq!(
-            first,
-            Appended {
-                written: 2,
-                unchanged: 0
-            }
-        );
-        let again = s.append("v", 1, &rows, "t").await.unwrap();
-        assert_eq!(
-            again,
-            Appended {
-                written: 0,
-                unchanged: 2
-            }
-        );
-        assert_eq!(s.count("v").await.unwrap(), 2);
-        // The same values later are a new observation for append, not for append_changed.
-        let later = [row("1", 200, 22.0)];
-        assert_eq!(
-            s.append_changed("v", 1, &later, "t").await.unwrap().written,
-            0
-        );
-        assert_eq!(s.append("v", 1, &later, "t").await.unwrap().written, 1);
-        // Duplicates inside one batch are skipped too.
-        let twice = s
-            .append("v", 1, &[row("3", 5, 1.0), row("3", 5, 1.0)], "t")
-            .await
-            .unwrap();
-        assert_eq!(
-            twice,
-            Appended {
-                written: 1,
-                unchanged: 1
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn keys_written_after_a_watermark_page_in_order() {
-        let (s, _dir) = store().await;
-        s.append(
-            "v",
-            1,
-            &[row("a", 1, 1.0), row("b", 1, 1.0), row("c", 1, 1.0)],
-            "t",
-        )
-        .await
-        .unwrap();
-        let mark = s.last_row_id("v").await.unwrap();
-        assert_eq!(mark, 3);
-        assert_eq!(
-            s.keys_written_between("v", 0, mark, "", 2).await.unwrap(),
-            ["a", "b"]
-        );
-        assert_eq!(
-            s.keys_written_between("v", 0, mark, "b", 2).await.unwrap(),
-            ["c"]
-        );
-        assert!(
-            s.keys_written_between("v", mark, mark, "", 10)
+    crate::core::db::testing::on_both_backends! {
+        async fn point_in_time_reads_never_see_later_values(pool) {
+            let s = OfflineStore::new(pool);
+            s.append("v", 1, &[row("1", 100, 22.0), row("2", 100, 30.0)], "t")
                 .await
-                .unwrap()
-                .is_empty()
-        );
-        s.append("v", 1, &[row("b", 2, 2.0)], "t").await.unwrap();
-        assert_eq!(
-            s.keys_written_between("v", mark, 10, "", 10).await.unwrap(),
-            ["b"]
-        );
+                .unwrap();
+            s.append("v", 1, &[row("1", 300, 80.0)], "t").await.unwrap();
+            // A late-arriving correction for time 150, written after the value for 300.
+            s.append("v", 1, &[row("1", 150, 23.0)], "t").await.unwrap();
+
+            let at = |t| {
+                let s = s.clone();
+                async move { s.latest_as_of("v", t, None).await.unwrap() }
+            };
+            assert!(at(99).await.is_empty(), "nothing existed yet");
+            let at_200 = at(200).await;
+            assert_eq!(at_200.len(), 2);
+            assert_eq!(
+                at_200[0].values["age"], 23.0,
+                "the value true at 200, not the later 80"
+            );
+            assert_eq!(at(120).await[0].values["age"], 22.0);
+            assert_eq!(at(300).await[0].values["age"], 80.0);
+            let only_2 = s.latest_as_of("v", 1000, Some(&["2"])).await.unwrap();
+            assert_eq!(only_2.len(), 1);
+            assert_eq!(only_2[0].entity_key, "2");
+        }
+    }
+
+    crate::core::db::testing::on_both_backends! {
+        async fn appending_the_same_rows_again_changes_nothing(pool) {
+            let s = OfflineStore::new(pool);
+            let rows = [row("1", 100, 22.0), row("2", 100, 30.0)];
+            let first = s.append("v", 1, &rows, "t").await.unwrap();
+            assert_eq!(
+                first,
+                Appended {
+                    written: 2,
+                    unchanged: 0
+                }
+            );
+            let again = s.append("v", 1, &rows, "t").await.unwrap();
+            assert_eq!(
+                again,
+                Appended {
+                    written: 0,
+                    unchanged: 2
+                }
+            );
+            assert_eq!(s.count("v").await.unwrap(), 2);
+            // The same values later are a new observation for append, not for append_changed.
+            let later = [row("1", 200, 22.0)];
+            assert_eq!(
+                s.append_changed("v", 1, &later, "t").await.unwrap().written,
+                0
+            );
+            assert_eq!(s.append("v", 1, &later, "t").await.unwrap().written, 1);
+            // Duplicates inside one batch are skipped too.
+            let twice = s
+                .append("v", 1, &[row("3", 5, 1.0), row("3", 5, 1.0)], "t")
+                .await
+                .unwrap();
+            assert_eq!(
+                twice,
+                Appended {
+                    written: 1,
+                    unchanged: 1
+                }
+            );
+        }
+    }
+
+    crate::core::db::testing::on_both_backends! {
+        async fn keys_written_after_a_watermark_page_in_order(pool) {
+            let s = OfflineStore::new(pool);
+            s.append(
+                "v",
+                1,
+                &[row("a", 1, 1.0), row("b", 1, 1.0), row("c", 1, 1.0)],
+                "t",
+            )
+            .await
+            .unwrap();
+            let mark = s.last_row_id("v").await.unwrap();
+            assert_eq!(mark, 3);
+            assert_eq!(
+                s.keys_written_between("v", 0, mark, "", 2).await.unwrap(),
+                ["a", "b"]
+            );
+            assert_eq!(
+                s.keys_written_between("v", 0, mark, "b", 2).await.unwrap(),
+                ["c"]
+            );
+            assert!(
+                s.keys_written_between("v", mark, mark, "", 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            s.append("v", 1, &[row("b", 2, 2.0)], "t").await.unwrap();
+            assert_eq!(
+                s.keys_written_between("v", mark, 10, "", 10).await.unwrap(),
+                ["b"]
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use crate::core::db::Pool;
 
 use super::passenger::{FieldError, MAX_AGE, MAX_FARE, MAX_RELATIVES, MAX_TEXT_CHARS};
 use crate::core::time::now_rfc3339;
@@ -395,7 +396,7 @@ pub fn builtin_services() -> Vec<FeatureServiceSpec> {
 
 #[derive(Debug, Clone)]
 pub struct FeatureRegistry {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 fn spec_hash(json: &str) -> String {
@@ -404,7 +405,7 @@ fn spec_hash(json: &str) -> String {
 }
 
 impl FeatureRegistry {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
 
@@ -431,7 +432,7 @@ impl FeatureRegistry {
 
     async fn exists(&self, kind: Kind, name: &str) -> Result<bool, RegistryError> {
         Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM registry WHERE kind = ?1 AND name = ?2",
+            "SELECT COUNT(*) FROM registry WHERE kind = $1 AND name = $2",
         )
         .bind(kind.table())
         .bind(name)
@@ -562,16 +563,18 @@ impl FeatureRegistry {
         spec: &T,
         by: &str,
     ) -> Result<Registered<T>, RegistryError> {
-        // One statement: the next version, unless the latest version has the same spec.
+        // One statement: the next version, unless the latest version has the same spec; under
+        // the write lock, so that replicas starting together register a definition once.
         const SQL: &str = "\
 INSERT INTO registry (kind, name, version, spec, spec_hash, created_at, created_by)
-SELECT ?1, ?2,
-       COALESCE((SELECT MAX(version) FROM registry WHERE kind = ?1 AND name = ?2), 0) + 1,
-       ?3, ?4, ?5, ?6
+SELECT $1, $2,
+       COALESCE((SELECT MAX(version) FROM registry WHERE kind = $1 AND name = $2), 0) + 1,
+       $3, $4, $5, $6
 WHERE NOT EXISTS (
-    SELECT 1 FROM registry r WHERE r.kind = ?1 AND r.name = ?2 AND r.spec_hash = ?4
-      AND r.version = (SELECT MAX(version) FROM registry WHERE kind = ?1 AND name = ?2))";
+    SELECT 1 FROM registry r WHERE r.kind = $1 AND r.name = $2 AND r.spec_hash = $4
+      AND r.version = (SELECT MAX(version) FROM registry WHERE kind = $1 AND name = $2))";
         let json = serde_json::to_string(spec).unwrap_or_default();
+        let mut tx = crate::core::db::begin_write(&self.pool).await?;
         let done = sqlx::query(SQL)
             .bind(kind.table())
             .bind(name)
@@ -579,8 +582,9 @@ WHERE NOT EXISTS (
             .bind(spec_hash(&json))
             .bind(now_rfc3339())
             .bind(by)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(Registered {
             created: done.rows_affected() == 1,
             item: self.latest(kind, name).await?,
@@ -596,7 +600,7 @@ WHERE NOT EXISTS (
     ) -> Result<Versioned<T>, RegistryError> {
         let row = sqlx::query(
             "SELECT name, version, spec, created_at, created_by FROM registry \
-             WHERE kind = ?1 AND name = ?2 AND version = ?3",
+             WHERE kind = $1 AND name = $2 AND version = $3",
         )
         .bind(kind.table())
         .bind(name)
@@ -619,7 +623,7 @@ WHERE NOT EXISTS (
     ) -> Result<Versioned<T>, RegistryError> {
         let row = sqlx::query(
             "SELECT name, version, spec, created_at, created_by FROM registry \
-             WHERE kind = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
+             WHERE kind = $1 AND name = $2 ORDER BY version DESC LIMIT 1",
         )
         .bind(kind.table())
         .bind(name)
@@ -641,7 +645,7 @@ WHERE NOT EXISTS (
     ) -> Result<Vec<Versioned<T>>, RegistryError> {
         let rows = sqlx::query(
             "SELECT name, version, spec, created_at, created_by FROM registry \
-             WHERE kind = ?1 AND name = ?2 ORDER BY version",
+             WHERE kind = $1 AND name = $2 ORDER BY version",
         )
         .bind(kind.table())
         .bind(name)
@@ -664,7 +668,7 @@ WHERE NOT EXISTS (
     ) -> Result<Vec<Versioned<T>>, RegistryError> {
         let rows = sqlx::query(
             "SELECT r.name, r.version, r.spec, r.created_at, r.created_by FROM registry r \
-             WHERE r.kind = ?1 AND r.version = \
+             WHERE r.kind = $1 AND r.version = \
                (SELECT MAX(version) FROM registry WHERE kind = r.kind AND name = r.name) \
              ORDER BY r.name",
         )
@@ -677,7 +681,7 @@ WHERE NOT EXISTS (
 
 fn decode<T: for<'de> Deserialize<'de>>(
     kind: Kind,
-    row: &sqlx::sqlite::SqliteRow,
+    row: &crate::core::db::DbRow,
 ) -> Result<Versioned<T>, RegistryError> {
     let name: String = row.try_get("name")?;
     let spec: String = row.try_get("spec")?;

@@ -4,7 +4,8 @@
 //! stored in the database so that every replica follows it.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use crate::core::db::Pool;
 
 use crate::core::time::now_rfc3339;
 
@@ -63,11 +64,11 @@ pub struct Experiment {
 
 #[derive(Debug, Clone)]
 pub struct ExperimentStore {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl ExperimentStore {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
 
@@ -99,7 +100,7 @@ impl ExperimentStore {
     pub async fn set(&self, spec: &ExperimentSpec, by: &str) -> Result<Experiment, sqlx::Error> {
         sqlx::query(
             "INSERT INTO experiment (id, mode, version, share, updated_by, updated_at)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5)
+             VALUES (1, $1, $2, $3, $4, $5)
              ON CONFLICT (id) DO UPDATE SET mode = excluded.mode, version = excluded.version,
                share = excluded.share, updated_by = excluded.updated_by,
                updated_at = excluded.updated_at",

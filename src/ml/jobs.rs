@@ -2,7 +2,8 @@
 //! restart), run in the background one at a time.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use crate::core::db::Pool;
 
 use crate::core::time::now_rfc3339;
 
@@ -64,11 +65,11 @@ pub struct Job {
 
 #[derive(Debug, Clone)]
 pub struct TrainingJobs {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl TrainingJobs {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
 
@@ -76,7 +77,7 @@ impl TrainingJobs {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO training_jobs (id, status, requested_by, request, created_at)
-             VALUES (?1, 'queued', ?2, ?3, ?4)",
+             VALUES ($1, 'queued', $2, $3, $4)",
         )
         .bind(&id)
         .bind(by)
@@ -88,7 +89,7 @@ impl TrainingJobs {
     }
 
     pub async fn start(&self, id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE training_jobs SET status = 'running', started_at = ?2 WHERE id = ?1")
+        sqlx::query("UPDATE training_jobs SET status = 'running', started_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now_rfc3339())
             .execute(&self.pool)
@@ -102,8 +103,8 @@ impl TrainingJobs {
             Err(e) => (JobStatus::Failed, None, Some(e)),
         };
         sqlx::query(
-            "UPDATE training_jobs SET status = ?2, version = ?3, error = ?4, finished_at = ?5
-             WHERE id = ?1",
+            "UPDATE training_jobs SET status = $2, version = $3, error = $4, finished_at = $5
+             WHERE id = $1",
         )
         .bind(id)
         .bind(status.as_str())
@@ -119,7 +120,7 @@ impl TrainingJobs {
     pub async fn fail_interrupted(&self) -> Result<u64, sqlx::Error> {
         sqlx::query(
             "UPDATE training_jobs SET status = 'failed', error = 'interrupted: the service stopped',
-               finished_at = ?1
+               finished_at = $1
              WHERE status IN ('queued', 'running')",
         )
         .bind(now_rfc3339())
@@ -132,7 +133,7 @@ impl TrainingJobs {
         let row = sqlx::query(
             "SELECT id, status, requested_by, request, version, error, created_at, started_at,
                     finished_at
-             FROM training_jobs WHERE id = ?1",
+             FROM training_jobs WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)

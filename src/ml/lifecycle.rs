@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::SqlitePool;
+use crate::core::db::Pool;
 
 use super::dataset::TrainingSet;
 use super::experiment::ExperimentStore;
@@ -58,7 +58,7 @@ pub enum LifecycleError {
 /// The stores every command works on.
 #[derive(Debug, Clone)]
 pub struct Stores {
-    pub pool: SqlitePool,
+    pub pool: Pool,
     pub offline: OfflineStore,
     pub models: ModelRegistry,
     pub features: FeatureRegistry,

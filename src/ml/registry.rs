@@ -2,7 +2,8 @@
 //! and metrics, and aliases such as `production` that point at one of them.
 
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use crate::core::db::Pool;
 
 use super::model::{Model, ModelArtifact, ModelError};
 use crate::core::time::now_rfc3339;
@@ -97,29 +98,32 @@ fn check_alias(alias: &str) -> Result<(), RegistryError> {
 
 #[derive(Debug, Clone)]
 pub struct ModelRegistry {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl ModelRegistry {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
 
     /// Stores a new immutable version and returns its name. The name is assigned in the same
-    /// statement as the insert, so concurrent registrations cannot collide.
+    /// statement as the insert, under the write lock, so concurrent registrations (from
+    /// several replicas too) cannot collide.
     pub async fn register(&self, artifact: &ModelArtifact) -> Result<String, RegistryError> {
         const SQL: &str = "\
 INSERT INTO model_versions (version, artifact, metrics, data_hash, created_at)
-VALUES ('v' || (SELECT COALESCE(MAX(id), 0) + 1 FROM model_versions), ?1, ?2, ?3, ?4)
+VALUES ('v' || (SELECT COALESCE(MAX(id), 0) + 1 FROM model_versions), $1, $2, $3, $4)
 RETURNING version";
         let metrics = serde_json::to_string(&artifact.metrics).unwrap_or_default();
+        let mut tx = crate::core::db::begin_write(&self.pool).await?;
         let version: String = sqlx::query_scalar(SQL)
             .bind(artifact.to_json())
             .bind(metrics)
             .bind(&artifact.training.data_hash)
             .bind(now_rfc3339())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(version)
     }
 
@@ -136,8 +140,8 @@ RETURNING version";
         // Writing first takes the write lock at once (no read-then-upgrade race).
         let previous: Option<Option<String>> = sqlx::query_scalar(
             "INSERT INTO model_alias_history (alias, version, previous_version, action, actor, reason, at)
-             SELECT ?1, version, (SELECT version FROM model_aliases WHERE alias = ?1), ?3, ?4, ?5, ?6
-             FROM model_versions WHERE version = ?2
+             SELECT $1, version, (SELECT version FROM model_aliases WHERE alias = $1), $3, $4, $5, $6
+             FROM model_versions WHERE version = $2
              RETURNING previous_version",
         )
         .bind(alias)
@@ -152,7 +156,7 @@ RETURNING version";
             return Err(RegistryError::UnknownVersion(version.to_owned()));
         };
         sqlx::query(
-            "INSERT INTO model_aliases (alias, version, updated_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO model_aliases (alias, version, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
         )
         .bind(alias)
@@ -198,7 +202,7 @@ RETURNING version";
     pub async fn history(&self, alias: Option<&str>) -> Result<Vec<AliasEvent>, RegistryError> {
         let rows = sqlx::query(
             "SELECT alias, version, previous_version, action, actor, reason, at
-             FROM model_alias_history WHERE ?1 IS NULL OR alias = ?1 ORDER BY id",
+             FROM model_alias_history WHERE $1 IS NULL OR alias = $1 ORDER BY id",
         )
         .bind(alias)
         .fetch_all(&self.pool)
@@ -258,7 +262,7 @@ RETURNING version";
     /// The version an alias points at, if any.
     pub async fn resolve(&self, alias: &str) -> Result<Option<String>, RegistryError> {
         Ok(
-            sqlx::query_scalar("SELECT version FROM model_aliases WHERE alias = ?1")
+            sqlx::query_scalar("SELECT version FROM model_aliases WHERE alias = $1")
                 .bind(alias)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -267,7 +271,7 @@ RETURNING version";
 
     pub async fn artifact(&self, version: &str) -> Result<ModelArtifact, RegistryError> {
         let text: Option<String> =
-            sqlx::query_scalar("SELECT artifact FROM model_versions WHERE version = ?1")
+            sqlx::query_scalar("SELECT artifact FROM model_versions WHERE version = $1")
                 .bind(version)
                 .fetch_optional(&self.pool)
                 .await?;

@@ -50,7 +50,7 @@ pub struct Monitor {
 impl Monitor {
     /// The monitor and the request log's writer (run it as a task).
     pub fn new(
-        pool: sqlx::SqlitePool,
+        pool: crate::core::db::Pool,
         settings: &MonitoringSettings,
         dependencies: DependencyMetrics,
     ) -> Result<(Monitor, LogWriter), prometheus::Error> {

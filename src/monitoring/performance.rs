@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use crate::core::db::Pool;
 
 use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, micros_to_rfc3339, now_micros};
@@ -178,7 +179,7 @@ pub struct PerformanceReport {
 #[derive(Debug)]
 pub struct PerformanceMonitor {
     config: PerformanceConfig,
-    pool: SqlitePool,
+    pool: Pool,
     by_request: moka::sync::Cache<Arc<str>, Arc<[Scored]>>,
     by_passenger: moka::sync::Cache<i64, Scored>,
     windows: Mutex<Windows>,
@@ -188,7 +189,7 @@ pub struct PerformanceMonitor {
 
 impl PerformanceMonitor {
     pub fn new(
-        pool: SqlitePool,
+        pool: Pool,
         config: PerformanceConfig,
         dependencies: DependencyMetrics,
     ) -> Result<Self, prometheus::Error> {
@@ -237,7 +238,7 @@ impl PerformanceMonitor {
         let horizon = now_micros() - self.horizon_micros();
         let rows = sqlx::query(
             "SELECT model_version, received_at, probability, survived FROM feedback \
-             WHERE received_at >= ?1 ORDER BY id DESC LIMIT ?2",
+             WHERE received_at >= $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(horizon)
         .bind(i64::try_from(self.config.window_size).unwrap_or(i64::MAX))
@@ -249,7 +250,7 @@ impl PerformanceMonitor {
             let entry = Labelled {
                 at: row.get(1),
                 probability: row.get(2),
-                survived: row.get(3),
+                survived: row.get::<i64, _>(3) != 0,
             };
             push_bounded(
                 windows.labelled.entry(Arc::from(version)).or_default(),
@@ -332,14 +333,14 @@ impl PerformanceMonitor {
         let inserted = sqlx::query(
             "INSERT INTO feedback (prediction, request_id, passenger_id, received_at, \
              predicted_at, survived, probability, model_version, subject) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (prediction) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (prediction) DO NOTHING",
         )
         .bind(&key)
         .bind(&*scored.request_id)
         .bind(scored.passenger_id)
         .bind(received_at)
         .bind(scored.at)
-        .bind(feedback.survived)
+        .bind(i64::from(feedback.survived))
         .bind(scored.probability)
         .bind(&*scored.model_version)
         .bind(feedback.subject.as_deref())
@@ -423,7 +424,7 @@ impl PerformanceMonitor {
     async fn logged_request(&self, request_id: &str) -> Result<Vec<Scored>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT request_id, position, passenger_id, probability, model_version, logged_at \
-             FROM prediction_log WHERE request_id = ?1 ORDER BY position",
+             FROM prediction_log WHERE request_id = $1 ORDER BY position",
         )
         .bind(request_id)
         .fetch_all(&self.pool);
@@ -437,7 +438,7 @@ impl PerformanceMonitor {
     async fn logged_passenger(&self, id: i64) -> Result<Option<Scored>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT request_id, position, passenger_id, probability, model_version, logged_at \
-             FROM prediction_log WHERE passenger_id = ?1 ORDER BY logged_at DESC LIMIT 1",
+             FROM prediction_log WHERE passenger_id = $1 ORDER BY logged_at DESC LIMIT 1",
         )
         .bind(id)
         .fetch_optional(&self.pool);
@@ -514,7 +515,7 @@ impl PerformanceMonitor {
     }
 }
 
-fn scored_row(row: &sqlx::sqlite::SqliteRow) -> Scored {
+fn scored_row(row: &crate::core::db::DbRow) -> Scored {
     let request_id: String = row.get(0);
     let position: i64 = row.get(1);
     let version: String = row.get(4);
@@ -603,7 +604,6 @@ fn version_performance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::db::temp_pool;
 
     fn deps() -> DependencyMetrics {
         DependencyMetrics::new().unwrap()
@@ -638,115 +638,115 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn labels_match_predictions_and_give_live_metrics() {
-        let (pool, _dir) = temp_pool().await;
-        let m = PerformanceMonitor::new(pool.clone(), config(), deps()).unwrap();
-        m.record(vec![scored("a", 0, Some(1), 0.9)]);
-        m.record(vec![
-            scored("b", 0, Some(2), 0.2),
-            scored("b", 1, Some(3), 0.7),
-        ]);
-        let before = m.report(now_micros());
-        assert_eq!(before.versions[0].labelled, 0);
-        assert_eq!(before.versions[0].predictions, 3);
-        let estimate = (0.9 + 0.8 + 0.7) / 3.0;
-        assert!((before.versions[0].estimated_accuracy.unwrap() - estimate).abs() < 1e-12);
-        assert_eq!(before.versions[0].accuracy, None);
+    crate::core::db::testing::on_both_backends! {
+        async fn labels_match_predictions_and_give_live_metrics(pool) {
+            let m = PerformanceMonitor::new(pool.clone(), config(), deps()).unwrap();
+            m.record(vec![scored("a", 0, Some(1), 0.9)]);
+            m.record(vec![
+                scored("b", 0, Some(2), 0.2),
+                scored("b", 1, Some(3), 0.7),
+            ]);
+            let before = m.report(now_micros());
+            assert_eq!(before.versions[0].labelled, 0);
+            assert_eq!(before.versions[0].predictions, 3);
+            let estimate = (0.9 + 0.8 + 0.7) / 3.0;
+            assert!((before.versions[0].estimated_accuracy.unwrap() - estimate).abs() < 1e-12);
+            assert_eq!(before.versions[0].accuracy, None);
 
-        let r = m.submit(label(Some("a"), None, true)).await.unwrap();
-        assert!(r.correct);
-        // Several passengers in one request: the passenger id picks one.
-        let err = m.submit(label(Some("b"), None, true)).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                FeedbackError::Invalid {
-                    field: "position",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let r = m.submit(label(Some("b"), Some(3), false)).await.unwrap();
-        assert!(!r.correct);
-        assert_eq!(r.position, 1);
-        // By passenger id alone: the latest prediction of that passenger.
-        m.submit(label(None, Some(2), false)).await.unwrap();
-        // One label per prediction.
-        assert!(matches!(
-            m.submit(label(Some("a"), None, false)).await.unwrap_err(),
-            FeedbackError::Duplicate(_)
-        ));
-        assert!(matches!(
-            m.submit(label(Some("zzz"), None, true)).await.unwrap_err(),
-            FeedbackError::NotFound(_)
-        ));
-        assert!(matches!(
-            m.submit(label(None, None, true)).await.unwrap_err(),
-            FeedbackError::Invalid { .. }
-        ));
+            let r = m.submit(label(Some("a"), None, true)).await.unwrap();
+            assert!(r.correct);
+            // Several passengers in one request: the passenger id picks one.
+            let err = m.submit(label(Some("b"), None, true)).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    FeedbackError::Invalid {
+                        field: "position",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            let r = m.submit(label(Some("b"), Some(3), false)).await.unwrap();
+            assert!(!r.correct);
+            assert_eq!(r.position, 1);
+            // By passenger id alone: the latest prediction of that passenger.
+            m.submit(label(None, Some(2), false)).await.unwrap();
+            // One label per prediction.
+            assert!(matches!(
+                m.submit(label(Some("a"), None, false)).await.unwrap_err(),
+                FeedbackError::Duplicate(_)
+            ));
+            assert!(matches!(
+                m.submit(label(Some("zzz"), None, true)).await.unwrap_err(),
+                FeedbackError::NotFound(_)
+            ));
+            assert!(matches!(
+                m.submit(label(None, None, true)).await.unwrap_err(),
+                FeedbackError::Invalid { .. }
+            ));
 
-        let v = &m.report(now_micros()).versions[0];
-        assert_eq!(v.labelled, 3);
-        // 0.9 -> survived (right), 0.7 -> died (wrong), 0.2 -> died (right).
-        assert!((v.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
-        // The one survivor scored above both who died.
-        assert_eq!(v.roc_auc, Some(1.0));
-        let brier = ((0.1f64).powi(2) + 0.7f64.powi(2) + 0.2f64.powi(2)) / 3.0;
-        assert!((v.brier.unwrap() - brier).abs() < 1e-12);
+            let v = &m.report(now_micros()).versions[0];
+            assert_eq!(v.labelled, 3);
+            // 0.9 -> survived (right), 0.7 -> died (wrong), 0.2 -> died (right).
+            assert!((v.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+            // The one survivor scored above both who died.
+            assert_eq!(v.roc_auc, Some(1.0));
+            let brier = ((0.1f64).powi(2) + 0.7f64.powi(2) + 0.2f64.powi(2)) / 3.0;
+            assert!((v.brier.unwrap() - brier).abs() < 1e-12);
 
-        // Stored: a new process starts with the same labels.
-        let again = PerformanceMonitor::new(pool, config(), deps()).unwrap();
-        assert_eq!(again.load().await.unwrap(), 3);
-        let v = &again.report(now_micros()).versions[0];
-        assert_eq!(v.labelled, 3);
-        assert!((v.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+            // Stored: a new process starts with the same labels.
+            let again = PerformanceMonitor::new(pool, config(), deps()).unwrap();
+            assert_eq!(again.load().await.unwrap(), 3);
+            let v = &again.report(now_micros()).versions[0];
+            assert_eq!(v.labelled, 3);
+            assert!((v.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        }
     }
 
-    #[tokio::test]
-    async fn feedback_finds_logged_predictions_after_a_restart() {
-        let (pool, _dir) = temp_pool().await;
-        sqlx::query(
-            "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \
-             probability, survived, model_version, latency_us) \
-             VALUES ('old', 0, ?1, 42, '{}', 0.3, 0, 'v7', 10)",
-        )
-        .bind(now_micros())
-        .execute(&pool)
-        .await
-        .unwrap();
-        let m = PerformanceMonitor::new(pool, config(), deps()).unwrap();
-        let r = m.submit(label(None, Some(42), true)).await.unwrap();
-        assert_eq!(r.model_version, "v7");
-        assert_eq!(r.request_id, "old");
-        assert!(!r.correct);
-        let r = m.submit(label(Some("old"), None, true)).await.unwrap_err();
-        assert!(matches!(r, FeedbackError::Duplicate(_)));
+    crate::core::db::testing::on_both_backends! {
+        async fn feedback_finds_logged_predictions_after_a_restart(pool) {
+            sqlx::query(
+                "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \
+                 probability, survived, model_version, latency_us) \
+                 VALUES ('old', 0, $1, 42, '{}', 0.3, 0, 'v7', 10)",
+            )
+            .bind(now_micros())
+            .execute(&pool)
+            .await
+            .unwrap();
+            let m = PerformanceMonitor::new(pool, config(), deps()).unwrap();
+            let r = m.submit(label(None, Some(42), true)).await.unwrap();
+            assert_eq!(r.model_version, "v7");
+            assert_eq!(r.request_id, "old");
+            assert!(!r.correct);
+            let r = m.submit(label(Some("old"), None, true)).await.unwrap_err();
+            assert!(matches!(r, FeedbackError::Duplicate(_)));
+        }
     }
 
-    #[tokio::test]
-    async fn a_passenger_label_goes_to_the_newest_prediction_in_memory_or_log() {
-        let (pool, _dir) = temp_pool().await;
-        let m = PerformanceMonitor::new(pool.clone(), config(), deps()).unwrap();
-        let mut old = scored("in-memory", 0, Some(9), 0.9);
-        old.at -= 1_000_000;
-        m.record(vec![old]);
-        // Scored again since, by another replica: only the log knows.
-        sqlx::query(
-            "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \
-             probability, survived, model_version, latency_us) \
-             VALUES ('elsewhere', 0, ?1, 9, '{}', 0.2, 0, 'v2', 10)",
-        )
-        .bind(now_micros())
-        .execute(&pool)
-        .await
-        .unwrap();
-        let r = m.submit(label(None, Some(9), false)).await.unwrap();
-        assert_eq!(
-            (r.request_id.as_str(), r.model_version.as_str()),
-            ("elsewhere", "v2")
-        );
+    crate::core::db::testing::on_both_backends! {
+        async fn a_passenger_label_goes_to_the_newest_prediction_in_memory_or_log(pool) {
+            let m = PerformanceMonitor::new(pool.clone(), config(), deps()).unwrap();
+            let mut old = scored("in-memory", 0, Some(9), 0.9);
+            old.at -= 1_000_000;
+            m.record(vec![old]);
+            // Scored again since, by another replica: only the log knows.
+            sqlx::query(
+                "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \
+                 probability, survived, model_version, latency_us) \
+                 VALUES ('elsewhere', 0, $1, 9, '{}', 0.2, 0, 'v2', 10)",
+            )
+            .bind(now_micros())
+            .execute(&pool)
+            .await
+            .unwrap();
+            let r = m.submit(label(None, Some(9), false)).await.unwrap();
+            assert_eq!(
+                (r.request_id.as_str(), r.model_version.as_str()),
+                ("elsewhere", "v2")
+            );
+        }
     }
 
     #[test]

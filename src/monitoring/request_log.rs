@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
-use sqlx::SqlitePool;
+use crate::core::db::Pool;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -86,7 +86,7 @@ pub struct RequestLog {
 /// the queue is drained.
 pub struct LogWriter {
     rx: mpsc::Receiver<LoggedPrediction>,
-    pool: SqlitePool,
+    pool: Pool,
     dependencies: DependencyMetrics,
     settings: RequestLogSettings,
     metrics: LogMetrics,
@@ -96,7 +96,7 @@ impl RequestLog {
     /// The log and its writer. With `enabled = false` nothing is queued and the writer only
     /// applies retention.
     pub fn new(
-        pool: SqlitePool,
+        pool: Pool,
         settings: &RequestLogSettings,
         dependencies: DependencyMetrics,
     ) -> Result<(RequestLog, LogWriter), prometheus::Error> {
@@ -231,7 +231,7 @@ impl LogWriter {
         }
         let horizon =
             now_micros() - (self.settings.retention_days as i64).saturating_mul(86_400_000_000);
-        match sqlx::query("DELETE FROM prediction_log WHERE logged_at < ?1")
+        match sqlx::query("DELETE FROM prediction_log WHERE logged_at < $1")
             .bind(horizon)
             .execute(&self.pool)
             .await
@@ -248,12 +248,35 @@ impl LogWriter {
     }
 }
 
-/// Rows per INSERT statement (10 parameters each, well under SQLite's 32,766).
+/// Rows per INSERT statement (10 parameters each, well under SQLite's 32,766 and
+/// PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// Columns of a `prediction_log` row as [`write_batch`] binds them.
+const COLUMNS: usize = 10;
+
+/// `INSERT INTO prediction_log ... VALUES ($1, ..., $10), ($11, ...)` for `rows` rows, with
+/// numbered placeholders, which both backends read.
+fn insert_sql(rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::from(
+        "INSERT INTO prediction_log (request_id, position, logged_at, subject, passenger_id, \
+         features, probability, survived, model_version, latency_us) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMNS {
+            let sep = if column == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", row * COLUMNS + column + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
 
 /// Writes a batch in one short transaction: everything is encoded first, then inserted with
 /// multi-row statements, so SQLite's write lock is held only for the inserts.
-async fn write_batch(pool: &SqlitePool, batch: &[LoggedPrediction]) -> Result<(), sqlx::Error> {
+async fn write_batch(pool: &Pool, batch: &[LoggedPrediction]) -> Result<(), sqlx::Error> {
     let features: Vec<String> = batch
         .iter()
         .map(|e| {
@@ -266,23 +289,22 @@ async fn write_batch(pool: &SqlitePool, batch: &[LoggedPrediction]) -> Result<()
         .chunks(ROWS_PER_STATEMENT)
         .zip(features.chunks(ROWS_PER_STATEMENT))
     {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO prediction_log (request_id, position, logged_at, subject, passenger_id, \
-             features, probability, survived, model_version, latency_us) ",
-        );
-        insert.push_values(rows.iter().zip(features), |mut row, (e, features)| {
-            row.push_bind(&*e.request_id)
-                .push_bind(i64::from(e.position))
-                .push_bind(e.at)
-                .push_bind(e.subject.as_deref())
-                .push_bind(e.passenger_id)
-                .push_bind(features.as_str())
-                .push_bind(e.probability)
-                .push_bind(e.survived)
-                .push_bind(&*e.model_version)
-                .push_bind(i64::try_from(e.latency_us).unwrap_or(i64::MAX));
-        });
-        insert.build().execute(&mut *tx).await?;
+        let sql = insert_sql(rows.len());
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (e, features) in rows.iter().zip(features) {
+            insert = insert
+                .bind(&*e.request_id)
+                .bind(i64::from(e.position))
+                .bind(e.at)
+                .bind(e.subject.as_deref())
+                .bind(e.passenger_id)
+                .bind(features.as_str())
+                .bind(e.probability)
+                .bind(i64::from(e.survived))
+                .bind(&*e.model_version)
+                .bind(i64::try_from(e.latency_us).unwrap_or(i64::MAX));
+        }
+        insert.execute(&mut *tx).await?;
     }
     tx.commit().await
 }
@@ -290,7 +312,15 @@ async fn write_batch(pool: &SqlitePool, batch: &[LoggedPrediction]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::db::temp_pool;
+
+    #[test]
+    fn multi_row_inserts_number_their_placeholders() {
+        let sql = insert_sql(2);
+        assert!(sql.ends_with(
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10), \
+             ($11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+        ));
+    }
     use crate::feature_store::RawPassenger;
 
     fn deps() -> DependencyMetrics {
@@ -331,34 +361,34 @@ mod tests {
         }
     }
 
-    async fn count(pool: &SqlitePool) -> i64 {
+    async fn count(pool: &Pool) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM prediction_log")
             .fetch_one(pool)
             .await
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn a_full_queue_drops_and_counts_and_the_rest_is_written() {
-        let (pool, _dir) = temp_pool().await;
-        let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
-        // The writer is not running yet: four fit in the queue, the other three are dropped.
-        log.record((0..7).map(|i| entry("r1", i, now_micros())).collect());
-        assert_eq!(log.metrics().dropped("queue_full"), 3);
-        let metrics = log.metrics().clone();
-        drop(log);
-        writer.run().await;
-        assert_eq!(metrics.written(), 4);
-        assert_eq!(count(&pool).await, 4);
-        let (features, subject): (String, String) =
-            sqlx::query_as("SELECT features, subject FROM prediction_log WHERE position = 3")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        let raw: RawPassenger = serde_json::from_str(&features).unwrap();
-        assert_eq!(raw.passenger_id, Some(7));
-        assert_eq!(raw.sex.as_deref(), Some("female"));
-        assert_eq!(subject, "tester");
+    crate::core::db::testing::on_both_backends! {
+        async fn a_full_queue_drops_and_counts_and_the_rest_is_written(pool) {
+            let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
+            // The writer is not running yet: four fit in the queue, the other three are dropped.
+            log.record((0..7).map(|i| entry("r1", i, now_micros())).collect());
+            assert_eq!(log.metrics().dropped("queue_full"), 3);
+            let metrics = log.metrics().clone();
+            drop(log);
+            writer.run().await;
+            assert_eq!(metrics.written(), 4);
+            assert_eq!(count(&pool).await, 4);
+            let (features, subject): (String, String) =
+                sqlx::query_as("SELECT features, subject FROM prediction_log WHERE position = 3")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            let raw: RawPassenger = serde_json::from_str(&features).unwrap();
+            assert_eq!(raw.passenger_id, Some(7));
+            assert_eq!(raw.sex.as_deref(), Some("female"));
+            assert_eq!(subject, "tester");
+        }
     }
 
     #[test]
@@ -371,34 +401,34 @@ mod tests {
         assert!(!ids.iter().any(|id| sampled(id, 0.0)));
     }
 
-    #[tokio::test]
-    async fn sampling_and_switching_off_log_nothing_and_retention_removes_old_entries() {
-        let (pool, _dir) = temp_pool().await;
-        let off = RequestLogSettings {
-            sample_rate: 0.0,
-            ..settings()
-        };
-        let (log, writer) = RequestLog::new(pool.clone(), &off, deps()).unwrap();
-        log.record(vec![entry("r1", 0, now_micros())]);
-        drop(log);
-        writer.run().await;
-        assert_eq!(count(&pool).await, 0);
+    crate::core::db::testing::on_both_backends! {
+        async fn sampling_and_switching_off_log_nothing_and_retention_removes_old_entries(pool) {
+            let off = RequestLogSettings {
+                sample_rate: 0.0,
+                ..settings()
+            };
+            let (log, writer) = RequestLog::new(pool.clone(), &off, deps()).unwrap();
+            log.record(vec![entry("r1", 0, now_micros())]);
+            drop(log);
+            writer.run().await;
+            assert_eq!(count(&pool).await, 0);
 
-        let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
-        let long_ago = now_micros() - 31 * 86_400_000_000;
-        log.record(vec![entry("old", 0, long_ago)]);
-        drop(log);
-        writer.run().await;
-        assert_eq!(count(&pool).await, 1);
-        // The next writer applies retention when it starts.
-        let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
-        log.record(vec![entry("new", 0, now_micros())]);
-        drop(log);
-        writer.run().await;
-        let kept: Vec<String> = sqlx::query_scalar("SELECT request_id FROM prediction_log")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        assert_eq!(kept, ["new"]);
+            let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
+            let long_ago = now_micros() - 31 * 86_400_000_000;
+            log.record(vec![entry("old", 0, long_ago)]);
+            drop(log);
+            writer.run().await;
+            assert_eq!(count(&pool).await, 1);
+            // The next writer applies retention when it starts.
+            let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
+            log.record(vec![entry("new", 0, now_micros())]);
+            drop(log);
+            writer.run().await;
+            let kept: Vec<String> = sqlx::query_scalar("SELECT request_id FROM prediction_log")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            assert_eq!(kept, ["new"]);
+        }
     }
 }

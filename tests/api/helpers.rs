@@ -84,6 +84,16 @@ impl TestApp {
         }
     }
 
+    /// The test server's database, opened as the service opens it (a second process would).
+    pub async fn database(&self) -> titanic::core::db::Pool {
+        titanic::core::db::connect(&titanic::core::config::DatabaseSettings {
+            url: format!("sqlite://{}", self.dir.join("titanic.db").display()),
+            max_connections: 2,
+        })
+        .await
+        .expect("the test server's database")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

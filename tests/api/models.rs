@@ -194,13 +194,8 @@ async fn train_promote_roll_back_with_history() {
     app.stop().await;
 }
 
-async fn db(app: &TestApp) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.dir.join("titanic.db").display()
-    ))
-    .await
-    .unwrap()
+async fn db(app: &TestApp) -> titanic::core::db::Pool {
+    app.database().await
 }
 
 #[tokio::test]

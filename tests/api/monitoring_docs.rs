@@ -211,12 +211,7 @@ async fn drive(app: &TestApp) {
 
     // The database refuses a label (feedback outcome "error"), and another process points
     // production at a model that cannot be served (reload refused).
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.dir.join("titanic.db").display()
-    ))
-    .await
-    .unwrap();
+    let pool = app.database().await;
     let third = predict(app, &passenger()).await;
     sqlx::query("ALTER TABLE feedback RENAME TO feedback_elsewhere")
         .execute(&pool)
@@ -226,7 +221,7 @@ async fn drive(app: &TestApp) {
     refuse_a_broken_model(&pool).await;
 }
 
-async fn refuse_a_broken_model(pool: &sqlx::SqlitePool) {
+async fn refuse_a_broken_model(pool: &titanic::core::db::Pool) {
     sqlx::query(
         "INSERT INTO model_versions (version, artifact, metrics, data_hash, created_at)
          VALUES ('v9', '{not json', '{}', 'sha256:x', '2026-01-01T00:00:00Z')",

@@ -435,7 +435,8 @@ pub fn server_errors(metrics: &str) -> Vec<String> {
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod shared;
-pub use shared::OwnRedis;
+#[allow(unused_imports)]
+pub use shared::{OwnRedis, shared_redis, unique_prefix};
 
 fn is_root() -> bool {
     Command::new("id")

@@ -1,0 +1,203 @@
+//! More than one replica: two `titanic serve` processes on one PostgreSQL database and one
+//! Redis, as pods of one Deployment run. The second finds the first's model instead of
+//! training its own; a promotion made through either is served by both within seconds (each
+//! follows the `production` alias in the shared registry); a label sent to one replica finds
+//! the prediction the other one made and logged; a rollback reaches both as well.
+//!
+//! The database is a fresh one on the PostgreSQL server named by `TITANIC_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards; the test skips
+//! without a server, except in CI, where it fails.
+
+#[path = "faults/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+
+use support::{Api, Server, eventually, scratch, shared_redis, unique_prefix};
+
+/// A database of the test's own on the test PostgreSQL server, dropped with the value.
+struct Database {
+    admin: String,
+    name: String,
+}
+
+impl Database {
+    async fn create() -> Option<Self> {
+        let admin = std::env::var("TITANIC_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin))
+                .await;
+        let mut conn = match connected {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return unavailable(&admin, &e.to_string()),
+            Err(_) => return unavailable(&admin, "no answer in 5 s"),
+        };
+        let name = format!("titanic_replicas_{}", uuid::Uuid::new_v4().simple());
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("creating the test database");
+        Some(Self { admin, name })
+    }
+
+    fn url(&self) -> String {
+        let base = self.admin.rsplit_once('/').map_or(&*self.admin, |(b, _)| b);
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: the DROP gets a thread and a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn unavailable(url: &str, why: &str) -> Option<Database> {
+    let message = format!("no PostgreSQL server at {url}: {why}");
+    if std::env::var_os("CI").is_some() {
+        panic!("{message} (required in CI: .ci/run installs and starts PostgreSQL)");
+    }
+    eprintln!("SKIPPED: {message}");
+    None
+}
+
+/// The version that answers a by-id prediction on `api`.
+async fn serving(api: &Api, id: i64) -> String {
+    let (_, body) = api.predict_id(id).await;
+    body["model_version"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn both_serve(a: &Api, b: &Api, version: &str, what: &str) {
+    eventually(Duration::from_secs(15), what, || async {
+        let answered = (serving(a, 1).await, serving(b, 2).await);
+        if answered == (version.to_owned(), version.to_owned()) {
+            Ok(())
+        } else {
+            Err(format!("(a, b) serve {answered:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_postgres_and_follow_promotions() {
+    let Some(db) = Database::create().await else {
+        return;
+    };
+    let Some(redis) = shared_redis().await else {
+        return;
+    };
+    let url = db.url();
+    let prefix = unique_prefix();
+    let shared = [
+        ("TITANIC__DATABASE__URL", url.as_str()),
+        ("TITANIC__REDIS__URL", redis.as_str()),
+        ("TITANIC__REDIS__KEY_PREFIX", prefix.as_str()),
+    ];
+    let (dir_a, dir_b) = (scratch(), scratch());
+
+    // The first replica bootstraps the empty database: ingest, train v1, promote.
+    let a = Server::start(dir_a.path(), &shared).await;
+    let api_a = Api::new(&a, dir_a.path());
+    // The second finds v1 in production and serves it; it trains nothing of its own.
+    let b = Server::start(dir_b.path(), &shared).await;
+    let api_b = api_a.at(&b);
+    for api in [&api_a, &api_b] {
+        let (status, ready) = api.ready().await;
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["components"]["online_store"]["kind"], "redis", "{ready}");
+        assert_eq!(api.aliases().await["production"], "v1");
+    }
+    let models: Value = api_b.get("/models").await.json().await.unwrap();
+    let versions = models["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 1, "one model for both replicas: {models}");
+    both_serve(&api_a, &api_b, "v1", "both replicas serve v1").await;
+
+    // A training job asked of replica A is visible from replica B (jobs live in the database).
+    let r = api_a
+        .post("/models/train", &api_a.models, &json!({ "promote": false }))
+        .await;
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().await.unwrap();
+    let status_url = job["status_url"].as_str().unwrap().to_owned();
+    let version = eventually(Duration::from_secs(120), "the job succeeds", || async {
+        let job: Value = api_b.get(&status_url).await.json().await.unwrap();
+        match job["status"].as_str() {
+            Some("succeeded") => Ok(job["version"].as_str().unwrap().to_owned()),
+            Some("failed") => panic!("training failed: {job}"),
+            _ => Err(job.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(version, "v2");
+
+    // Promoted through B: A follows within seconds, without a restart.
+    let r = api_b.promote("production", "v2").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    both_serve(&api_a, &api_b, "v2", "both replicas serve v2 after the promotion").await;
+    assert_eq!(api_a.aliases().await["production"], "v2");
+
+    // A label sent to B finds the prediction A made (once A's request log wrote it).
+    let (request_id, body) = api_a.predict_id(3).await;
+    assert_eq!(body["model_version"], "v2");
+    let labelled: Value = eventually(Duration::from_secs(15), "B finds A's prediction", || {
+        let (api_b, request_id) = (&api_b, &request_id);
+        async move {
+            let r = api_b.feedback(request_id, true).await;
+            match r.status().as_u16() {
+                200 => Ok(r.json::<Value>().await.unwrap()),
+                status => Err(format!("{status}: {}", r.text().await.unwrap())),
+            }
+        }
+    })
+    .await;
+    assert_eq!(labelled["model_version"], "v2", "{labelled}");
+
+    // Rolled back through A: both go back to v1.
+    let r = api_a
+        .post(
+            "/models/aliases/production/rollback",
+            &api_a.models,
+            &json!({ "reason": "replicas test" }),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    both_serve(&api_a, &api_b, "v1", "both replicas serve v1 after the rollback").await;
+    let history: Value = api_b
+        .get("/models/aliases/production/history")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str)> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["version"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("promote", "v1"), ("promote", "v2"), ("rollback", "v1")]
+    );
+
+    a.stop().await;
+    b.stop().await;
+}
