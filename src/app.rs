@@ -128,13 +128,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         online_store = features.online().kind(),
         "serving model"
     );
-    let interrupted = stores.jobs.fail_interrupted().await?;
-    if interrupted > 0 {
-        tracing::warn!(
-            jobs = interrupted,
-            "training jobs interrupted by the last stop marked failed"
-        );
-    }
+    fail_abandoned_jobs(&stores.jobs).await?;
     let state = AppState {
         models,
         features,
@@ -168,11 +162,25 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     Ok(server.with_task(supervisor).with_final_task(writer))
 }
 
+/// Fails the training jobs whose process stopped (see `ml::jobs`), saying so.
+async fn fail_abandoned_jobs(jobs: &crate::ml::jobs::TrainingJobs) -> Result<(), sqlx::Error> {
+    let failed = jobs.fail_abandoned(crate::core::time::now_micros()).await?;
+    if failed > 0 {
+        tracing::warn!(
+            jobs = failed,
+            "training jobs abandoned by a process that stopped marked failed"
+        );
+    }
+    Ok(())
+}
+
 /// How often the background supervisor looks at the world.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(2);
 
 /// Keeps the process in step with shared state without waiting for traffic, every couple of
 /// seconds:
+/// - training jobs: this process's unfinished jobs get a fresh heartbeat, and every fifth
+///   round the jobs of processes that stopped are failed;
 /// - the `production` alias: when another process (the CLI, another replica) moved it, the
 ///   new version is loaded and swapped in; a version that does not load is refused once,
 ///   loudly, and the current model keeps serving;
@@ -183,8 +191,16 @@ async fn supervise(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refused: Option<String> = None;
     let mut refused_candidate: Option<String> = None;
-    loop {
+    for round in 0u64.. {
         tick.tick().await;
+        if let Err(e) = state.stores.jobs.heartbeat().await {
+            tracing::warn!(error = %e, "cannot refresh the training jobs' heartbeat");
+        }
+        if round % 5 == 4
+            && let Err(e) = fail_abandoned_jobs(&state.stores.jobs).await
+        {
+            tracing::warn!(error = %e, "cannot look for abandoned training jobs");
+        }
         follow_production_alias(&state, &mut refused).await;
         follow_experiment(&state, &mut refused_candidate).await;
         if state.features.check_online().await.is_err() {

@@ -30,8 +30,7 @@ impl Database {
         let admin = std::env::var("TITANIC_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         let connected =
-            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin))
-                .await;
+            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin)).await;
         let mut conn = match connected {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return unavailable(&admin, &e.to_string()),
@@ -82,7 +81,10 @@ fn unavailable(url: &str, why: &str) -> Option<Database> {
 /// The version that answers a by-id prediction on `api`.
 async fn serving(api: &Api, id: i64) -> String {
     let (_, body) = api.predict_id(id).await;
-    body["model_version"].as_str().unwrap_or_default().to_owned()
+    body["model_version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn both_serve(a: &Api, b: &Api, version: &str, what: &str) {
@@ -123,7 +125,10 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     for api in [&api_a, &api_b] {
         let (status, ready) = api.ready().await;
         assert_eq!(status, 200, "{ready}");
-        assert_eq!(ready["components"]["online_store"]["kind"], "redis", "{ready}");
+        assert_eq!(
+            ready["components"]["online_store"]["kind"], "redis",
+            "{ready}"
+        );
         assert_eq!(api.aliases().await["production"], "v1");
     }
     let models: Value = api_b.get("/models").await.json().await.unwrap();
@@ -152,7 +157,13 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     // Promoted through B: A follows within seconds, without a restart.
     let r = api_b.promote("production", "v2").await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    both_serve(&api_a, &api_b, "v2", "both replicas serve v2 after the promotion").await;
+    both_serve(
+        &api_a,
+        &api_b,
+        "v2",
+        "both replicas serve v2 after the promotion",
+    )
+    .await;
     assert_eq!(api_a.aliases().await["production"], "v2");
 
     // A label sent to B finds the prediction A made (once A's request log wrote it).
@@ -180,7 +191,13 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    both_serve(&api_a, &api_b, "v1", "both replicas serve v1 after the rollback").await;
+    both_serve(
+        &api_a,
+        &api_b,
+        "v1",
+        "both replicas serve v1 after the rollback",
+    )
+    .await;
     let history: Value = api_b
         .get("/models/aliases/production/history")
         .await
@@ -191,7 +208,12 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap(), e["version"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["version"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,

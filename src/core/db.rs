@@ -116,7 +116,8 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
     if backend == Backend::Sqlite {
         prepare_sqlite(&settings.url, &url_error).await?;
     }
-    let options = AnyConnectOptions::from_str(&settings.url).map_err(|e| url_error(e.to_string()))?;
+    let options =
+        AnyConnectOptions::from_str(&settings.url).map_err(|e| url_error(e.to_string()))?;
     let pool = AnyPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -163,10 +164,7 @@ pub fn redacted(url: &str) -> String {
 /// Creates the SQLite file (and its directory) if missing and puts it in WAL mode, once, on a
 /// connection of its own: the journal mode is a property of the file, kept by every later
 /// connection, and changing it needs a lock no busy timeout waits for.
-async fn prepare_sqlite(
-    url: &str,
-    url_error: &dyn Fn(String) -> DbError,
-) -> Result<(), DbError> {
+async fn prepare_sqlite(url: &str, url_error: &dyn Fn(String) -> DbError) -> Result<(), DbError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| url_error(e.to_string()))?
         .create_if_missing(true)
@@ -600,7 +598,10 @@ mod tests {
             seen
         });
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert!(!second.is_finished(), "the second writer waits for the lock");
+        assert!(
+            !second.is_finished(),
+            "the second writer waits for the lock"
+        );
         first.commit().await.unwrap();
         assert_eq!(second.await.unwrap(), Some(1));
         db.remove().await;

@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
+use crate::core::db::{Backend, Pool};
 use serde_json::{Map, Value};
 use sqlx::Row;
-use crate::core::db::{Backend, Pool};
 
 use crate::core::time::{Micros, now_micros};
 
@@ -119,12 +119,17 @@ INSERT INTO feature_rows (view, view_version, entity_key, event_time, write_time
 VALUES ($1, $2, $3, $4, $5, $6, $7)";
         let keys: Vec<&str> = rows.iter().map(|r| r.entity_key.as_str()).collect();
         let mut tx = crate::core::db::begin_write(&self.pool).await?;
-        let latest: HashMap<String, FeatureRow> =
-            fetch_latest(&mut *tx, Backend::of(&self.pool), view, Micros::MAX, Some(&keys))
-                .await?
-                .into_iter()
-                .map(|r| (r.entity_key.clone(), r))
-                .collect();
+        let latest: HashMap<String, FeatureRow> = fetch_latest(
+            &mut *tx,
+            Backend::of(&self.pool),
+            view,
+            Micros::MAX,
+            Some(&keys),
+        )
+        .await?
+        .into_iter()
+        .map(|r| (r.entity_key.clone(), r))
+        .collect();
         let write_time = now_micros();
         let mut done = Appended::default();
         let mut seen: HashMap<&str, (Micros, &Values)> = HashMap::new();

@@ -3,11 +3,11 @@
 //! versioned: registering a changed definition creates a new immutable version, and old
 //! versions stay readable. Registering an unchanged definition returns the existing version.
 
+use crate::core::db::Pool;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-use crate::core::db::Pool;
 
 use super::passenger::{FieldError, MAX_AGE, MAX_FARE, MAX_RELATIVES, MAX_TEXT_CHARS};
 use crate::core::time::now_rfc3339;

@@ -3,9 +3,9 @@
 //! comparison is recorded. A request may also pin any version by name. The experiment is
 //! stored in the database so that every replica follows it.
 
+use crate::core::db::Pool;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use crate::core::db::Pool;
 
 use crate::core::time::now_rfc3339;
 

@@ -1,11 +1,22 @@
-//! Training jobs requested over HTTP: recorded in SQLite (so their outcome survives a
-//! restart), run in the background one at a time.
+//! Training jobs requested over HTTP: recorded in the database (so their outcome survives a
+//! restart and every replica sees them), run in the background one at a time by the process
+//! that took the request. That process refreshes the job's heartbeat every couple of seconds
+//! ([`TrainingJobs::heartbeat`]); a job whose heartbeat is older than [`ABANDONED_AFTER`]
+//! belonged to a process that stopped, and any replica marks it failed
+//! ([`TrainingJobs::fail_abandoned`]), without touching the jobs other live replicas run.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use crate::core::db::Pool;
 
-use crate::core::time::now_rfc3339;
+use crate::core::db::Pool;
+use crate::core::time::{Micros, now_micros, now_rfc3339};
+
+/// How long a queued or running job's heartbeat may be silent before the job counts as
+/// abandoned by a process that stopped (heartbeats come every 2 s).
+pub const ABANDONED_AFTER: Micros = 15_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -66,26 +77,54 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct TrainingJobs {
     pool: Pool,
+    /// The jobs this process has queued or is running, whose heartbeat it keeps.
+    mine: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl TrainingJobs {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            mine: Arc::default(),
+        }
     }
 
+    fn mine(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.mine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a queued job that this process will run.
     pub async fn create(&self, request: &TrainRequest, by: &str) -> Result<Job, sqlx::Error> {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
-            "INSERT INTO training_jobs (id, status, requested_by, request, created_at)
-             VALUES ($1, 'queued', $2, $3, $4)",
+            "INSERT INTO training_jobs (id, status, requested_by, request, created_at, heartbeat_at)
+             VALUES ($1, 'queued', $2, $3, $4, $5)",
         )
         .bind(&id)
         .bind(by)
         .bind(serde_json::to_string(request).unwrap_or_default())
         .bind(now_rfc3339())
+        .bind(now_micros())
         .execute(&self.pool)
         .await?;
+        self.mine().insert(id.clone());
         self.get(&id).await?.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Refreshes the heartbeat of this process's unfinished jobs; returns how many.
+    pub async fn heartbeat(&self) -> Result<usize, sqlx::Error> {
+        let ids: Vec<String> = self.mine().iter().cloned().collect();
+        let now = now_micros();
+        for id in &ids {
+            sqlx::query("UPDATE training_jobs SET heartbeat_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(ids.len())
     }
 
     pub async fn start(&self, id: &str) -> Result<(), sqlx::Error> {
@@ -102,7 +141,7 @@ impl TrainingJobs {
             Ok(v) => (JobStatus::Succeeded, Some(v), None),
             Err(e) => (JobStatus::Failed, None, Some(e)),
         };
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE training_jobs SET status = $2, version = $3, error = $4, finished_at = $5
              WHERE id = $1",
         )
@@ -112,18 +151,25 @@ impl TrainingJobs {
         .bind(error)
         .bind(now_rfc3339())
         .execute(&self.pool)
-        .await
-        .map(|_| ())
+        .await;
+        // No heartbeat once finished, even when the outcome could not be recorded: the job
+        // is then failed as abandoned rather than left running for good.
+        self.mine().remove(id);
+        done.map(|_| ())
     }
 
-    /// Jobs left queued or running by a process that stopped are failed, not left hanging.
-    pub async fn fail_interrupted(&self) -> Result<u64, sqlx::Error> {
+    /// Jobs left queued or running by a process that stopped (their heartbeat older than
+    /// [`ABANDONED_AFTER`] at `now`, or none at all) are failed, not left hanging; the jobs of
+    /// live processes, this one's included, are left alone.
+    pub async fn fail_abandoned(&self, now: Micros) -> Result<u64, sqlx::Error> {
         sqlx::query(
             "UPDATE training_jobs SET status = 'failed', error = 'interrupted: the service stopped',
                finished_at = $1
-             WHERE status IN ('queued', 'running')",
+             WHERE status IN ('queued', 'running')
+               AND (heartbeat_at IS NULL OR heartbeat_at < $2)",
         )
         .bind(now_rfc3339())
+        .bind(now - ABANDONED_AFTER)
         .execute(&self.pool)
         .await
         .map(|r| r.rows_affected())
@@ -154,5 +200,45 @@ impl TrainingJobs {
             })
         })
         .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::core::db::testing::on_both_backends! {
+        async fn only_jobs_whose_heartbeat_stopped_are_failed(pool) {
+            let here = TrainingJobs::new(pool.clone());
+            let running = here.create(&TrainRequest::default(), "t").await.unwrap();
+            here.start(&running.id).await.unwrap();
+            // Another process's job, whose process stopped 20 s ago.
+            let gone = TrainingJobs::new(pool.clone());
+            let abandoned = gone.create(&TrainRequest::default(), "t").await.unwrap();
+            sqlx::query("UPDATE training_jobs SET heartbeat_at = $2 WHERE id = $1")
+                .bind(&abandoned.id)
+                .bind(now_micros() - 20_000_000)
+                .execute(&pool)
+                .await
+                .unwrap();
+            assert_eq!(here.fail_abandoned(now_micros()).await.unwrap(), 1);
+            let status = |id: String| {
+                let here = here.clone();
+                async move { here.get(&id).await.unwrap().unwrap() }
+            };
+            let failed = status(abandoned.id.clone()).await;
+            assert_eq!(failed.status, JobStatus::Failed);
+            assert!(failed.error.unwrap().contains("interrupted"));
+            assert_eq!(status(running.id.clone()).await.status, JobStatus::Running);
+
+            // Twenty seconds on, the live job's heartbeat keeps it running...
+            assert_eq!(here.heartbeat().await.unwrap(), 1);
+            assert_eq!(here.fail_abandoned(now_micros() + 10_000_000).await.unwrap(), 0);
+            // ...until its process stops beating; a finished job beats no more.
+            assert_eq!(here.fail_abandoned(now_micros() + 20_000_000).await.unwrap(), 1);
+            here.finish(&running.id, Ok("v2")).await.unwrap();
+            assert_eq!(here.heartbeat().await.unwrap(), 0);
+            assert_eq!(status(running.id).await.status, JobStatus::Succeeded);
+        }
     }
 }

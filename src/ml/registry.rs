@@ -1,9 +1,9 @@
 //! The model registry in SQLite: immutable versions (`v1`, `v2`, ...) holding their artifact
 //! and metrics, and aliases such as `production` that point at one of them.
 
+use crate::core::db::Pool;
 use serde::Serialize;
 use sqlx::Row;
-use crate::core::db::Pool;
 
 use super::model::{Model, ModelArtifact, ModelError};
 use crate::core::time::now_rfc3339;

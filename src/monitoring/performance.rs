@@ -11,10 +11,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::core::db::Pool;
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
 use sqlx::Row;
-use crate::core::db::Pool;
 
 use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, micros_to_rfc3339, now_micros};

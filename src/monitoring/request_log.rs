@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, Opts};
 use crate::core::db::Pool;
+use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
