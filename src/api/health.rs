@@ -47,13 +47,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         None => json!({ "status": "down", "message": "no model loaded" }),
     };
     let dependencies = &state.features.metrics().dependencies;
-    let ping = dependencies.time("sqlite", "ping", db::ping(&state.stores.pool));
+    // The `dependency` label of the database calls: `sqlite` or `postgres`.
+    let backend = db::Backend::of(&state.stores.pool).as_str();
+    let ping = dependencies.time(backend, "ping", db::ping(&state.stores.pool));
     let database = match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
         Ok(Ok(())) => {
             // Reads work; a write tells a full disk or an unwritable file. Failing writes
             // leave the service ready (predictions and reads go on) but degraded.
             let write =
-                dependencies.time("sqlite", "write_probe", db::probe_write(&state.stores.pool));
+                dependencies.time(backend, "write_probe", db::probe_write(&state.stores.pool));
             match tokio::time::timeout(PROBE_TIMEOUT, write).await {
                 Ok(Ok(())) => json!({ "status": "up" }),
                 Ok(Err(e)) => {

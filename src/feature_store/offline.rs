@@ -163,6 +163,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         Ok(done)
     }
 
+    /// The database the history is kept in.
+    pub fn backend(&self) -> Backend {
+        Backend::of(&self.pool)
+    }
+
     /// Number of stored rows of a view.
     pub async fn count(&self, view: &str) -> Result<i64, OfflineError> {
         Ok(

@@ -283,7 +283,14 @@ impl FeatureServer {
         let offline_read = self
             .offline
             .latest_as_of(&view.name, now_micros(), Some(&refs));
-        let latest = match deps.time("sqlite", "read_features", offline_read).await {
+        let latest = match deps
+            .time(
+                self.offline.backend().as_str(),
+                "read_features",
+                offline_read,
+            )
+            .await
+        {
             Ok(latest) => latest,
             Err(offline) => match online_error {
                 Some(online) => return Err(FeatureReadError::BothDown { online, offline }),

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::core::db::Pool;
+use crate::core::db::{Backend, Pool};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
 use sqlx::Row;
@@ -347,7 +347,7 @@ impl PerformanceMonitor {
         .execute(&self.pool);
         let inserted = self
             .dependencies
-            .time("sqlite", "feedback_write", inserted)
+            .time(Backend::of(&self.pool).as_str(), "feedback_write", inserted)
             .await?;
         if inserted.rows_affected() == 0 {
             return Err(FeedbackError::Duplicate(key));
@@ -430,7 +430,11 @@ impl PerformanceMonitor {
         .fetch_all(&self.pool);
         let rows = self
             .dependencies
-            .time("sqlite", "prediction_log_read", rows)
+            .time(
+                Backend::of(&self.pool).as_str(),
+                "prediction_log_read",
+                rows,
+            )
             .await?;
         Ok(rows.iter().map(scored_row).collect())
     }
@@ -444,7 +448,7 @@ impl PerformanceMonitor {
         .fetch_optional(&self.pool);
         let row = self
             .dependencies
-            .time("sqlite", "prediction_log_read", row)
+            .time(Backend::of(&self.pool).as_str(), "prediction_log_read", row)
             .await?;
         Ok(row.as_ref().map(scored_row))
     }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::db::Pool;
+use crate::core::db::{Backend, Pool};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -211,7 +211,7 @@ impl LogWriter {
         let write = write_batch(&self.pool, &batch);
         match self
             .dependencies
-            .time("sqlite", "request_log_write", write)
+            .time(Backend::of(&self.pool).as_str(), "request_log_write", write)
             .await
         {
             Ok(()) => self.metrics.written.inc_by(n),
