@@ -1,6 +1,6 @@
 //! More than one replica: two `titanic serve` processes on one PostgreSQL database and one
-//! Redis, as pods of one Deployment run. The second finds the first's model instead of
-//! training its own; a promotion made through either is served by both within seconds (each
+//! Redis, as pods of one Deployment run. Started together on an empty database, they
+//! bootstrap one after the other, so there is one model, not two; a promotion made through either is served by both within seconds (each
 //! follows the `production` alias in the shared registry); a label sent to one replica finds
 //! the prediction the other one made and logged; a rollback reaches both as well.
 //!
@@ -116,11 +116,14 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     ];
     let (dir_a, dir_b) = (scratch(), scratch());
 
-    // The first replica bootstraps the empty database: ingest, train v1, promote.
-    let a = Server::start(dir_a.path(), &shared).await;
+    // Both start at once on the empty database. They bootstrap one at a time: the first
+    // ingests, trains v1 and promotes it; the second finds v1 in production and serves it,
+    // having ingested and trained nothing of its own.
+    let (a, b) = tokio::join!(
+        Server::start(dir_a.path(), &shared),
+        Server::start(dir_b.path(), &shared)
+    );
     let api_a = Api::new(&a, dir_a.path());
-    // The second finds v1 in production and serves it; it trains nothing of its own.
-    let b = Server::start(dir_b.path(), &shared).await;
     let api_b = api_a.at(&b);
     for api in [&api_a, &api_b] {
         let (status, ready) = api.ready().await;
@@ -134,6 +137,20 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     let models: Value = api_b.get("/models").await.json().await.unwrap();
     let versions = models["versions"].as_array().expect("versions");
     assert_eq!(versions.len(), 1, "one model for both replicas: {models}");
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (rows, passengers): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT entity_key) FROM feature_rows \
+         WHERE view = 'passenger_demographics'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (rows, passengers),
+        (1309, 1309),
+        "train.csv and test.csv ingested once"
+    );
+    conn.close().await.unwrap();
     both_serve(&api_a, &api_b, "v1", "both replicas serve v1").await;
 
     // A training job asked of replica A is visible from replica B (jobs live in the database).

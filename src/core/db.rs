@@ -6,6 +6,7 @@
 //! here ([`Backend`], [`begin_write`]) and in the two migration folders, `migrations/sqlite`
 //! and `migrations/postgres`, which hold the same versions with the same meaning.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -95,6 +96,35 @@ pub async fn begin_write(pool: &Pool) -> Result<Tx, sqlx::Error> {
             Ok(tx)
         }
     }
+}
+
+/// The PostgreSQL session lock that [`exclusively`] holds while a `serve` bootstraps.
+pub const BOOTSTRAP_LOCK: i64 = WRITE_LOCK + 1;
+
+/// Runs `work` while holding a PostgreSQL session-level advisory lock (`lock`) on a connection
+/// of its own, outside the pool, so that `work` may use the whole pool: replicas starting
+/// together on an empty database take turns, and the second finds what the first did (one
+/// ingestion, one trained `v1`) instead of doing it again. Should the process die, its
+/// connection closes and the server releases the lock. On SQLite, which one host uses,
+/// `work` simply runs.
+pub async fn exclusively<T, F>(pool: &Pool, lock: i64, work: F) -> Result<T, sqlx::Error>
+where
+    F: Future<Output = T>,
+{
+    if Backend::of(pool) == Backend::Sqlite {
+        return Ok(work.await);
+    }
+    let mut conn = pool.connect_options().connect().await?;
+    sqlx::query("SELECT 1 FROM pg_advisory_lock($1)")
+        .bind(lock)
+        .execute(&mut conn)
+        .await?;
+    let out = work.await;
+    // Closing the session releases its locks.
+    if let Err(e) = conn.close().await {
+        tracing::warn!(error = %e, "closing the connection that held a lock");
+    }
+    Ok(out)
 }
 
 /// Opens the database named by `settings.url` (`sqlite://PATH`, `sqlite::memory:`,

@@ -302,6 +302,18 @@ pub async fn bootstrap(
     stores: &Stores,
     replace_outdated_model: bool,
 ) -> Result<Served, LifecycleError> {
+    // Replicas starting together on one empty database bootstrap one at a time.
+    let work = bootstrap_alone(settings, stores, replace_outdated_model);
+    db::exclusively(&stores.pool, db::BOOTSTRAP_LOCK, work)
+        .await
+        .map_err(|e| LifecycleError::Db(DbError::Connect(e)))?
+}
+
+async fn bootstrap_alone(
+    settings: &Settings,
+    stores: &Stores,
+    replace_outdated_model: bool,
+) -> Result<Served, LifecycleError> {
     ingest_bundled(settings, stores).await?;
     let version = match stores.models.resolve(PRODUCTION).await? {
         Some(v) => v,
