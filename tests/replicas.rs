@@ -15,68 +15,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor};
+use sqlx::Connection;
 
-use support::{Api, Server, eventually, scratch, shared_redis, unique_prefix};
-
-/// A database of the test's own on the test PostgreSQL server, dropped with the value.
-struct Database {
-    admin: String,
-    name: String,
-}
-
-impl Database {
-    async fn create() -> Option<Self> {
-        let admin = std::env::var("TITANIC_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let connected =
-            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin)).await;
-        let mut conn = match connected {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return unavailable(&admin, &e.to_string()),
-            Err(_) => return unavailable(&admin, "no answer in 5 s"),
-        };
-        let name = format!("titanic_replicas_{}", uuid::Uuid::new_v4().simple());
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("creating the test database");
-        Some(Self { admin, name })
-    }
-
-    fn url(&self) -> String {
-        let base = self.admin.rsplit_once('/').map_or(&*self.admin, |(b, _)| b);
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop runs inside the test's runtime: the DROP gets a thread and a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn unavailable(url: &str, why: &str) -> Option<Database> {
-    let message = format!("no PostgreSQL server at {url}: {why}");
-    if std::env::var_os("CI").is_some() {
-        panic!("{message} (required in CI: .ci/run installs and starts PostgreSQL)");
-    }
-    eprintln!("SKIPPED: {message}");
-    None
-}
+use support::{Api, PgDatabase, Server, eventually, scratch, shared_redis, unique_prefix};
 
 /// The version that answers a by-id prediction on `api`.
 async fn serving(api: &Api, id: i64) -> String {
@@ -101,7 +42,7 @@ async fn both_serve(a: &Api, b: &Api, version: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_postgres_and_follow_promotions() {
-    let Some(db) = Database::create().await else {
+    let Some(db) = PgDatabase::create().await else {
         return;
     };
     let Some(redis) = shared_redis().await else {

@@ -206,13 +206,8 @@ async fn pushed_rows_are_validated_per_row_durable_and_served() {
     assert_eq!(fields, ["height", "entity"]);
     assert_eq!(rejected[2]["errors"][0]["field"], "event_time");
 
-    // Durable: the acknowledged row is in the SQLite file.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.dir.join("titanic.db").display()
-    ))
-    .await
-    .unwrap();
+    // Durable: the acknowledged row is in the database.
+    let pool = app.database().await;
     let stored: String =
         sqlx::query_scalar("SELECT feature_values FROM feature_rows WHERE entity_key = '5000'")
             .fetch_one(&pool)

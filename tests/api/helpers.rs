@@ -10,6 +10,77 @@ use tokio::sync::oneshot;
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 
+/// The API suite runs twice: as `tests/api` on a SQLite file per test, and as
+/// `tests/api_postgres` (the same modules) on a PostgreSQL database per test.
+pub fn on_postgres() -> bool {
+    module_path!().starts_with("api_postgres::")
+}
+
+/// A database of the test's own on the test PostgreSQL server (`TITANIC_TEST_POSTGRES_URL`,
+/// default `postgres://postgres@127.0.0.1:5432/postgres`), dropped with the value.
+pub struct PgDatabase {
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// `None` when no server answers (a notice), except in CI, where that panics.
+    pub async fn create() -> Option<Self> {
+        use sqlx::{Connection, Executor};
+        let admin = std::env::var("TITANIC_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let connected = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            sqlx::PgConnection::connect(&admin),
+        )
+        .await;
+        let why = match connected {
+            Ok(Ok(mut conn)) => {
+                let name = format!("titanic_test_{}", uuid::Uuid::new_v4().simple());
+                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("creating a test database");
+                let _ = conn.close().await;
+                return Some(Self { admin, name });
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in 5 s".to_owned(),
+        };
+        let message = format!("no PostgreSQL server at {admin}: {why}");
+        if std::env::var_os("CI").is_some() {
+            panic!("{message} (required in CI: .ci/run installs and starts PostgreSQL)");
+        }
+        eprintln!("SKIPPED (PostgreSQL): {message}");
+        None
+    }
+
+    pub fn url(&self) -> String {
+        let base = self.admin.rsplit_once('/').map_or(&*self.admin, |(b, _)| b);
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop may run inside a test's runtime: the DROP gets a thread and a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            use sqlx::{Connection, Executor};
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -52,10 +123,12 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
-    /// The test's data directory (its SQLite file is `titanic.db` here).
-    pub dir: PathBuf,
+    /// The server's `database.url`.
+    pub database_url: String,
+    _postgres: Option<PgDatabase>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The test's data directory (and its SQLite file, when on SQLite).
     _dir: tempfile::TempDir,
 }
 
@@ -66,7 +139,20 @@ impl TestApp {
 
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let settings = settings(dir.path(), overrides);
+        // On PostgreSQL when this is the api_postgres suite and a server answers (else, outside
+        // CI, on SQLite after a notice).
+        let postgres = if on_postgres() {
+            PgDatabase::create().await
+        } else {
+            None
+        };
+        let database_url = postgres.as_ref().map_or_else(
+            || format!("sqlite://{}", dir.path().join("titanic.db").display()),
+            PgDatabase::url,
+        );
+        let mut overrides = overrides.to_vec();
+        overrides.insert(0, ("TITANIC__DATABASE__URL", database_url.as_str()));
+        let settings = settings(dir.path(), &overrides);
         let server = titanic::app::build_server(&settings).await.expect("server");
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -77,17 +163,25 @@ impl TestApp {
             addr,
             client: reqwest::Client::new(),
             keys: JwtKeys::new(&Secret::new(SECRET), 0).unwrap(),
-            dir: dir.path().to_path_buf(),
+            database_url,
+            _postgres: postgres,
             stop: Some(stop),
             server: Some(server),
             _dir: dir,
         }
     }
 
+    /// The `dependency` label of the server's database calls.
+    pub fn backend(&self) -> &'static str {
+        titanic::core::db::Backend::of_url(&self.database_url)
+            .expect("a supported database")
+            .as_str()
+    }
+
     /// The test server's database, opened as the service opens it (a second process would).
     pub async fn database(&self) -> titanic::core::db::Pool {
         titanic::core::db::connect(&titanic::core::config::DatabaseSettings {
-            url: format!("sqlite://{}", self.dir.join("titanic.db").display()),
+            url: self.database_url.clone(),
             max_connections: 2,
         })
         .await

@@ -1,5 +1,6 @@
 //! Integration tests over real HTTP: each test starts the real router and server on port 0
-//! with its own temporary SQLite file.
+//! with its own temporary SQLite file. `tests/api_postgres.rs` runs the same tests, each on a
+//! PostgreSQL database of its own.
 
 mod helpers;
 

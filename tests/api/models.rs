@@ -218,7 +218,7 @@ async fn broken_models_are_refused_and_serving_continues() {
     ] {
         sqlx::query(
             "INSERT INTO model_versions (version, artifact, metrics, data_hash, created_at)
-             VALUES (?1, ?2, '{}', 'sha256:x', '2026-01-01T00:00:00Z')",
+             VALUES ($1, $2, '{}', 'sha256:x', '2026-01-01T00:00:00Z')",
         )
         .bind(version)
         .bind(artifact)

@@ -121,13 +121,8 @@ where
     false
 }
 
-async fn pool(app: &TestApp) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.dir.join("titanic.db").display()
-    ))
-    .await
-    .unwrap()
+async fn pool(app: &TestApp) -> titanic::core::db::Pool {
+    app.database().await
 }
 
 async fn send_feedback(app: &TestApp, body: Value) -> reqwest::Response {
@@ -151,7 +146,7 @@ async fn every_prediction_is_logged_with_its_request_id_and_subject() {
         let request_id = request_id.clone();
         async move {
             sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM prediction_log WHERE request_id = ?1",
+                "SELECT COUNT(*) FROM prediction_log WHERE request_id = $1",
             )
             .bind(request_id)
             .fetch_one(&db)
@@ -165,7 +160,7 @@ async fn every_prediction_is_logged_with_its_request_id_and_subject() {
     let (subject, features, probability, version, latency): (String, String, f64, String, i64) =
         sqlx::query_as(
             "SELECT subject, features, probability, model_version, latency_us \
-             FROM prediction_log WHERE request_id = ?1",
+             FROM prediction_log WHERE request_id = $1",
         )
         .bind(&request_id)
         .fetch_one(&db)
@@ -337,7 +332,7 @@ async fn system_metrics_cover_the_process_runtime_and_dependencies() {
         assert!(metric(&text, name).is_some(), "{name} missing");
     }
     // The stored passenger was read from the online store (in-process here) and the
-    // readiness probe pinged SQLite.
+    // readiness probe pinged the database.
     let count = |labels: &str| {
         metric(
             &text,
@@ -345,6 +340,7 @@ async fn system_metrics_cover_the_process_runtime_and_dependencies() {
         )
     };
     assert!(count("dependency=\"in_process\",operation=\"read\"").unwrap() >= 1.0);
-    assert!(count("dependency=\"sqlite\",operation=\"ping\"").unwrap() >= 1.0);
+    let ping = format!("dependency=\"{}\",operation=\"ping\"", app.backend());
+    assert!(count(&ping).unwrap() >= 1.0);
     app.stop().await;
 }

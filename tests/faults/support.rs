@@ -436,7 +436,7 @@ pub fn server_errors(metrics: &str) -> Vec<String> {
 #[allow(dead_code)]
 mod shared;
 #[allow(unused_imports)]
-pub use shared::{OwnRedis, shared_redis, unique_prefix};
+pub use shared::{OwnRedis, PgDatabase, shared_redis, unique_prefix};
 
 fn is_root() -> bool {
     Command::new("id")
