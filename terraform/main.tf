@@ -1,8 +1,10 @@
 # The titanic service on an existing cluster: namespace, Secrets (or references to existing
-# ones), ConfigMap, the database volume, the API Deployment and Service, an optional Ingress,
-# NetworkPolicies, and Redis (redis.tf). The same shape as kubernetes/overlays/production:
-# one replica with the SQLite file on a ReadWriteOnce volume, until the service supports a
-# shared database (docs/deployment.md).
+# ones), ConfigMap, the database (a SQLite volume, or a reference to a PostgreSQL URL in a
+# Secret), the API Deployment and Service, a PodDisruptionBudget with PostgreSQL, an optional
+# Ingress, NetworkPolicies, and Redis (redis.tf).
+#   database = "sqlite"   (default): one replica, Recreate, the file on a ReadWriteOnce volume;
+#   database = "postgres": the shape of kubernetes/overlays/production: several replicas on one
+#                          shared database, RollingUpdate, no volume (docs/deployment.md).
 
 locals {
   labels = {
@@ -17,19 +19,27 @@ locals {
   namespace   = kubernetes_namespace_v1.this.metadata[0].name
   auth_secret = var.existing_auth_secret != null ? var.existing_auth_secret : kubernetes_secret_v1.auth[0].metadata[0].name
 
+  sqlite   = var.database == "sqlite"
+  replicas = var.replicas != null ? var.replicas : (local.sqlite ? 1 : 2)
+  # With PostgreSQL the URL (and its password) comes from a Secret, never from the ConfigMap.
+  database_settings = {
+    for k, v in {
+      TITANIC__DATABASE__URL = "sqlite:///var/lib/titanic/titanic.db"
+      TITANIC__DATA__DIR     = "/var/lib/titanic"
+    } : k => v if local.sqlite
+  }
+
   settings = merge({
     TITANIC_ENV                            = "production"
     TITANIC__SERVER__HOST                  = "0.0.0.0"
     TITANIC__SERVER__PORT                  = "8080"
     TITANIC__SERVER__SHUTDOWN_DRAIN_SECS   = "5"
     TITANIC__SERVER__SHUTDOWN_TIMEOUT_SECS = "30"
-    TITANIC__DATABASE__URL                 = "sqlite:///var/lib/titanic/titanic.db"
-    TITANIC__DATA__DIR                     = "/var/lib/titanic"
     TITANIC__AUTH__SECRET_FILE             = "/var/run/secrets/titanic/jwt-secret"
     TITANIC__AUTH__KEY_ID                  = var.jwt_key_id
     TITANIC__RATE_LIMIT__CLIENT_IP_HEADER  = "x-forwarded-for"
     TITANIC__LOG__FORMAT                   = "json"
-  }, var.settings)
+  }, local.database_settings, var.settings)
 
   # Drain (5 s) + in-flight requests (30 s) + request log flush (10 s) < grace period.
   termination_grace_seconds = 60
@@ -86,6 +96,8 @@ resource "kubernetes_config_map_v1" "settings" {
 }
 
 resource "kubernetes_persistent_volume_claim_v1" "data" {
+  count = local.sqlite ? 1 : 0
+
   metadata {
     name      = "titanic-data"
     namespace = local.namespace
@@ -106,7 +118,7 @@ resource "kubernetes_persistent_volume_claim_v1" "data" {
 resource "kubernetes_deployment_v1" "api" {
   #checkov:skip=CKV_K8S_14:The image is var.image, unknown to a static scan; the variable's validation refuses a missing tag and latest.
   #checkov:skip=CKV_K8S_43:The image is var.image: a digest is what production passes (README.md), a fixed tag is allowed for test clusters; the variable's validation refuses anything else.
-  #checkov:skip=CKV_K8S_35:Only the Redis URL (or its password) comes from a Secret through the environment: the service reads the Redis URL from configuration only, with no file variant. The JWT secret is mounted as a file.
+  #checkov:skip=CKV_K8S_35:Only the Redis URL (or its password) and, with PostgreSQL, the database URL come from Secrets through the environment: the service reads these URLs from configuration only, with no file variant. The JWT secret is mounted as a file.
   metadata {
     name      = "titanic"
     namespace = local.namespace
@@ -114,12 +126,19 @@ resource "kubernetes_deployment_v1" "api" {
   }
 
   spec {
-    # One SQLite file on a ReadWriteOnce volume: one replica, the old pod stopped before the
-    # new one mounts the volume.
-    replicas               = 1
+    # SQLite: one file on a ReadWriteOnce volume, so one replica, the old pod stopped before
+    # the new one mounts the volume. PostgreSQL: a new pod starts before an old one stops.
+    replicas               = local.replicas
     revision_history_limit = 5
     strategy {
-      type = "Recreate"
+      type = local.sqlite ? "Recreate" : "RollingUpdate"
+      dynamic "rolling_update" {
+        for_each = local.sqlite ? [] : [1]
+        content {
+          max_surge       = "1"
+          max_unavailable = "0"
+        }
+      }
     }
     selector {
       match_labels = local.api_selector
@@ -209,6 +228,20 @@ resource "kubernetes_deployment_v1" "api" {
             }
           }
 
+          # postgres://USER:PASSWORD@HOST:5432/DATABASE; messages show the password as ***.
+          dynamic "env" {
+            for_each = local.sqlite ? [] : [1]
+            content {
+              name = "TITANIC__DATABASE__URL"
+              value_from {
+                secret_key_ref {
+                  name = var.database_url_secret
+                  key  = var.database_url_secret_key
+                }
+              }
+            }
+          }
+
           startup_probe {
             http_get {
               path = "/health/live"
@@ -268,9 +301,12 @@ resource "kubernetes_deployment_v1" "api" {
             mount_path = "/var/run/secrets/titanic"
             read_only  = true
           }
-          volume_mount {
-            name       = "data"
-            mount_path = "/var/lib/titanic"
+          dynamic "volume_mount" {
+            for_each = local.sqlite ? [1] : []
+            content {
+              name       = "data"
+              mount_path = "/var/lib/titanic"
+            }
           }
           volume_mount {
             name       = "tmp"
@@ -285,10 +321,13 @@ resource "kubernetes_deployment_v1" "api" {
             default_mode = "0440"
           }
         }
-        volume {
-          name = "data"
-          persistent_volume_claim {
-            claim_name = kubernetes_persistent_volume_claim_v1.data.metadata[0].name
+        dynamic "volume" {
+          for_each = kubernetes_persistent_volume_claim_v1.data
+          content {
+            name = "data"
+            persistent_volume_claim {
+              claim_name = volume.value.metadata[0].name
+            }
           }
         }
         volume {
@@ -303,6 +342,42 @@ resource "kubernetes_deployment_v1" "api" {
   }
 
   depends_on = [helm_release.redis]
+
+  lifecycle {
+    precondition {
+      condition     = !local.sqlite || local.replicas == 1
+      error_message = "database = \"sqlite\" runs exactly one replica (one writing host): use database = \"postgres\" to scale out."
+    }
+    precondition {
+      condition     = local.sqlite || local.replicas >= 1
+      error_message = "replicas must be at least 1."
+    }
+    precondition {
+      condition     = local.sqlite || var.database_url_secret != null
+      error_message = "database = \"postgres\" needs database_url_secret: an existing Secret whose key database_url_secret_key holds postgres://USER:PASSWORD@HOST:5432/DATABASE."
+    }
+    precondition {
+      condition     = local.sqlite || length(var.database_egress.cidrs) > 0 || var.database_egress.namespace != null
+      error_message = "database = \"postgres\" needs database_egress: cidrs, or namespace (and pod_labels), where the database is."
+    }
+  }
+}
+
+# With PostgreSQL: at most one API pod evicted at a time (node drains, cluster upgrades).
+resource "kubernetes_pod_disruption_budget_v1" "api" {
+  count = local.sqlite ? 0 : 1
+
+  metadata {
+    name      = "titanic"
+    namespace = local.namespace
+    labels    = merge(local.labels, local.api_selector)
+  }
+  spec {
+    max_unavailable = "1"
+    selector {
+      match_labels = local.api_selector
+    }
+  }
 }
 
 resource "kubernetes_service_v1" "api" {
@@ -363,7 +438,8 @@ resource "kubernetes_ingress_v1" "api" {
   }
 }
 
-# Default deny, then: ingress controller and Prometheus -> API :8080; API -> Redis, DNS.
+# Default deny, then: ingress controller and Prometheus -> API :8080; API -> Redis, DNS, and
+# with PostgreSQL the database (database_egress, database_port).
 resource "kubernetes_network_policy_v1" "default_deny" {
   metadata {
     name      = "default-deny"
@@ -418,6 +494,37 @@ resource "kubernetes_network_policy_v1" "api" {
       ports {
         port     = "6379"
         protocol = "TCP"
+      }
+    }
+    dynamic "egress" {
+      for_each = local.sqlite ? [] : [1]
+      content {
+        dynamic "to" {
+          for_each = var.database_egress.cidrs
+          content {
+            ip_block {
+              cidr = to.value
+            }
+          }
+        }
+        dynamic "to" {
+          for_each = var.database_egress.namespace == null ? [] : [var.database_egress.namespace]
+          content {
+            namespace_selector {
+              match_labels = { "kubernetes.io/metadata.name" = to.value }
+            }
+            dynamic "pod_selector" {
+              for_each = length(var.database_egress.pod_labels) == 0 ? [] : [1]
+              content {
+                match_labels = var.database_egress.pod_labels
+              }
+            }
+          }
+        }
+        ports {
+          port     = tostring(var.database_port)
+          protocol = "TCP"
+        }
       }
     }
     egress {

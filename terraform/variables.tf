@@ -42,14 +42,61 @@ variable "resources" {
   }
 }
 
+# --- Database -----------------------------------------------------------------------------------
+
+variable "database" {
+  description = "\"sqlite\": one SQLite file on a ReadWriteOnce volume, one replica, Recreate. \"postgres\": a PostgreSQL database shared by every replica (URL from database_url_secret), RollingUpdate, no volume. Switching an existing deployment from sqlite deletes the volume: move the data first (docs/operations.md)."
+  type        = string
+  default     = "sqlite"
+
+  validation {
+    condition     = contains(["sqlite", "postgres"], var.database)
+    error_message = "database must be \"sqlite\" or \"postgres\"."
+  }
+}
+
+variable "replicas" {
+  description = "API replicas; null for the default of the database: 1 with sqlite (the only value allowed), 2 with postgres."
+  type        = number
+  default     = null
+}
+
+variable "database_url_secret" {
+  description = "database = \"postgres\": an existing Secret in the namespace holding the URL postgres://USER:PASSWORD@HOST:5432/DATABASE (the module never sees the password)."
+  type        = string
+  default     = null
+}
+
+variable "database_url_secret_key" {
+  description = "The key of database_url_secret holding the URL."
+  type        = string
+  default     = "url"
+}
+
+variable "database_egress" {
+  description = "database = \"postgres\": where the API may connect on database_port. cidrs (ipBlock: a managed database's private range), or namespace and pod_labels (an in-cluster server); one of the two is required."
+  type = object({
+    cidrs      = optional(list(string), [])
+    namespace  = optional(string)
+    pod_labels = optional(map(string), {})
+  })
+  default = {}
+}
+
+variable "database_port" {
+  description = "database = \"postgres\": the PostgreSQL port the NetworkPolicy opens."
+  type        = number
+  default     = 5432
+}
+
 variable "storage_size" {
-  description = "Size of the ReadWriteOnce volume holding the SQLite database."
+  description = "database = \"sqlite\": size of the ReadWriteOnce volume holding the SQLite database."
   type        = string
   default     = "5Gi"
 }
 
 variable "storage_class" {
-  description = "StorageClass of the database volume; null for the cluster's default."
+  description = "database = \"sqlite\": StorageClass of the database volume; null for the cluster's default."
   type        = string
   default     = null
 }

@@ -206,14 +206,124 @@ def invariants(overlay, objs):
             check("limits" in c.get("resources", {}) and "requests" in c.get("resources", {}),
                   f"{name}/{c['name']}: resource requests and limits")
 
-    # One SQLite file on a ReadWriteOnce volume: one replica, never two at once.
+    # The database: SQLite (a file on a volume, one replica) or PostgreSQL (shared, scaled out).
     hpa = find(objs, "HorizontalPodAutoscaler", "titanic")
-    if env.get("TITANIC__DATABASE__URL", "").startswith("sqlite:"):
+    backend, source = database_of(env, container)
+    check(backend is not None,
+          "TITANIC__DATABASE__URL must be a sqlite: URL (components/sqlite) or come from a "
+          f"Secret through a secretKeyRef (components/postgres); found {source}")
+    if backend == "sqlite":
+        # One SQLite file on a ReadWriteOnce volume: one replica, never two at once.
         check(api["spec"].get("strategy", {}).get("type") == "Recreate",
               "SQLite database: the Deployment must use strategy Recreate")
         check(api["spec"].get("replicas", 1) == 1, "SQLite database: one replica")
         check(hpa is None or hpa["spec"]["maxReplicas"] == 1,
-              "SQLite database: HPA maxReplicas must be 1 until a shared database is supported")
+              "SQLite database: HPA maxReplicas must be 1 (SQLite has one writing host)")
+    elif backend == "postgres":
+        errors += [f"{overlay}: PostgreSQL database: {e}" for e in postgres_invariants(objs, api, hpa)]
+    return errors
+
+
+def env_var(container, name):
+    """The container's `env` entry called `name`, or None."""
+    return next((e for e in container.get("env", []) if e.get("name") == name), None)
+
+
+def database_of(env, container):
+    """("sqlite" | "postgres" | None, where the URL comes from). A container `env` entry wins
+    over the ConfigMap (envFrom), as in Kubernetes. A PostgreSQL URL carries a password, so it
+    counts only when it comes from a secretKeyRef."""
+    entry = env_var(container, "TITANIC__DATABASE__URL")
+    if entry is not None:
+        if "value" in entry:
+            url = entry["value"]
+            if url.startswith("sqlite:"):
+                return "sqlite", "a literal sqlite URL"
+            return None, "a literal value in the Deployment (the URL must come from a Secret)"
+        if "secretKeyRef" in entry.get("valueFrom", {}):
+            return "postgres", "a secretKeyRef"
+        return None, f"valueFrom {sorted(entry.get('valueFrom', {}))} (use a secretKeyRef)"
+    url = env.get("TITANIC__DATABASE__URL", "")
+    if url.startswith("sqlite:"):
+        return "sqlite", "the ConfigMap"
+    if url:
+        return None, "a non-SQLite URL in the ConfigMap (a PostgreSQL URL must come from a Secret)"
+    return None, ("nothing (the image's sqlite:///var/lib/titanic/titanic.db would be on the "
+                  "read-only root filesystem)")
+
+
+def selects(selector, labels):
+    """Whether a label selector (matchLabels, matchExpressions In/NotIn/Exists) selects labels."""
+    for k, v in selector.get("matchLabels", {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def egress_allows(objs, pod_labels, port):
+    """Whether some NetworkPolicy selecting these pods allows TCP egress to `port` towards a
+    named destination (a rule with `to`: egress to anywhere is not restrictive)."""
+    for o in objs:
+        if o["kind"] != "NetworkPolicy" or not selects(o["spec"].get("podSelector", {}), pod_labels):
+            continue
+        for rule in o["spec"].get("egress", []):
+            ports = rule.get("ports", [])
+            if rule.get("to") and any(p.get("port") == port and p.get("protocol", "TCP") == "TCP"
+                                      for p in ports):
+                return True
+    return False
+
+
+def postgres_invariants(objs, api, hpa):
+    """What several replicas on one PostgreSQL database rely on."""
+    errors = []
+    pod = api["spec"]["template"]["spec"]
+    ref = env_var(pod["containers"][0], "TITANIC__DATABASE__URL")["valueFrom"]["secretKeyRef"]
+    pvcs = [o["metadata"]["name"] for o in objs if o["kind"] == "PersistentVolumeClaim"]
+    if pvcs:
+        errors.append(f"no PersistentVolumeClaim for the database, found {pvcs}")
+    for name, spec in pod_specs(objs):
+        if any("persistentVolumeClaim" in v for v in spec.get("volumes", [])):
+            errors.append(f"{name} mounts a PersistentVolumeClaim")
+    strategy = api["spec"].get("strategy", {})
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        errors.append(f"the Deployment must use RollingUpdate, found {strategy.get('type')}")
+    elif strategy.get("rollingUpdate", {}).get("maxUnavailable", 1) not in (0, "0", "0%"):
+        errors.append("RollingUpdate must keep every replica (maxUnavailable 0)")
+    if "replicas" in api["spec"]:
+        errors.append("the Deployment must not set replicas (the HPA owns the count)")
+    if hpa is None:
+        errors.append("needs the HorizontalPodAutoscaler titanic")
+    else:
+        lo, hi = hpa["spec"].get("minReplicas", 1), hpa["spec"]["maxReplicas"]
+        if lo < 2:
+            errors.append(f"HPA minReplicas must be at least 2, found {lo}")
+        if hi < lo:
+            errors.append(f"HPA maxReplicas {hi} below minReplicas {lo}")
+    pdb = find(objs, "PodDisruptionBudget", "titanic")
+    if pdb is None or pdb["spec"].get("maxUnavailable") != 1:
+        errors.append("needs the PodDisruptionBudget titanic with maxUnavailable 1")
+    cron = find(objs, "CronJob", "titanic-train")
+    if cron is not None:
+        job = cron["spec"]["jobTemplate"]["spec"]["template"]
+        entry = env_var(job["spec"]["containers"][0], "TITANIC__DATABASE__URL")
+        if entry is None or entry.get("valueFrom", {}).get("secretKeyRef") != ref:
+            errors.append(f"CronJob/titanic-train must read TITANIC__DATABASE__URL from the "
+                          f"same secretKeyRef as the API ({ref})")
+        if not egress_allows(objs, job["metadata"].get("labels", {}), 5432):
+            errors.append("no NetworkPolicy lets the training Job reach the database (5432)")
+    if not egress_allows(objs, api["spec"]["template"]["metadata"].get("labels", {}), 5432):
+        errors.append("no NetworkPolicy lets the API reach the database (5432)")
     return errors
 
 

@@ -1,16 +1,24 @@
-# Deploys the module on the cluster of the current kubeconfig context, with the JWT secret in a
-# Secret made beforehand (so it never enters the Terraform state):
+# Deploys the module on the cluster of the current kubeconfig context, with PostgreSQL as the
+# shared database (two replicas), and every secret in a Secret made beforehand (so none enters
+# the Terraform state):
 #
 #   kubectl create namespace titanic
 #   kubectl -n titanic create secret generic titanic-auth --from-literal=jwt-secret="$(openssl rand -hex 48)"
 #   kubectl -n titanic create secret generic titanic-redis --from-literal=redis-password="$(openssl rand -hex 32)"
-#   terraform init && terraform apply -var image=REGISTRY/titanic@sha256:...
+#   kubectl -n titanic create secret generic titanic-database \
+#     --from-literal=url='postgres://titanic:PASSWORD@10.20.0.5:5432/titanic'
+#   terraform init && terraform apply -var image=REGISTRY/titanic@sha256:... -var database_cidr=10.20.0.5/32
 #
 # With the namespace made beforehand, import it first:
 #   terraform import module.titanic.kubernetes_namespace_v1.this titanic
 
 variable "image" {
   description = "The titanic image."
+  type        = string
+}
+
+variable "database_cidr" {
+  description = "Where the PostgreSQL server is (its address /32, or its private subnet)."
   type        = string
 }
 
@@ -38,6 +46,9 @@ module "titanic" {
   image                 = var.image
   existing_auth_secret  = "titanic-auth"
   existing_redis_secret = "titanic-redis"
+  database              = "postgres"
+  database_url_secret   = "titanic-database"
+  database_egress       = { cidrs = [var.database_cidr] }
   ingress = {
     host        = "titanic.example.com"
     class_name  = "nginx"
