@@ -636,4 +636,36 @@ mod tests {
         assert_eq!(second.await.unwrap(), Some(1));
         db.remove().await;
     }
+
+    #[tokio::test]
+    async fn postgres_connects_over_tls_when_the_url_asks() {
+        let Some(db) = testing::TestDb::postgres().await else {
+            return;
+        };
+        let on: String = sqlx::query_scalar("SHOW ssl")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if on != "on" {
+            eprintln!("skipping: the test PostgreSQL server has ssl = {on}");
+            db.remove().await;
+            return;
+        }
+        let mut url = db.pool.connect_options().database_url.clone();
+        url.set_query(Some("sslmode=require"));
+        let tls = connect(&DatabaseSettings {
+            url: url.to_string(),
+            max_connections: 1,
+        })
+        .await
+        .unwrap();
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&tls)
+                .await
+                .unwrap();
+        assert!(encrypted, "the session is encrypted");
+        tls.close().await;
+        db.remove().await;
+    }
 }
