@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::api::state::Shared;
 use crate::api::{AppState, Limits, Server};
 use crate::core::config::Settings;
 use crate::core::rate_limit::RateLimiter;
@@ -135,7 +136,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
             "training jobs interrupted by the last stop marked failed"
         );
     }
-    let state = AppState {
+    let state = AppState::new(Shared {
         models,
         features,
         stores: stores.clone(),
@@ -152,7 +153,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         limits: Limits::of(&settings.server),
         training: Arc::new(tokio::sync::Semaphore::new(1)),
         pinned: moka::sync::Cache::new(8),
-    };
+    });
     state.install(served);
     let supervisor = tokio::spawn(supervise(state.clone()));
     let server = Server::bind(
