@@ -271,8 +271,10 @@ app = FastAPI()
 @app.post("/predict")
 def predict(p: Passenger):
     df = derive(pd.DataFrame([p.model_dump()]))
-    probability = float(pipeline.predict_proba(df)[0, 1])
-    x = np.asarray(pipeline.named_steps["prep"].transform(df)).ravel()
+    # One transform serves both the score and the contributions.
+    x = pipeline.named_steps["prep"].transform(df)
+    probability = float(pipeline.named_steps["model"].predict_proba(x)[0, 1])
+    x = np.asarray(x).ravel()
     contributions = {name: float(c * v) for name, c, v in zip(FEATURES, COEF, x)}
     return {
         "survived": probability >= 0.5,
