@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::api::state::Shared;
 use crate::api::{AppState, Limits, Server};
 use crate::core::config::Settings;
 use crate::core::rate_limit::RateLimiter;
@@ -129,7 +130,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         "serving model"
     );
     fail_abandoned_jobs(&stores.jobs).await?;
-    let state = AppState {
+    let state = AppState::new(Shared {
         models,
         features,
         stores: stores.clone(),
@@ -146,7 +147,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         limits: Limits::of(&settings.server),
         training: Arc::new(tokio::sync::Semaphore::new(1)),
         pinned: moka::sync::Cache::new(8),
-    };
+    });
     state.install(served);
     let supervisor = tokio::spawn(supervise(state.clone()));
     let server = Server::bind(

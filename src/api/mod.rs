@@ -22,7 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -255,7 +255,10 @@ pub fn router(state: AppState) -> Router {
 
     // Read top-down: the first layer sees the request first and the response last.
     let stack = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID,
+            middleware::MakeRequestUuidV7,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
@@ -279,11 +282,11 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
+            state.clone(),
             middleware::track_metrics,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.lifecycle.clone(),
+            state.clone(),
             middleware::close_when_draining,
         ))
         .layer(axum::middleware::from_fn(middleware::json_errors))

@@ -11,8 +11,30 @@ use crate::ml::lifecycle::Stores;
 use crate::ml::{ModelServer, Served};
 use crate::monitoring::{Metrics, Monitor};
 
+/// A handle on the [`Shared`] state: one reference count to clone. The router's middleware
+/// (`from_fn_with_state`) and the `State` extractor clone the state several times per
+/// request, and cloning the fields one by one (dozens of metric handles and `Arc`s, each an
+/// atomic increment and decrement on a cache line both cores share) was 8% of the server's
+/// CPU time under load.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Everything handlers and middleware share, behind [`AppState`].
+pub struct Shared {
     pub models: Arc<ModelServer>,
     pub features: Arc<FeatureServer>,
     pub stores: Stores,
