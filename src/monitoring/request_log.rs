@@ -163,6 +163,9 @@ fn sampled(request_id: &str, rate: f64) -> bool {
     (fnv1a(request_id) as f64 / u64::MAX as f64) < rate
 }
 
+/// How often a filling batch looks at the queue (see [`LogWriter::gather`]).
+const GATHER_TICK: Duration = Duration::from_millis(5);
+
 /// Rest after each batch written while more wait, so other writers of the database (pushes,
 /// promotions, feedback) get SQLite's write lock between batches instead of starving.
 const WRITE_PAUSE: Duration = Duration::from_millis(10);
@@ -183,18 +186,7 @@ impl LogWriter {
                     if received == 0 {
                         break;
                     }
-                    // Gather a little more before writing, up to a full batch.
-                    let deadline = tokio::time::sleep(flush_every);
-                    tokio::pin!(deadline);
-                    while batch.len() < batch_size {
-                        let room = batch_size - batch.len();
-                        tokio::select! {
-                            more = self.rx.recv_many(&mut batch, room) => {
-                                if more == 0 { break; }
-                            }
-                            () = &mut deadline => break,
-                        }
-                    }
+                    self.gather(&mut batch, batch_size, flush_every).await;
                     let full = batch.len() == batch_size;
                     self.write(std::mem::take(&mut batch)).await;
                     if full {
@@ -203,6 +195,33 @@ impl LogWriter {
                 }
                 _ = retention.tick() => self.apply_retention().await,
             }
+        }
+    }
+
+    /// Gathers more entries, up to a full batch or for `flush_every` at most. The queue is
+    /// looked at every [`GATHER_TICK`] rather than waiting on it: waiting would wake this task
+    /// for every prediction queued (tens of thousands of times a second under load), a tick
+    /// wakes it at most a few hundred times.
+    async fn gather(
+        &mut self,
+        batch: &mut Vec<LoggedPrediction>,
+        batch_size: usize,
+        flush_every: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + flush_every;
+        loop {
+            while batch.len() < batch_size {
+                match self.rx.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    // Empty for now, or closed (the last batch is written, then `run` ends).
+                    Err(_) => break,
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if batch.len() >= batch_size || now >= deadline || self.rx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(GATHER_TICK.min(deadline - now)).await;
         }
     }
 
@@ -255,9 +274,12 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// Columns of a `prediction_log` row as [`write_batch`] binds them.
 const COLUMNS: usize = 10;
 
-/// `INSERT INTO prediction_log ... VALUES ($1, ..., $10), ($11, ...)` for `rows` rows, with
-/// numbered placeholders, which both backends read.
-fn insert_sql(rows: usize) -> String {
+/// `INSERT INTO prediction_log ... VALUES (...), (...)` for `rows` rows. PostgreSQL gets
+/// numbered placeholders (`$1` to `$10`, `$11`...). SQLite gets anonymous ones (`?`): sqlx
+/// binds a numbered one by asking SQLite its name, which SQLite finds by a scan of all the
+/// names, so 5,000 numbered parameters cost 12.5 million steps per statement. That was 29%
+/// of the server's CPU under load, and the writer fell behind and dropped entries.
+fn insert_sql(rows: usize, backend: Backend) -> String {
     use std::fmt::Write;
     let mut sql = String::from(
         "INSERT INTO prediction_log (request_id, position, logged_at, subject, passenger_id, \
@@ -267,7 +289,14 @@ fn insert_sql(rows: usize) -> String {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..COLUMNS {
             let sep = if column == 0 { "" } else { ", " };
-            let _ = write!(sql, "{sep}${}", row * COLUMNS + column + 1);
+            match backend {
+                Backend::Sqlite => {
+                    let _ = write!(sql, "{sep}?");
+                }
+                Backend::Postgres => {
+                    let _ = write!(sql, "{sep}${}", row * COLUMNS + column + 1);
+                }
+            }
         }
         sql.push(')');
     }
@@ -289,7 +318,7 @@ async fn write_batch(pool: &Pool, batch: &[LoggedPrediction]) -> Result<(), sqlx
         .chunks(ROWS_PER_STATEMENT)
         .zip(features.chunks(ROWS_PER_STATEMENT))
     {
-        let sql = insert_sql(rows.len());
+        let sql = insert_sql(rows.len(), Backend::of(pool));
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (e, features) in rows.iter().zip(features) {
             insert = insert
@@ -314,12 +343,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn multi_row_inserts_number_their_placeholders() {
-        let sql = insert_sql(2);
+    fn multi_row_inserts_have_each_backends_placeholders() {
+        let sql = insert_sql(2, Backend::Postgres);
         assert!(sql.ends_with(
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10), \
              ($11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         ));
+        let sql = insert_sql(2, Backend::Sqlite);
+        assert!(
+            sql.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        );
     }
     use crate::feature_store::RawPassenger;
 
