@@ -5,6 +5,7 @@
 pub mod drift;
 pub mod metrics;
 pub mod performance;
+pub mod recent;
 pub mod request_log;
 
 use std::sync::Arc;
@@ -91,7 +92,7 @@ impl Monitor {
             .map(|r| scored(request, r, at))
             .collect::<Vec<_>>();
         if remember {
-            self.performance.record(scored);
+            self.performance.record(&scored);
         } else {
             self.performance.estimate_only(&scored);
         }

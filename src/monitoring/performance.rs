@@ -9,13 +9,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use crate::core::db::{Backend, Pool};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
 use sqlx::Row;
 
+use super::recent::RecentPredictions;
 use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, micros_to_rfc3339, now_micros};
 use crate::ml::evaluation::{CalibrationBin, accuracy, brier, calibration, log_loss, roc_auc};
@@ -180,8 +180,7 @@ pub struct PerformanceReport {
 pub struct PerformanceMonitor {
     config: PerformanceConfig,
     pool: Pool,
-    by_request: moka::sync::Cache<Arc<str>, Arc<[Scored]>>,
-    by_passenger: moka::sync::Cache<i64, Scored>,
+    recent: RecentPredictions,
     windows: Mutex<Windows>,
     gauges: Gauges,
     dependencies: DependencyMetrics,
@@ -193,24 +192,10 @@ impl PerformanceMonitor {
         config: PerformanceConfig,
         dependencies: DependencyMetrics,
     ) -> Result<Self, prometheus::Error> {
-        // No age limit with 0: a long one, then (moka needs a finite time to live).
-        let ttl = Duration::from_secs(match config.window_secs {
-            0 => 100 * 365 * 86_400,
-            secs => secs,
-        });
         Ok(Self {
-            // Weighed by predictions, so a batch counts as many.
-            by_request: moka::sync::Cache::builder()
-                .max_capacity(config.remembered_predictions)
-                .weigher(|_, scored: &Arc<[Scored]>| {
-                    u32::try_from(scored.len()).unwrap_or(u32::MAX)
-                })
-                .time_to_live(ttl)
-                .build(),
-            by_passenger: moka::sync::Cache::builder()
-                .max_capacity(config.remembered_predictions)
-                .time_to_live(ttl)
-                .build(),
+            recent: RecentPredictions::new(
+                usize::try_from(config.remembered_predictions).unwrap_or(usize::MAX),
+            ),
             config,
             pool,
             windows: Mutex::new(Windows::default()),
@@ -285,19 +270,9 @@ impl PerformanceMonitor {
     }
 
     /// Remembers one request's predictions for feedback and adds them to the estimate.
-    pub fn record(&self, scored: Vec<Scored>) {
-        let Some(first) = scored.first() else { return };
-        self.estimate_only(&scored);
-        if self.config.remembered_predictions == 0 {
-            return;
-        }
-        for s in &scored {
-            if let Some(id) = s.passenger_id {
-                self.by_passenger.insert(id, s.clone());
-            }
-        }
-        self.by_request
-            .insert(first.request_id.clone(), Arc::from(scored));
+    pub fn record(&self, scored: &[Scored]) {
+        self.estimate_only(scored);
+        self.recent.insert(scored);
     }
 
     /// Records a label: finds the prediction, stores the label durably, then counts it.
@@ -391,8 +366,9 @@ impl PerformanceMonitor {
                     .to_owned(),
             }),
             (Some(request_id), _) => {
-                let scored = match self.by_request.get(request_id.as_str()) {
-                    Some(s) => s.to_vec(),
+                let since = now_micros() - self.horizon_micros();
+                let scored = match self.recent.by_request(request_id, since) {
+                    Some(s) => s,
                     None => self.logged_request(request_id).await?,
                 };
                 if scored.is_empty() {
@@ -406,7 +382,8 @@ impl PerformanceMonitor {
             // The newest of this process's memory and the log (another replica, or a
             // streamed file, may have scored the passenger since).
             (None, Some(id)) => {
-                let remembered = self.by_passenger.get(&id);
+                let since = now_micros() - self.horizon_micros();
+                let remembered = self.recent.by_passenger(id, since);
                 let logged = self.logged_passenger(id).await?;
                 [remembered, logged]
                     .into_iter()
@@ -645,8 +622,8 @@ mod tests {
     crate::core::db::testing::on_both_backends! {
         async fn labels_match_predictions_and_give_live_metrics(pool) {
             let m = PerformanceMonitor::new(pool.clone(), config(), deps()).unwrap();
-            m.record(vec![scored("a", 0, Some(1), 0.9)]);
-            m.record(vec![
+            m.record(&[scored("a", 0, Some(1), 0.9)]);
+            m.record(&[
                 scored("b", 0, Some(2), 0.2),
                 scored("b", 1, Some(3), 0.7),
             ]);
@@ -734,7 +711,7 @@ mod tests {
             let m = PerformanceMonitor::new(pool.clone(), config(), deps()).unwrap();
             let mut old = scored("in-memory", 0, Some(9), 0.9);
             old.at -= 1_000_000;
-            m.record(vec![old]);
+            m.record(&[old]);
             // Scored again since, by another replica: only the log knows.
             sqlx::query(
                 "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \

@@ -1,0 +1,437 @@
+//! The predictions of this process that feedback can find without the request log: a ring of
+//! fixed capacity, oldest overwritten first, indexed by request id and by passenger id.
+//!
+//! It replaced two `moka` caches. Under load, inserting every prediction into them cost about
+//! a tenth of the server's CPU (mostly `cht` rehashes as evictions left tombstones) and, at
+//! the default 100,000 predictions, about 50 MB of memory. Here a prediction is one 56-byte
+//! slot (a request id that is a UUID, as the service makes them, is kept as its 16 bytes;
+//! a model version as an index into a small table), plus an entry in each index, and an insert is
+//! a few hash-map operations under one short lock. What falls out of the ring (or was never
+//! in it) is looked up in the request log, as before.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::performance::Scored;
+use crate::core::time::Micros;
+
+/// A request id as kept in a slot: the 16 bytes of a lower-case hyphenated UUID (every id the
+/// service makes), or the text of any other id a client sent in `x-request-id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RequestId {
+    Uuid([u8; 16]),
+    Text(Arc<str>),
+}
+
+impl RequestId {
+    /// The kept form of `text`. Only the canonical spelling becomes bytes, so that
+    /// [`RequestId::text`] gives back exactly what was recorded.
+    fn of(text: &Arc<str>) -> Self {
+        match uuid::Uuid::try_parse(text) {
+            Ok(id) if id.hyphenated().encode_lower(&mut [0; 36]) == &**text => {
+                Self::Uuid(id.into_bytes())
+            }
+            _ => Self::Text(Arc::clone(text)),
+        }
+    }
+
+    /// For a lookup: the same form without keeping the text.
+    fn lookup(text: &str) -> Self {
+        Self::of(&Arc::from(text))
+    }
+
+    fn text(&self) -> Arc<str> {
+        match self {
+            Self::Uuid(bytes) => {
+                let id = uuid::Uuid::from_bytes(*bytes);
+                Arc::from(&*id.hyphenated().encode_lower(&mut [0; 36]))
+            }
+            Self::Text(text) => Arc::clone(text),
+        }
+    }
+}
+
+/// One remembered prediction (56 bytes).
+#[derive(Debug, Clone)]
+struct Slot {
+    request: RequestId,
+    at: Micros,
+    probability: f64,
+    /// Meaningful only with `has_passenger` (an `Option<i64>` would take 8 more bytes).
+    passenger_id: i64,
+    position: u32,
+    version: u16,
+    has_passenger: bool,
+}
+
+impl Slot {
+    fn passenger(&self) -> Option<i64> {
+        self.has_passenger.then_some(self.passenger_id)
+    }
+}
+
+/// Passes a `u64` through: the request index is keyed by a hash already made with a random
+/// key, so hashing it again would buy nothing.
+#[derive(Debug, Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+#[derive(Debug)]
+struct Ring {
+    slots: Vec<Slot>,
+    /// The slot the next prediction goes to, once `slots` is full.
+    next: usize,
+    /// Keyed hash of a request id to the slot of its first prediction. Two ids with the same
+    /// hash share an entry: the older one is then found in the request log instead.
+    by_request: HashMap<u64, u32, BuildHasherDefault<Identity>>,
+    /// Passenger id to the slot of the passenger's latest prediction.
+    by_passenger: HashMap<i64, u32>,
+    /// Model versions by index (a handful per process).
+    versions: Vec<Arc<str>>,
+}
+
+/// The ring and its indexes; see the module documentation.
+#[derive(Debug)]
+pub struct RecentPredictions {
+    capacity: usize,
+    hasher: RandomState,
+    ring: Mutex<Ring>,
+}
+
+impl RecentPredictions {
+    /// A ring for `capacity` predictions (0 remembers nothing). Memory is taken as it fills.
+    pub fn new(capacity: usize) -> Self {
+        // Slot indexes are u32; a larger setting is capped (16 GiB of slots).
+        let capacity = capacity.min(u32::MAX as usize);
+        Self {
+            capacity,
+            hasher: RandomState::new(),
+            ring: Mutex::new(Ring {
+                slots: Vec::new(),
+                next: 0,
+                by_request: HashMap::default(),
+                by_passenger: HashMap::new(),
+                versions: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn key(&self, id: &RequestId) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// Remembers one request's predictions (all from the same request id), evicting the
+    /// oldest. A request with more predictions than the ring holds is left to the log.
+    pub fn insert(&self, scored: &[Scored]) {
+        let Some(first) = scored.first() else { return };
+        if scored.len() > self.capacity {
+            return;
+        }
+        let request = RequestId::of(&first.request_id);
+        let key = self.key(&request);
+        let mut ring = self.lock();
+        let Some(version) = ring.version_index(&first.model_version) else {
+            return;
+        };
+        let mut first_slot = None;
+        for s in scored {
+            let version = if Arc::ptr_eq(&s.model_version, &first.model_version) {
+                version
+            } else {
+                match ring.version_index(&s.model_version) {
+                    Some(v) => v,
+                    None => return,
+                }
+            };
+            let slot = Slot {
+                request: request.clone(),
+                at: s.at,
+                probability: s.probability,
+                passenger_id: s.passenger_id.unwrap_or(0),
+                position: s.position,
+                version,
+                has_passenger: s.passenger_id.is_some(),
+            };
+            let index = self.put(&mut ring, slot);
+            first_slot.get_or_insert(index);
+            if let Some(id) = s.passenger_id {
+                ring.by_passenger.insert(id, index);
+            }
+        }
+        if let Some(index) = first_slot {
+            ring.by_request.insert(key, index);
+        }
+    }
+
+    /// Writes `slot` into the ring, dropping the index entries of the prediction it replaces.
+    fn put(&self, ring: &mut Ring, slot: Slot) -> u32 {
+        if ring.slots.len() < self.capacity {
+            if ring.slots.capacity() == 0 {
+                ring.slots.reserve_exact(self.capacity);
+            }
+            ring.slots.push(slot);
+            return (ring.slots.len() - 1) as u32;
+        }
+        let index = ring.next;
+        ring.next = (index + 1) % self.capacity;
+        let old = std::mem::replace(&mut ring.slots[index], slot);
+        let index = index as u32;
+        if old.position == 0 {
+            let key = self.key(&old.request);
+            if ring.by_request.get(&key) == Some(&index) {
+                ring.by_request.remove(&key);
+            }
+        }
+        if let Some(id) = old.passenger()
+            && ring.by_passenger.get(&id) == Some(&index)
+        {
+            ring.by_passenger.remove(&id);
+        }
+        index
+    }
+
+    /// The predictions of request `request_id` made at `since` or later, in position order;
+    /// `None` when the ring does not hold the whole request.
+    pub fn by_request(&self, request_id: &str, since: Micros) -> Option<Vec<Scored>> {
+        let request = RequestId::lookup(request_id);
+        let key = self.key(&request);
+        let ring = self.lock();
+        let start = *ring.by_request.get(&key)? as usize;
+        let len = ring.slots.len();
+        // The request's predictions are contiguous; the walk stops at the oldest slot (what
+        // follows the newest), so it never runs into an older request of the same id.
+        let oldest = if len == self.capacity { ring.next } else { 0 };
+        let mut found = Vec::new();
+        for step in 0..len {
+            let index = (start + step) % len;
+            let slot = &ring.slots[index];
+            if (step > 0 && index == oldest)
+                || slot.request != request
+                || slot.position as usize != step
+            {
+                break;
+            }
+            found.push(ring.scored(slot));
+        }
+        let first = found.first()?;
+        (first.at >= since).then_some(found)
+    }
+
+    /// The latest prediction for passenger `id` made at `since` or later.
+    pub fn by_passenger(&self, id: i64, since: Micros) -> Option<Scored> {
+        let ring = self.lock();
+        let slot = &ring.slots[*ring.by_passenger.get(&id)? as usize];
+        (slot.passenger() == Some(id) && slot.at >= since).then(|| ring.scored(slot))
+    }
+
+    /// Predictions held now.
+    pub fn len(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Ring {
+    /// The index of `version`, added when new; `None` past 65,536 versions in one process
+    /// (those predictions are left to the log).
+    fn version_index(&mut self, version: &Arc<str>) -> Option<u16> {
+        if let Some(i) = self.versions.iter().position(|v| v == version) {
+            return u16::try_from(i).ok();
+        }
+        let i = u16::try_from(self.versions.len()).ok()?;
+        self.versions.push(Arc::clone(version));
+        Some(i)
+    }
+
+    fn scored(&self, slot: &Slot) -> Scored {
+        Scored {
+            request_id: slot.request.text(),
+            position: slot.position,
+            passenger_id: slot.passenger(),
+            probability: slot.probability,
+            model_version: Arc::clone(&self.versions[usize::from(slot.version)]),
+            at: slot.at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "01a23ada-6c11-7f26-8cb6-151a7fbb3617";
+
+    fn scored(request: &str, position: u32, passenger: Option<i64>, at: Micros) -> Scored {
+        Scored {
+            request_id: request.into(),
+            position,
+            passenger_id: passenger,
+            probability: f64::from(position) / 10.0,
+            model_version: "v1".into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn a_slot_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 56);
+    }
+
+    #[test]
+    fn request_ids_come_back_as_they_were_sent() {
+        for text in [
+            UUID,
+            "01A23ADA-6C11-7F26-8CB6-151A7FBB3617",
+            "my-id",
+            "",
+            "{",
+        ] {
+            let id = RequestId::of(&Arc::from(text));
+            assert_eq!(&*id.text(), text);
+            assert_eq!(id, RequestId::lookup(text));
+        }
+        assert!(matches!(RequestId::lookup(UUID), RequestId::Uuid(_)));
+        // Not the canonical spelling: kept as text, so it is not confused with UUID.
+        assert!(matches!(
+            RequestId::lookup("01A23ADA-6C11-7F26-8CB6-151A7FBB3617"),
+            RequestId::Text(_)
+        ));
+    }
+
+    #[test]
+    fn finds_requests_and_passengers() {
+        let r = RecentPredictions::new(10);
+        r.insert(&[scored(UUID, 0, Some(7), 100)]);
+        r.insert(&[
+            scored("batch", 0, Some(8), 200),
+            scored("batch", 1, None, 200),
+            scored("batch", 2, Some(7), 200),
+        ]);
+        let one = r.by_request(UUID, 0).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(&*one[0].request_id, UUID);
+        assert_eq!(one[0].passenger_id, Some(7));
+        assert_eq!(&*one[0].model_version, "v1");
+        let batch = r.by_request("batch", 0).unwrap();
+        let positions: Vec<u32> = batch.iter().map(|s| s.position).collect();
+        assert_eq!(positions, [0, 1, 2]);
+        assert_eq!(batch[1].passenger_id, None);
+        assert_eq!(batch[2].probability, 0.2);
+        // The latest prediction of passenger 7 is the batch's.
+        let latest = r.by_passenger(7, 0).unwrap();
+        assert_eq!((&*latest.request_id, latest.position), ("batch", 2));
+        assert!(r.by_request("other", 0).is_none());
+        assert!(r.by_passenger(9, 0).is_none());
+        // Older than asked for: not found here.
+        assert!(r.by_request(UUID, 101).is_none());
+        assert!(r.by_passenger(8, 201).is_none());
+    }
+
+    #[test]
+    fn the_oldest_are_overwritten_and_unindexed() {
+        let r = RecentPredictions::new(4);
+        r.insert(&[scored("a", 0, Some(1), 1), scored("a", 1, Some(2), 1)]);
+        r.insert(&[scored("b", 0, Some(3), 2)]);
+        r.insert(&[scored("c", 0, Some(4), 3)]);
+        assert_eq!(r.len(), 4);
+        // "d" takes a's first slot: a is no longer whole, so it is not answered from here.
+        r.insert(&[scored("d", 0, Some(5), 4)]);
+        assert_eq!(r.len(), 4);
+        assert!(r.by_request("a", 0).is_none());
+        assert!(r.by_passenger(1, 0).is_none());
+        // a's second slot still holds passenger 2's prediction.
+        assert_eq!(r.by_passenger(2, 0).unwrap().position, 1);
+        for id in ["b", "c", "d"] {
+            assert_eq!(r.by_request(id, 0).unwrap().len(), 1, "{id}");
+        }
+        // Wrapping around: e spans the end and the start of the ring.
+        r.insert(&[
+            scored("e", 0, None, 5),
+            scored("e", 1, None, 5),
+            scored("e", 2, Some(9), 5),
+        ]);
+        let e = r.by_request("e", 0).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[2].passenger_id, Some(9));
+        assert!(r.by_request("b", 0).is_none());
+        assert!(r.by_request("c", 0).is_none());
+        assert_eq!(r.by_request("d", 0).unwrap().len(), 1);
+        let ring = r.lock();
+        assert_eq!(ring.by_request.len(), 2, "only d and e are indexed");
+        assert_eq!(ring.by_passenger.len(), 2, "5 and 9");
+    }
+
+    #[test]
+    fn a_reused_request_id_finds_its_latest_request() {
+        let r = RecentPredictions::new(10);
+        r.insert(&[scored("same", 0, Some(1), 1), scored("same", 1, Some(2), 1)]);
+        r.insert(&[scored("same", 0, Some(3), 2)]);
+        let found = r.by_request("same", 0).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].passenger_id, Some(3));
+    }
+
+    #[test]
+    fn a_reused_id_never_borrows_an_older_requests_slots() {
+        // Ring of 3: the old "same" batch fills slots 0 and 1, "x" slot 2; the new "same"
+        // takes slot 0, just before slot 1, which still holds the old batch's position 1.
+        let r = RecentPredictions::new(3);
+        r.insert(&[scored("same", 0, None, 1), scored("same", 1, None, 1)]);
+        r.insert(&[scored("x", 0, None, 2)]);
+        r.insert(&[scored("same", 0, Some(4), 3)]);
+        let found = r.by_request("same", 0).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].at, 3);
+    }
+
+    #[test]
+    fn nothing_when_disabled_or_too_big() {
+        let off = RecentPredictions::new(0);
+        off.insert(&[scored("a", 0, Some(1), 1)]);
+        assert!(off.is_empty());
+        assert!(off.by_request("a", 0).is_none());
+        let small = RecentPredictions::new(2);
+        small.insert(&[
+            scored("x", 0, None, 1),
+            scored("x", 1, None, 1),
+            scored("x", 2, None, 1),
+        ]);
+        assert!(small.is_empty());
+    }
+
+    #[test]
+    fn versions_are_kept_per_prediction() {
+        let r = RecentPredictions::new(10);
+        let mut a = scored("r", 0, None, 1);
+        let mut b = scored("r", 1, None, 1);
+        a.model_version = "v1".into();
+        b.model_version = "v2".into();
+        r.insert(&[a, b]);
+        let found = r.by_request("r", 0).unwrap();
+        assert_eq!(&*found[0].model_version, "v1");
+        assert_eq!(&*found[1].model_version, "v2");
+    }
+}
