@@ -345,7 +345,44 @@ impl RawPassenger {
     }
 }
 
+/// [`RawPassenger`]'s JSON written from borrowed fields: the same keys in the same order,
+/// without copying the text fields first.
+#[derive(Serialize)]
+struct RawPassengerRef<'a> {
+    passenger_id: Option<i64>,
+    pclass: Option<i64>,
+    sex: Option<&'a str>,
+    age: Option<f64>,
+    sibsp: Option<i64>,
+    parch: Option<i64>,
+    fare: Option<f64>,
+    embarked: Option<&'a str>,
+    name: Option<&'a str>,
+    ticket: Option<&'a str>,
+    cabin: Option<&'a str>,
+}
+
 impl Passenger {
+    /// `serde_json::to_string(&self.to_raw(passenger_id))`, without the copies (the request
+    /// log stores this for every prediction).
+    pub fn raw_json(&self, passenger_id: Option<i64>) -> String {
+        let view = RawPassengerRef {
+            passenger_id,
+            pclass: Some(self.pclass.number()),
+            sex: Some(self.sex.as_str()),
+            age: self.age,
+            sibsp: Some(i64::from(self.sibsp)),
+            parch: Some(i64::from(self.parch)),
+            fare: self.fare,
+            embarked: self.embarked.map(Embarked::as_str),
+            name: self.name.as_deref(),
+            ticket: self.ticket.as_deref(),
+            cabin: self.cabin.as_deref(),
+        };
+        // Serializing plain fields into a String cannot fail.
+        serde_json::to_string(&view).unwrap_or_else(|_| "{}".to_owned())
+    }
+
     /// The raw form of this passenger (for storage and round trips).
     pub fn to_raw(&self, passenger_id: Option<i64>) -> RawPassenger {
         RawPassenger {
@@ -367,6 +404,20 @@ impl Passenger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_json_is_the_raw_passengers_json() {
+        let full = raw().validate().unwrap();
+        let mut bare = full.clone();
+        (bare.age, bare.fare, bare.embarked) = (None, None, None);
+        (bare.name, bare.ticket, bare.cabin) = (None, None, Some("C \"85\"\n".into()));
+        for p in [full, bare] {
+            for id in [None, Some(892)] {
+                let expected = serde_json::to_string(&p.to_raw(id)).unwrap();
+                assert_eq!(p.raw_json(id), expected);
+            }
+        }
+    }
 
     pub(crate) fn raw() -> RawPassenger {
         RawPassenger {

@@ -353,28 +353,27 @@ fn insert_sql(rows: usize, backend: Backend) -> String {
 /// Writes a batch in one short transaction: everything is encoded first, then inserted with
 /// multi-row statements, so SQLite's write lock is held only for the inserts.
 async fn write_batch(pool: &Pool, batch: &[LoggedPrediction]) -> Result<(), sqlx::Error> {
-    let features: Vec<String> = batch
+    let mut features = batch
         .iter()
-        .map(|e| {
-            serde_json::to_string(&e.passenger.to_raw(e.passenger_id))
-                .unwrap_or_else(|_| "{}".to_owned())
-        })
-        .collect();
+        .map(|e| e.passenger.raw_json(e.passenger_id))
+        .collect::<Vec<_>>()
+        .into_iter();
     let backend = Backend::of(pool);
     let mut tx = crate::core::db::begin_write(pool).await?;
     let mut start = 0;
     for rows in statement_sizes(batch.len()) {
-        let (features, entries) = (&features[start..start + rows], &batch[start..start + rows]);
+        let entries = &batch[start..start + rows];
         start += rows;
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(statement(rows, backend)));
-        for (e, features) in entries.iter().zip(features) {
+        // The features text is moved into the arguments, not copied.
+        for (e, features) in entries.iter().zip(features.by_ref()) {
             insert = insert
                 .bind(&*e.request_id)
                 .bind(i64::from(e.position))
                 .bind(e.at)
                 .bind(e.subject.as_deref())
                 .bind(e.passenger_id)
-                .bind(features.as_str())
+                .bind(features)
                 .bind(e.probability)
                 .bind(i64::from(e.survived))
                 .bind(&*e.model_version)
