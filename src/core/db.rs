@@ -89,13 +89,34 @@ pub async fn begin_write(pool: &Pool) -> Result<Tx, sqlx::Error> {
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => {
             let mut tx = pool.begin().await?;
-            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
-                .bind(WRITE_LOCK)
-                .execute(&mut *tx)
-                .await?;
+            take_write_lock(&mut tx).await?;
             Ok(tx)
         }
     }
+}
+
+/// [`begin_write`] on a connection the caller holds (`backend` is its pool's).
+pub async fn begin_write_on(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await,
+        Backend::Postgres => {
+            let mut tx = sqlx::Connection::begin(conn).await?;
+            take_write_lock(&mut tx).await?;
+            Ok(tx)
+        }
+    }
+}
+
+/// PostgreSQL: the transaction-scoped advisory lock every writer takes (see [`begin_write`]).
+async fn take_write_lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+        .bind(WRITE_LOCK)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
 }
 
 /// The PostgreSQL session lock that [`exclusively`] holds while a `serve` bootstraps.

@@ -87,6 +87,8 @@ pub struct RequestLog {
 pub struct LogWriter {
     rx: mpsc::Receiver<LoggedPrediction>,
     pool: Pool,
+    /// The connection held while a backlog is written (see [`LogWriter::write`]).
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
     dependencies: DependencyMetrics,
     settings: RequestLogSettings,
     metrics: LogMetrics,
@@ -110,6 +112,7 @@ impl RequestLog {
         let writer = LogWriter {
             rx,
             pool,
+            conn: None,
             dependencies,
             settings: settings.clone(),
             metrics,
@@ -203,6 +206,10 @@ impl LogWriter {
                         }
                     }
                     self.write(std::mem::take(&mut batch)).await;
+                    if !full {
+                        // No backlog: the connection goes back to the pool until the next.
+                        self.conn = None;
+                    }
                     if full {
                         tokio::time::sleep(WRITE_PAUSE).await;
                     }
@@ -239,16 +246,30 @@ impl LogWriter {
         }
     }
 
-    async fn write(&self, batch: Vec<LoggedPrediction>) {
+    /// Writes a batch on the writer's connection, taking one from the pool when it holds
+    /// none. While a backlog lasts the writer keeps the same connection: one SQLite page
+    /// cache stays warm with the log's pages and one set of prepared INSERTs is used, instead
+    /// of every pool connection (and its worker thread's heap) growing its own copy of both.
+    async fn write(&mut self, batch: Vec<LoggedPrediction>) {
         let n = batch.len() as u64;
-        let write = write_batch(&self.pool, &batch);
-        match self
+        let backend = Backend::of(&self.pool);
+        let write = async {
+            let conn = match &mut self.conn {
+                Some(conn) => conn,
+                None => self.conn.insert(self.pool.acquire().await?),
+            };
+            write_batch(conn, backend, &batch).await
+        };
+        let written = self
             .dependencies
-            .time(Backend::of(&self.pool).as_str(), "request_log_write", write)
-            .await
-        {
+            .time(backend.as_str(), "request_log_write", write)
+            .await;
+        match written {
             Ok(()) => self.metrics.written.inc_by(n),
             Err(e) => {
+                // Back to the pool, which checks a connection before reusing it (one left
+                // read-only or in a transaction is closed there).
+                self.conn = None;
                 self.metrics
                     .dropped
                     .with_label_values(&["write_error"])
@@ -258,7 +279,7 @@ impl LogWriter {
         }
     }
 
-    async fn apply_retention(&self) {
+    async fn apply_retention(&mut self) {
         if self.settings.retention_days == 0 {
             return;
         }
@@ -352,14 +373,17 @@ fn insert_sql(rows: usize, backend: Backend) -> String {
 
 /// Writes a batch in one short transaction: everything is encoded first, then inserted with
 /// multi-row statements, so SQLite's write lock is held only for the inserts.
-async fn write_batch(pool: &Pool, batch: &[LoggedPrediction]) -> Result<(), sqlx::Error> {
+async fn write_batch(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    batch: &[LoggedPrediction],
+) -> Result<(), sqlx::Error> {
     let mut features = batch
         .iter()
         .map(|e| e.passenger.raw_json(e.passenger_id))
         .collect::<Vec<_>>()
         .into_iter();
-    let backend = Backend::of(pool);
-    let mut tx = crate::core::db::begin_write(pool).await?;
+    let mut tx = crate::core::db::begin_write_on(conn, backend).await?;
     let mut start = 0;
     for rows in statement_sizes(batch.len()) {
         let entries = &batch[start..start + rows];
