@@ -176,9 +176,9 @@ const WRITE_PAUSE: Duration = Duration::from_millis(10);
 /// Rows one transaction takes when a full batch finds more waiting. With one pause per
 /// `batch_size` (500) rows the writer stopped near 30,000 rows a second (the pauses alone
 /// were half its time) and dropped entries at higher loads; a backlog is now written in
-/// transactions of up to this many rows (about 40 ms of SQLite's write lock), a pause after
+/// transactions of up to this many rows (about 20 ms of SQLite's write lock), a pause after
 /// each.
-const BACKLOG_ROWS: usize = 4000;
+const BACKLOG_ROWS: usize = 2000;
 
 impl LogWriter {
     /// Writes batches until the log is closed and drained; applies retention first and then
