@@ -4,10 +4,10 @@
 //! It replaced two `moka` caches. Under load, inserting every prediction into them cost about
 //! a tenth of the server's CPU (mostly `cht` rehashes as evictions left tombstones) and, at
 //! the default 100,000 predictions, about 50 MB of memory. Here a prediction is one 56-byte
-//! slot (a request id that is a UUID, as the service makes them, is kept as its 16 bytes;
-//! a model version as an index into a small table), plus an entry in each index, and an insert is
-//! a few hash-map operations under one short lock. What falls out of the ring (or was never
-//! in it) is looked up in the request log, as before.
+//! slot (a request id that is a UUID, as the service makes them, is kept as its 16 bytes; a
+//! model version as an index into a small table), plus 8 bytes of each fixed-size [`Index`];
+//! an insert writes a slot and an index bucket or two under one short lock. What falls out of
+//! the ring or its indexes (or was never in them) is looked up in the request log, as before.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
