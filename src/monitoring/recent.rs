@@ -51,6 +51,13 @@ impl RequestId {
     }
 }
 
+/// Model versions one ring tells apart (16-bit indexes; a handful in practice, few enough
+/// for the tests to reach).
+#[cfg(not(test))]
+const MAX_VERSIONS: usize = 1 << 16;
+#[cfg(test)]
+const MAX_VERSIONS: usize = 100;
+
 /// One remembered prediction (56 bytes).
 #[derive(Debug, Clone)]
 struct Slot {
@@ -107,7 +114,9 @@ impl Window {
     /// The slot of the prediction numbered `seq`, while it is in the ring.
     fn slot(self, seq: u32) -> Option<usize> {
         let age = self.age(seq);
-        (age < self.len).then(|| ((self.written - 1 - age as u64) % self.capacity as u64) as usize)
+        let held = (self.len as u64).min(self.written);
+        ((age as u64) < held)
+            .then(|| ((self.written - 1 - age as u64) % self.capacity as u64) as usize)
     }
 }
 
@@ -208,16 +217,19 @@ impl RecentPredictions {
     }
 
     /// Remembers one request's predictions (all from the same request id), evicting the
-    /// oldest. A request with more predictions than the ring holds is left to the log.
+    /// oldest. Of a request with more predictions than the ring holds, the last ones fill it
+    /// (its passengers' latest predictions are there; the request itself, lacking its first
+    /// prediction, is found in the log).
     pub fn insert(&self, scored: &[Scored]) {
+        let scored = &scored[scored.len().saturating_sub(self.capacity)..];
         let Some(first) = scored.first() else { return };
-        if scored.len() > self.capacity {
-            return;
-        }
         let request = RequestId::of(&first.request_id);
         let key = self.key(&request);
         let mut ring = self.lock();
+        // Model versions are kept as 16-bit indexes: past 65,536 of them in one process the
+        // ring starts afresh, rather than keep a request half remembered.
         let Some(version) = ring.version_index(&first.model_version) else {
+            ring.clear();
             return;
         };
         for s in scored {
@@ -226,7 +238,10 @@ impl RecentPredictions {
             } else {
                 match ring.version_index(&s.model_version) {
                     Some(v) => v,
-                    None => return,
+                    None => {
+                        ring.clear();
+                        return;
+                    }
                 }
             };
             let slot = Slot {
@@ -302,6 +317,7 @@ impl RecentPredictions {
         // The request's predictions are contiguous; the walk stops at the oldest slot (what
         // follows the newest), so it never runs into an older request of the same id.
         let oldest = (ring.written % self.capacity as u64) as usize % len.max(1);
+        let text = request.text();
         let mut found = Vec::new();
         for step in 0..len {
             let index = (start + step) % len;
@@ -312,7 +328,7 @@ impl RecentPredictions {
             {
                 break;
             }
-            found.push(ring.scored(slot));
+            found.push(ring.scored(slot, Some(&text)));
         }
         let first = found.first()?;
         (first.at >= since).then_some(found)
@@ -327,7 +343,7 @@ impl RecentPredictions {
                 ring.slots[slot].passenger() == Some(id)
             })?;
         let slot = &ring.slots[found];
-        (slot.at >= since).then(|| ring.scored(slot))
+        (slot.at >= since).then(|| ring.scored(slot, None))
     }
 
     /// Predictions held now.
@@ -341,20 +357,33 @@ impl RecentPredictions {
 }
 
 impl Ring {
+    /// Forgets everything (sequence numbers restart with the slots).
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.written = 0;
+        self.by_request = Index::default();
+        self.by_passenger = Index::default();
+        self.versions.clear();
+    }
+
     /// The index of `version`, added when new; `None` past 65,536 versions in one process
-    /// (those predictions are left to the log).
+    /// (the caller then clears the ring).
     fn version_index(&mut self, version: &Arc<str>) -> Option<u16> {
         if let Some(i) = self.versions.iter().position(|v| v == version) {
             return u16::try_from(i).ok();
+        }
+        if self.versions.len() >= MAX_VERSIONS {
+            return None;
         }
         let i = u16::try_from(self.versions.len()).ok()?;
         self.versions.push(Arc::clone(version));
         Some(i)
     }
 
-    fn scored(&self, slot: &Slot) -> Scored {
+    /// The prediction in `slot`; `request_id` is its request id's text when the caller has it.
+    fn scored(&self, slot: &Slot, request_id: Option<&Arc<str>>) -> Scored {
         Scored {
-            request_id: slot.request.text(),
+            request_id: request_id.map_or_else(|| slot.request.text(), Arc::clone),
             position: slot.position,
             passenger_id: slot.passenger(),
             probability: slot.probability,
@@ -523,18 +552,51 @@ mod tests {
     }
 
     #[test]
-    fn nothing_when_disabled_or_too_big() {
+    fn nothing_when_disabled() {
         let off = RecentPredictions::new(0);
         off.insert(&[scored("a", 0, Some(1), 1)]);
         assert!(off.is_empty());
         assert!(off.by_request("a", 0).is_none());
-        let small = RecentPredictions::new(2);
-        small.insert(&[
-            scored("x", 0, None, 1),
-            scored("x", 1, None, 1),
-            scored("x", 2, None, 1),
+    }
+
+    #[test]
+    fn a_request_larger_than_the_ring_leaves_nothing_older_to_find() {
+        let r = RecentPredictions::new(2);
+        r.insert(&[scored("x", 0, Some(7), 1)]);
+        // A batch of 3 under the same request id, scoring passenger 7 again: the older
+        // prediction must not be answered for either.
+        r.insert(&[
+            scored("x", 0, Some(7), 2),
+            scored("x", 1, Some(8), 2),
+            scored("x", 2, Some(9), 2),
         ]);
-        assert!(small.is_empty());
+        assert_eq!(r.len(), 2);
+        assert!(
+            r.by_request("x", 0).is_none(),
+            "incomplete: left to the log"
+        );
+        assert!(r.by_passenger(7, 0).is_none(), "the old one is overwritten");
+        assert_eq!(r.by_passenger(9, 0).unwrap().position, 2);
+    }
+
+    #[test]
+    fn past_max_versions_the_ring_starts_afresh() {
+        let r = RecentPredictions::new(4);
+        let with_version = |request: &str, passenger: i64, version: String| {
+            let mut s = scored(request, 0, Some(passenger), 1);
+            s.model_version = version.into();
+            s
+        };
+        let last = MAX_VERSIONS as i64 - 1;
+        for v in 0..=last {
+            r.insert(&[with_version("r", v, format!("v{v}"))]);
+        }
+        assert!(r.by_passenger(last, 0).is_some());
+        r.insert(&[with_version("new", 1, "one too many".into())]);
+        assert!(r.is_empty());
+        assert!(r.by_passenger(last, 0).is_none());
+        r.insert(&[with_version("after", 2, "v0".into())]);
+        assert_eq!(&*r.by_request("after", 0).unwrap()[0].model_version, "v0");
     }
 
     #[test]

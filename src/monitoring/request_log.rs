@@ -89,6 +89,8 @@ pub struct LogWriter {
     pool: Pool,
     /// The connection held while a backlog is written (see [`LogWriter::write`]).
     conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    /// False with a pool of one connection, which the writer must not keep from the others.
+    may_hold: bool,
     dependencies: DependencyMetrics,
     settings: RequestLogSettings,
     metrics: LogMetrics,
@@ -111,6 +113,7 @@ impl RequestLog {
         };
         let writer = LogWriter {
             rx,
+            may_hold: pool.options().get_max_connections() > 1,
             pool,
             conn: None,
             dependencies,
@@ -206,7 +209,7 @@ impl LogWriter {
                         }
                     }
                     self.write(std::mem::take(&mut batch)).await;
-                    if !full {
+                    if !full || self.rx.is_empty() || !self.may_hold {
                         // No backlog: the connection goes back to the pool until the next.
                         self.conn = None;
                     }
@@ -214,7 +217,10 @@ impl LogWriter {
                         tokio::time::sleep(WRITE_PAUSE).await;
                     }
                 }
-                _ = retention.tick() => self.apply_retention().await,
+                _ = retention.tick() => {
+                    self.conn = None;
+                    self.apply_retention().await;
+                }
             }
         }
     }
@@ -247,7 +253,8 @@ impl LogWriter {
     }
 
     /// Writes a batch on the writer's connection, taking one from the pool when it holds
-    /// none. While a backlog lasts the writer keeps the same connection: one SQLite page
+    /// none. While a backlog lasts (a full batch written and more entries waiting; never with
+    /// a pool of one connection) the writer keeps the same connection: one SQLite page
     /// cache stays warm with the log's pages and one set of prepared INSERTs is used, instead
     /// of every pool connection (and its worker thread's heap) growing its own copy of both.
     async fn write(&mut self, batch: Vec<LoggedPrediction>) {
