@@ -312,17 +312,73 @@ pub async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
+/// Below this much free space on the filesystem of a SQLite database, readiness calls its
+/// writes failing (see [`probe_write`]).
+pub const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Why [`probe_write`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "the disk holding the database is full: {free} bytes free in {dir} (below {MIN_FREE_BYTES})"
+    )]
+    DiskFull { free: u64, dir: String },
+    #[error("reading the free space of {dir}: {cause}")]
+    Space { dir: String, cause: std::io::Error },
+}
+
 /// A small write that reaches the disk (one row rewritten, committed), for readiness: it
 /// fails while the disk is full or the file cannot be written, when reads still work.
-pub async fn probe_write(pool: &Pool) -> Result<(), sqlx::Error> {
+///
+/// On SQLite the write alone does not tell a full disk: in WAL mode SQLite rewrites the space
+/// its files already hold, so a one-row commit can go on succeeding for good while every
+/// write that needs a new page is refused. So the probe also fails when less than
+/// [`MIN_FREE_BYTES`] are free on the database's filesystem.
+pub async fn probe_write(pool: &Pool) -> Result<(), ProbeError> {
     sqlx::query(
         "INSERT INTO health_probe (id, probed_at) VALUES (1, $1)
          ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
     )
     .bind(crate::core::time::now_micros())
     .execute(pool)
-    .await
-    .map(|_| ())
+    .await?;
+    match free_space(pool).await? {
+        Some((free, dir)) if free < MIN_FREE_BYTES => Err(ProbeError::DiskFull {
+            free,
+            dir: dir.display().to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The bytes free (to this process) on the filesystem holding a SQLite database file, with
+/// the file's directory; `None` on PostgreSQL and for an in-memory database.
+pub async fn free_space(pool: &Pool) -> Result<Option<(u64, std::path::PathBuf)>, ProbeError> {
+    if Backend::of(pool) != Backend::Sqlite {
+        return Ok(None);
+    }
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(pool)
+            .await?;
+    let Some(dir) = std::path::Path::new(&file)
+        .parent()
+        .filter(|_| !file.is_empty())
+    else {
+        return Ok(None);
+    };
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => Ok(Some((
+            s.f_bavail.saturating_mul(s.f_frsize),
+            dir.to_owned(),
+        ))),
+        Err(e) => Err(ProbeError::Space {
+            dir: dir.display().to_string(),
+            cause: e.into(),
+        }),
+    }
 }
 
 /// A migrated database in a fresh temporary directory, for tests.
@@ -494,6 +550,14 @@ mod tests {
         ping(&pool).await.unwrap();
         probe_write(&pool).await.unwrap();
         probe_write(&pool).await.unwrap();
+        // The free space is read where the file is (a full disk is tested in tests/faults.rs).
+        let (free, dir) = free_space(&pool).await.unwrap().expect("a SQLite file");
+        assert_eq!(dir, path.parent().unwrap());
+        assert!(
+            free >= MIN_FREE_BYTES,
+            "{free} bytes free in {}",
+            dir.display()
+        );
         pool.close().await;
         // Reopening applies nothing new and keeps working.
         let again = connect(&settings).await.unwrap();
@@ -613,6 +677,10 @@ mod tests {
         ping(&db.pool).await.unwrap();
         probe_write(&db.pool).await.unwrap();
         probe_write(&db.pool).await.unwrap();
+        assert!(
+            free_space(&db.pool).await.unwrap().is_none(),
+            "PostgreSQL's disk is the server's"
+        );
         // Opening the migrated database again applies nothing and works.
         let url = db.pool.connect_options().database_url.to_string();
         let again = connect(&DatabaseSettings {
