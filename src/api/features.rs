@@ -3,6 +3,7 @@
 //! materialization. Reads need any valid token; writes need `features:write`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -171,7 +172,7 @@ registry_reads!(
 )]
 pub async fn register_entity(
     State(state): State<AppState>,
-    Extension(claims): Extension<Claims>,
+    Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(spec)): ApiJson<Object<EntitySpec>>,
 ) -> Result<Response, ApiError> {
     let r = state
@@ -197,7 +198,7 @@ pub async fn register_entity(
 )]
 pub async fn register_view(
     State(state): State<AppState>,
-    Extension(claims): Extension<Claims>,
+    Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(spec)): ApiJson<Object<FeatureViewSpec>>,
 ) -> Result<Response, ApiError> {
     let r = state
@@ -223,7 +224,7 @@ pub async fn register_view(
 )]
 pub async fn register_service(
     State(state): State<AppState>,
-    Extension(claims): Extension<Claims>,
+    Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(spec)): ApiJson<Object<FeatureServiceSpec>>,
 ) -> Result<Response, ApiError> {
     let r = state
@@ -276,7 +277,7 @@ async fn view_or_latest(
 )]
 pub async fn push_rows(
     State(state): State<AppState>,
-    Extension(claims): Extension<Claims>,
+    Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(request)): ApiJson<Object<PushRequest>>,
 ) -> Result<ApiJson<PushOutcome>, ApiError> {
     if request.rows.len() > state.limits.max_batch_size {

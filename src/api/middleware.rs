@@ -42,9 +42,20 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Counts requests by matched route pattern (never the raw path), method and status, and
-/// observes latency.
-pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The edge of every request, one layer (each `from_fn` layer boxes the request's future and
+/// clones the inner service, so the profile counted every separate layer). In order:
+/// - the in-flight gauge, then requests counted by matched route pattern (never the raw
+///   path), method and status, and latency observed;
+/// - headers over `max_header_bytes` refused with 431; bodies over the byte limit refused
+///   with 413, at once when `Content-Length` says so, otherwise when reading passes the limit
+///   (streamed CSV bodies are exempt); the limits go into the request's extensions for the
+///   JSON extractor (nesting depth);
+/// - the request timeout: 503 `timeout` when the response has not started in time;
+/// - bare statuses from layers (fallback, method router, body limit) given the service's JSON
+///   error body, keeping headers such as `Allow`;
+/// - while draining, `Connection: close` on every response, so that no connection is left
+///   idle (and racing a new request against the close) when the listener shuts.
+pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let metrics = &state.metrics;
     let start = Instant::now();
     // A clone of the matched path shares its text (no allocation per request).
@@ -53,7 +64,20 @@ pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Ne
     let method = method_label(req.method());
     metrics.http_in_flight.inc();
     let _guard = InFlight(&metrics.http_in_flight);
-    let response = next.run(req).await;
+    let limits = state.limits;
+    let response = match limit_request(limits, req) {
+        Ok(req) => match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+            Ok(response) => json_errors(response),
+            Err(_) => ApiError::Timeout.into_response(),
+        },
+        Err(refused) => refused.into_response(),
+    };
+    let mut response = response;
+    if state.lifecycle.is_draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = response.status();
     metrics
         .http_requests
@@ -66,10 +90,9 @@ pub async fn track_metrics(State(state): State<AppState>, req: Request, next: Ne
     response
 }
 
-/// Layers (fallback, method router, body limit, timeout) answer with bare statuses; give
-/// them the service's JSON error body, keeping headers such as `Allow`.
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+/// Layers (fallback, method router, body limit) answer with bare statuses; give them the
+/// service's JSON error body, keeping headers such as `Allow`.
+fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -84,22 +107,6 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         replaced.headers_mut().insert(header::ALLOW, allow);
     }
     replaced
-}
-
-/// While draining, ask clients to close their connection after each response, so that none
-/// is left idle (and racing a new request against the close) when the listener shuts.
-pub async fn close_when_draining(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(req).await;
-    if state.lifecycle.is_draining() {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }
 
 /// Request ids: UUID version 7 (RFC 9562), a millisecond timestamp then 74 random bits from
@@ -136,22 +143,19 @@ pub fn is_csv(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"text/csv"))
 }
 
-/// Refuses requests whose headers (names and values) pass `max_header_bytes` with 431, and
-/// bodies over the byte limit with 413: at once when `Content-Length` says so, otherwise when
-/// reading passes the limit (streamed CSV bodies are exempt). The limits go into the request's
-/// extensions for the JSON extractor (nesting depth).
-pub async fn limit_request(State(limits): State<Limits>, mut req: Request, next: Next) -> Response {
+/// The request with its limits applied (see [`edge`]), or the refusal.
+fn limit_request(limits: Limits, mut req: Request) -> Result<Request, ApiError> {
     let header_bytes: usize = req
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if header_bytes > limits.max_header_bytes {
-        return ApiError::HeadersTooLarge(limits.max_header_bytes).into_response();
+        return Err(ApiError::HeadersTooLarge(limits.max_header_bytes));
     }
     req.extensions_mut().insert(limits);
     if is_csv(req.headers()) {
-        return next.run(req).await;
+        return Ok(req);
     }
     let limit = limits.body_limit_bytes;
     let declared = req
@@ -160,10 +164,9 @@ pub async fn limit_request(State(limits): State<Limits>, mut req: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::PayloadTooLarge.into_response();
+        return Err(ApiError::PayloadTooLarge);
     }
-    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
-    next.run(req).await
+    Ok(req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit))))
 }
 
 /// A response body that holds a concurrency permit until it has been sent (a streamed CSV
@@ -191,21 +194,6 @@ impl http_body::Body for Permitted {
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
     }
-}
-
-/// Load shedding: at most `server.max_concurrent_requests` requests behind a token at once;
-/// the next is answered 503 `overloaded` with `Retry-After` at once instead of waiting.
-pub async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Ok(permit) = state.concurrency.clone().try_acquire_owned() else {
-        state.metrics.shed.inc();
-        return ApiError::Overloaded.into_response();
-    };
-    next.run(req).await.map(|body| {
-        axum::body::Body::new(Permitted {
-            body,
-            _permit: permit,
-        })
-    })
 }
 
 fn bearer(req: &Request) -> Result<&str, TokenError> {
@@ -288,7 +276,11 @@ fn refused(state: &AppState, limited: RateLimited) -> ApiError {
     ApiError::RateLimited(limited)
 }
 
-/// Routes behind a token, in this order: the bearer token is verified (refused: 401; a token
+/// Routes behind a token, in this order: load shedding (at most
+/// `server.max_concurrent_requests` such requests at once; the next is answered 503
+/// `overloaded` with `Retry-After` at once instead of waiting, and the permit is held until
+/// the response body has been sent, so a streamed CSV response keeps it while it streams);
+/// the bearer token is verified (refused: 401; a token
 /// that looks forged or guessed also costs the client's address a cell of its open quota, and
 /// once that is spent the answer is 429, so guessing tokens is slow); the subject's bucket for
 /// the route's class is charged (429 when empty); the scope is required (403). The claims go
@@ -298,6 +290,10 @@ pub async fn guard(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let Ok(permit) = state.concurrency.clone().try_acquire_owned() else {
+        state.metrics.shed.inc();
+        return Err(ApiError::Overloaded);
+    };
     let claims = match bearer(&req).and_then(|token| state.keys.verify(token)) {
         Ok(claims) => claims,
         Err(e) => {
@@ -337,7 +333,12 @@ pub async fn guard(
         return Ok(response);
     }
     req.extensions_mut().insert(claims);
-    let mut response = next.run(req).await;
+    let mut response = next.run(req).await.map(|body| {
+        axum::body::Body::new(Permitted {
+            body,
+            _permit: permit,
+        })
+    });
     rate_limit_headers(response.headers_mut(), &allowance);
     Ok(response)
 }

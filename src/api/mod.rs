@@ -23,7 +23,6 @@ use axum::http::{HeaderName, Request};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -37,24 +36,17 @@ use openapi::Route;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A method route behind the concurrency limit, a valid token (with `scope`, when given) and
-/// the subject's rate limit. Layered per method route, so a wrong method is 405 before any
-/// token check.
+/// the subject's rate limit ([`middleware::guard`]). Layered per method route, so a wrong
+/// method is 405 before any token check.
 fn guarded(
     state: &AppState,
     scope: Option<&'static str>,
     route: MethodRouter<AppState>,
 ) -> MethodRouter<AppState> {
-    route.route_layer(
-        ServiceBuilder::new()
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                middleware::shed_load,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                (state.clone(), scope),
-                middleware::guard,
-            )),
-    )
+    route.route_layer(axum::middleware::from_fn_with_state(
+        (state.clone(), scope),
+        middleware::guard,
+    ))
 }
 
 /// Every route [`router`] answers (and `HEAD` on each `GET`), with who may call it. The
@@ -281,22 +273,11 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        // Metrics, header and body limits, the request timeout, JSON error bodies and
+        // `Connection: close` while draining, in one layer.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::track_metrics,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::close_when_draining,
-        ))
-        .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            state.limits.request_timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.limits,
-            middleware::limit_request,
+            middleware::edge,
         ))
         .layer(DefaultBodyLimit::max(state.limits.body_limit_bytes));
 

@@ -3,6 +3,7 @@
 //! as a background job. Reads need any valid token; writes need `models:write`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -166,7 +167,7 @@ fn moved(state: &AppState, moved: AliasMove, served: crate::ml::Served) -> Moved
 pub async fn promote(
     State(state): State<AppState>,
     Path(alias): Path<String>,
-    Extension(claims): Extension<Claims>,
+    Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(request)): ApiJson<Object<PromoteRequest>>,
 ) -> Result<ApiJson<Moved>, ApiError> {
     let change = AliasChange {
@@ -197,7 +198,7 @@ pub async fn promote(
 pub async fn rollback(
     State(state): State<AppState>,
     Path(alias): Path<String>,
-    Extension(claims): Extension<Claims>,
+    Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(request)): ApiJson<Object<RollbackRequest>>,
 ) -> Result<ApiJson<Moved>, ApiError> {
     let (m, served) =
@@ -222,7 +223,7 @@ pub async fn rollback(
 )]
 pub async fn train(
     State(state): State<AppState>,
-    Extension(claims): Extension<Claims>,
+    Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(request)): ApiJson<Object<TrainRequest>>,
 ) -> Result<Response, ApiError> {
     let data = match request.as_of.as_deref().map(parse_rfc3339) {
@@ -245,7 +246,7 @@ pub async fn train(
     let id = job.id.clone();
     let runner = state.clone();
     tokio::spawn(async move {
-        run_job(runner, id, data, request.promote, claims.sub).await;
+        run_job(runner, id, data, request.promote, claims.sub.clone()).await;
     });
     let location = format!("/models/jobs/{}", job.id);
     Ok((
@@ -355,7 +356,7 @@ pub async fn experiment(State(state): State<AppState>) -> Result<ApiJson<Value>,
 )]
 pub async fn start_experiment(
     State(state): State<AppState>,
-    Extension(claims): Extension<Claims>,
+    Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(spec)): ApiJson<Object<ExperimentSpec>>,
 ) -> Result<ApiJson<Value>, ApiError> {
     spec.check()

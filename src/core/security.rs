@@ -14,7 +14,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
@@ -449,13 +449,15 @@ impl JwtKeys {
 
     /// The claims of a valid token. A token verified before (the same text, byte for byte)
     /// is not decoded and its signature not computed again while its time claims still hold.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// Shared with the cache, so a request takes the claims without copying them.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         let now = unix_now();
         if let Some(claims) = self.verified.get(token, now) {
             return Ok(claims);
         }
         let (claims, leeway) = self.verify_signed(token)?;
-        self.verified.insert(token, &claims, leeway);
+        let claims = Arc::new(claims);
+        self.verified.insert(token, Arc::clone(&claims), leeway);
         Ok(claims)
     }
 
@@ -521,7 +523,7 @@ struct VerifiedTokens(Mutex<HashMap<Box<str>, VerifiedToken>>);
 
 #[derive(Debug)]
 struct VerifiedToken {
-    claims: Claims,
+    claims: Arc<Claims>,
     valid_from: u64,
     valid_until: u64,
 }
@@ -536,11 +538,11 @@ impl VerifiedTokens {
 
     /// The claims of `token` if it was verified and its time claims hold at `now` (the checks
     /// the library makes: not expired beyond the leeway, not before `nbf` less the leeway).
-    fn get(&self, token: &str, now: u64) -> Option<Claims> {
+    fn get(&self, token: &str, now: u64) -> Option<Arc<Claims>> {
         let mut tokens = self.lock();
         let entry = tokens.get(token)?;
         if (entry.valid_from..=entry.valid_until).contains(&now) {
-            return Some(entry.claims.clone());
+            return Some(Arc::clone(&entry.claims));
         }
         // Expired (or, with a clock set back, not yet valid): verified afresh, which gives
         // the error.
@@ -548,11 +550,11 @@ impl VerifiedTokens {
         None
     }
 
-    fn insert(&self, token: &str, claims: &Claims, leeway: u64) {
+    fn insert(&self, token: &str, claims: Arc<Claims>, leeway: u64) {
         let entry = VerifiedToken {
-            claims: claims.clone(),
             valid_from: claims.nbf.unwrap_or(0).saturating_sub(leeway),
             valid_until: claims.exp.saturating_add(leeway),
+            claims,
         };
         let mut tokens = self.lock();
         if tokens.len() >= VERIFIED_TOKENS {
@@ -869,7 +871,7 @@ mod tests {
         assert!(cache.get(&token, first.exp + 1).is_none());
         assert!(cache.lock().is_empty(), "the expired entry is gone");
         // nbf less the leeway: a token verified with 60 s of leeway holds from nbf - 60.
-        cache.insert("t", &first, 60);
+        cache.insert("t", Arc::clone(&first), 60);
         let nbf = first.nbf.unwrap();
         assert!(cache.get("t", nbf - 60).is_some());
         assert!(cache.get("t", nbf - 61).is_none());
@@ -880,7 +882,8 @@ mod tests {
         let k = keys();
         let claims = claims("bob");
         for i in 0..VERIFIED_TOKENS + 10 {
-            k.verified.insert(&format!("token-{i}"), &claims, 0);
+            k.verified
+                .insert(&format!("token-{i}"), Arc::new(claims.clone()), 0);
         }
         assert!(k.verified.lock().len() <= VERIFIED_TOKENS);
     }

@@ -253,6 +253,8 @@ impl Collector {
         } else if trimmed.chars().any(char::is_control) {
             self.push(field, "must not contain control characters");
             None
+        } else if trimmed.len() == v.len() {
+            Some(v)
         } else {
             Some(trimmed.to_owned())
         }
@@ -362,6 +364,9 @@ struct RawPassengerRef<'a> {
     cabin: Option<&'a str>,
 }
 
+/// Bytes reserved for [`Passenger::raw_json`].
+const RAW_JSON_CAPACITY: usize = 256;
+
 impl Passenger {
     /// `serde_json::to_string(&self.to_raw(passenger_id))`, without the copies (the request
     /// log stores this for every prediction).
@@ -379,8 +384,13 @@ impl Passenger {
             ticket: self.ticket.as_deref(),
             cabin: self.cabin.as_deref(),
         };
-        // Serializing plain fields into a String cannot fail.
-        serde_json::to_string(&view).unwrap_or_else(|_| "{}".to_owned())
+        // Room for a typical passenger at once (about 200 bytes), instead of growing from
+        // nothing. Serializing plain fields into memory cannot fail, nor give invalid UTF-8.
+        let mut out = Vec::with_capacity(RAW_JSON_CAPACITY);
+        if serde_json::to_writer(&mut out, &view).is_err() {
+            return "{}".to_owned();
+        }
+        String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// The raw form of this passenger (for storage and round trips).
