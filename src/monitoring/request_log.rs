@@ -183,15 +183,6 @@ const WRITE_PAUSE: Duration = Duration::from_millis(10);
 /// each.
 const BACKLOG_ROWS: usize = 2000;
 
-/// Deletes the rows older than the horizon (`$1`) in id order, up to the first row still
-/// inside it: ids grow with time, so this reads only the rows it deletes (no index on
-/// `logged_at`, which would cost every logged prediction one more B-tree insert). A row
-/// logged late (another replica's batch, interleaved) can outlive the horizon until the next
-/// pass after the rows before it have aged out; a row inside the horizon is never deleted.
-const RETENTION: &str = "DELETE FROM prediction_log WHERE id < COALESCE(\
-     (SELECT id FROM prediction_log WHERE logged_at >= $1 ORDER BY id LIMIT 1), \
-     (SELECT MAX(id) + 1 FROM prediction_log))";
-
 impl LogWriter {
     /// Writes batches until the log is closed and drained; applies retention first and then
     /// hourly.
@@ -301,7 +292,7 @@ impl LogWriter {
         }
         let horizon =
             now_micros() - (self.settings.retention_days as i64).saturating_mul(86_400_000_000);
-        match sqlx::query(RETENTION)
+        match sqlx::query("DELETE FROM prediction_log WHERE logged_at < $1")
             .bind(horizon)
             .execute(&self.pool)
             .await
@@ -537,47 +528,38 @@ mod tests {
     }
 
     crate::core::db::testing::on_both_backends! {
-        async fn retention_deletes_in_id_order_up_to_the_first_entry_inside_the_horizon(pool) {
+        async fn retention_deletes_every_entry_past_the_horizon_in_any_order(pool) {
             const DAY: Micros = 86_400_000_000;
             let now = now_micros();
-            let (log, writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
+            let roomy = RequestLogSettings {
+                queue_capacity: 8,
+                ..settings()
+            };
+            let (log, writer) = RequestLog::new(pool.clone(), &roomy, deps()).unwrap();
             // In id order: two entries past the 30-day horizon, one inside it, then one past
-            // it that was logged late (another replica's batch, say).
+            // it that was logged late (another replica's batch, say), and one dated ahead
+            // (a replica whose clock runs fast).
             for (request, at) in [
                 ("old-1", now - 40 * DAY),
                 ("old-2", now - 31 * DAY),
                 ("recent", now - DAY),
                 ("late", now - 32 * DAY),
+                ("ahead", now + DAY),
             ] {
                 log.record(vec![entry(request, 0, at)]);
             }
             drop(log);
             writer.run().await;
-            let kept = |pool: Pool| async move {
+            let kept = || async {
                 sqlx::query_scalar::<_, String>("SELECT request_id FROM prediction_log ORDER BY id")
                     .fetch_all(&pool)
                     .await
                     .unwrap()
             };
-            assert_eq!(kept(pool.clone()).await, ["old-1", "old-2", "recent", "late"]);
+            assert_eq!(kept().await, ["old-1", "old-2", "recent", "late", "ahead"]);
             let (_log, mut writer) = RequestLog::new(pool.clone(), &settings(), deps()).unwrap();
             writer.apply_retention().await;
-            assert_eq!(
-                kept(pool.clone()).await,
-                ["recent", "late"],
-                "nothing inside the horizon goes; the late entry waits for the one before it"
-            );
-            // Once the entry before it has aged out too, the next pass takes both.
-            sqlx::query("UPDATE prediction_log SET logged_at = $1 WHERE request_id = 'recent'")
-                .bind(now - 33 * DAY)
-                .execute(&pool)
-                .await
-                .unwrap();
-            writer.apply_retention().await;
-            assert!(kept(pool.clone()).await.is_empty());
-            // An empty log is left alone.
-            writer.apply_retention().await;
-            assert_eq!(count(&pool).await, 0);
+            assert_eq!(kept().await, ["recent", "ahead"]);
         }
     }
 
