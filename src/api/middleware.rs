@@ -65,14 +65,13 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
     metrics.http_in_flight.inc();
     let _guard = InFlight(&metrics.http_in_flight);
     let limits = state.limits;
-    let response = match limit_request(limits, req) {
+    let mut response = match limit_request(limits, req) {
         Ok(req) => match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
             Ok(response) => json_errors(response),
             Err(_) => ApiError::Timeout.into_response(),
         },
         Err(refused) => refused.into_response(),
     };
-    let mut response = response;
     if state.lifecycle.is_draining() {
         response
             .headers_mut()

@@ -364,9 +364,6 @@ struct RawPassengerRef<'a> {
     cabin: Option<&'a str>,
 }
 
-/// Bytes reserved for [`Passenger::raw_json`].
-const RAW_JSON_CAPACITY: usize = 256;
-
 impl Passenger {
     /// `serde_json::to_string(&self.to_raw(passenger_id))`, without the copies (the request
     /// log stores this for every prediction).
@@ -384,13 +381,8 @@ impl Passenger {
             ticket: self.ticket.as_deref(),
             cabin: self.cabin.as_deref(),
         };
-        // Room for a typical passenger at once (about 200 bytes), instead of growing from
-        // nothing. Serializing plain fields into memory cannot fail, nor give invalid UTF-8.
-        let mut out = Vec::with_capacity(RAW_JSON_CAPACITY);
-        if serde_json::to_writer(&mut out, &view).is_err() {
-            return "{}".to_owned();
-        }
-        String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned())
+        // Serializing plain fields into a String cannot fail.
+        serde_json::to_string(&view).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// The raw form of this passenger (for storage and round trips).
