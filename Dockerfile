@@ -27,7 +27,9 @@ ENV CARGO_TERM_COLOR=never \
 
 # Dependencies: the manifests, the build script and placeholder targets. Cargo refuses a
 # manifest whose [[bench]] file is missing, hence the empty benches/predict.rs.
+# .cargo/config.toml holds settings every build shares (the bundled SQLite's compile flags).
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY .cargo/config.toml ./.cargo/config.toml
 RUN --mount=type=cache,id=titanic-cargo-registry,target=/usr/local/cargo/registry \
     mkdir -p src benches migrations \
     && echo 'fn main() {}' > src/main.rs \

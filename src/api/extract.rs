@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::state::Limits;
+use crate::core::json::WriteJson;
 use crate::core::security::Claims;
 use crate::monitoring::RequestInfo;
 
@@ -141,17 +142,32 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(RESPONSE_CAPACITY);
         match serde_json::to_writer(&mut body, &self.0) {
-            Ok(()) => (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    axum::http::HeaderValue::from_static("application/json"),
-                )],
-                body,
-            )
-                .into_response(),
+            Ok(()) => json_response(body),
             Err(e) => ApiError::Internal(format!("encoding the response: {e}")).into_response(),
         }
     }
+}
+
+/// A JSON response written by the type's own [`WriteJson`] (the predictions answered on
+/// every request), with the same bytes `ApiJson` would give.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: WriteJson> IntoResponse for JsonBody<T> {
+    fn into_response(self) -> Response {
+        json_response(self.0.to_json(RESPONSE_CAPACITY))
+    }
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Deserializes `T` from a JSON object only. Derived struct deserializers also accept an

@@ -10,9 +10,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Object, Requested};
+use super::extract::{ApiJson, JsonBody, Object, Requested};
 use super::routing::{self, Choice};
 use super::state::AppState;
+use crate::core::json::{JsonWriter, WriteJson};
 use crate::core::time::micros_to_rfc3339;
 use crate::feature_store::serving::{
     FeatureStatus, ReadSource, ServeFeaturesError, ServedPassenger,
@@ -75,6 +76,37 @@ pub struct PredictionResponse {
     pub features: Option<FeatureProvenance>,
 }
 
+/// The JSON of a response, written directly: the same bytes as the `Serialize` derive (tested
+/// below), without escaping the constant keys for every request.
+impl WriteJson for PredictionResponse {
+    fn write_json(&self, out: &mut JsonWriter) {
+        out.begin_object();
+        if let Some(id) = self.passenger_id {
+            out.key("passenger_id").i64(id);
+        }
+        out.key("survived")
+            .bool(self.survived)
+            .key("probability")
+            .f64(self.probability)
+            .key("model_version")
+            .str(&self.model_version)
+            .key("logit")
+            .f64(self.logit)
+            .key("intercept")
+            .f64(self.intercept)
+            .key("contributions")
+            .begin_object();
+        for (name, value) in FEATURE_NAMES.iter().zip(self.contributions.0.iter()) {
+            out.key(name).f64(*value);
+        }
+        out.end_object();
+        if let Some(features) = &self.features {
+            out.key("features").serialized(features);
+        }
+        out.end_object();
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
@@ -88,6 +120,21 @@ pub struct BatchResponse {
     #[schema(value_type = String)]
     pub model_version: Arc<str>,
     pub predictions: Vec<PredictionResponse>,
+}
+
+impl WriteJson for BatchResponse {
+    fn write_json(&self, out: &mut JsonWriter) {
+        out.begin_object()
+            .key("model_version")
+            .str(&self.model_version)
+            .key("predictions")
+            .begin_array();
+        for prediction in &self.predictions {
+            out.element();
+            prediction.write_json(out);
+        }
+        out.end_array().end_object();
+    }
 }
 
 /// What one request instance asks to score.
@@ -278,13 +325,13 @@ pub async fn predict(
     headers: HeaderMap,
     Requested(request): Requested,
     ApiJson(Object(raw)): ApiJson<Object<RawPassenger>>,
-) -> Result<ApiJson<PredictionResponse>, ApiError> {
+) -> Result<JsonBody<PredictionResponse>, ApiError> {
     let choice = routing::choose(&state, &headers, None).await?;
     let stored_id = raw.passenger_id.filter(|_| raw.has_no_features());
     match predict_all(&state, &request, &choice, vec![raw], |_| String::new()).await {
         Ok(mut predictions) => predictions
             .pop()
-            .map(ApiJson)
+            .map(JsonBody)
             .ok_or_else(|| ApiError::Internal("no prediction".to_owned())),
         // A single unknown id is a missing resource, not invalid input.
         Err(ApiError::Validation(errors))
@@ -359,9 +406,66 @@ pub async fn predict_batch(
         format!("instances[{i}]")
     })
     .await?;
-    Ok(ApiJson(BatchResponse {
+    Ok(JsonBody(BatchResponse {
         model_version: Arc::clone(choice.served.model.version()),
         predictions,
     })
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feature_store::N_FEATURES;
+
+    fn response(
+        passenger_id: Option<i64>,
+        features: Option<FeatureProvenance>,
+    ) -> PredictionResponse {
+        let mut contributions = [0.0; N_FEATURES];
+        for (i, c) in contributions.iter_mut().enumerate() {
+            *c = (i as f64 - 6.5) * 0.123_456_789;
+        }
+        contributions[0] = f64::NAN;
+        PredictionResponse {
+            passenger_id,
+            survived: true,
+            probability: 0.731_058_578_630_004_9,
+            model_version: Arc::from("v3 \"shadow\"\n"),
+            logit: 1.0,
+            intercept: -0.25,
+            contributions: Contributions(contributions),
+            features,
+        }
+    }
+
+    #[test]
+    fn written_responses_are_the_serialized_ones() {
+        let provenance = FeatureProvenance {
+            source: ReadSource::OnlineStore,
+            event_time: micros_to_rfc3339(1_700_000_000_000_000),
+            statuses: [
+                ("age".to_owned(), FeatureStatus::Present),
+                ("cabin".to_owned(), FeatureStatus::NullValue),
+            ]
+            .into(),
+        };
+        let responses = [
+            response(None, None),
+            response(Some(892), None),
+            response(Some(-1), Some(provenance)),
+        ];
+        for r in &responses {
+            let written = String::from_utf8(r.to_json(0)).unwrap();
+            assert_eq!(written, serde_json::to_string(r).unwrap());
+        }
+        for predictions in [vec![], Vec::from(responses)] {
+            let batch = BatchResponse {
+                model_version: Arc::from("v1"),
+                predictions,
+            };
+            let written = String::from_utf8(batch.to_json(0)).unwrap();
+            assert_eq!(written, serde_json::to_string(&batch).unwrap());
+        }
+    }
 }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod db;
 pub mod dependency;
+pub mod json;
 pub mod rate_limit;
 pub mod security;
 pub mod shutdown;

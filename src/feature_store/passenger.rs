@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::json::JsonWriter;
+
 /// Largest plausible age in years.
 pub const MAX_AGE: f64 = 120.0;
 /// Largest plausible fare in 1912 pounds (the dearest ticket sold was about £512).
@@ -347,42 +349,40 @@ impl RawPassenger {
     }
 }
 
-/// [`RawPassenger`]'s JSON written from borrowed fields: the same keys in the same order,
-/// without copying the text fields first.
-#[derive(Serialize)]
-struct RawPassengerRef<'a> {
-    passenger_id: Option<i64>,
-    pclass: Option<i64>,
-    sex: Option<&'a str>,
-    age: Option<f64>,
-    sibsp: Option<i64>,
-    parch: Option<i64>,
-    fare: Option<f64>,
-    embarked: Option<&'a str>,
-    name: Option<&'a str>,
-    ticket: Option<&'a str>,
-    cabin: Option<&'a str>,
-}
+/// Room for a passenger's raw JSON with its text fields (about 180 bytes for most).
+const RAW_JSON_CAPACITY: usize = 256;
 
 impl Passenger {
-    /// `serde_json::to_string(&self.to_raw(passenger_id))`, without the copies (the request
-    /// log stores this for every prediction).
+    /// `serde_json::to_string(&self.to_raw(passenger_id))`, written directly from the
+    /// borrowed fields (the request log stores this for every prediction).
     pub fn raw_json(&self, passenger_id: Option<i64>) -> String {
-        let view = RawPassengerRef {
-            passenger_id,
-            pclass: Some(self.pclass.number()),
-            sex: Some(self.sex.as_str()),
-            age: self.age,
-            sibsp: Some(i64::from(self.sibsp)),
-            parch: Some(i64::from(self.parch)),
-            fare: self.fare,
-            embarked: self.embarked.map(Embarked::as_str),
-            name: self.name.as_deref(),
-            ticket: self.ticket.as_deref(),
-            cabin: self.cabin.as_deref(),
-        };
-        // Serializing plain fields into a String cannot fail.
-        serde_json::to_string(&view).unwrap_or_else(|_| "{}".to_owned())
+        let mut out = JsonWriter::with_capacity(RAW_JSON_CAPACITY);
+        out.begin_object()
+            .key("passenger_id")
+            .opt_i64(passenger_id)
+            .key("pclass")
+            .i64(self.pclass.number())
+            .key("sex")
+            .str(self.sex.as_str())
+            .key("age")
+            .opt_f64(self.age)
+            .key("sibsp")
+            .i64(i64::from(self.sibsp))
+            .key("parch")
+            .i64(i64::from(self.parch))
+            .key("fare")
+            .opt_f64(self.fare)
+            .key("embarked")
+            .opt_str(self.embarked.map(Embarked::as_str))
+            .key("name")
+            .opt_str(self.name.as_deref())
+            .key("ticket")
+            .opt_str(self.ticket.as_deref())
+            .key("cabin")
+            .opt_str(self.cabin.as_deref())
+            .end_object();
+        // Only whole UTF-8 strings and ASCII were written.
+        String::from_utf8(out.into_inner()).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// The raw form of this passenger (for storage and round trips).
