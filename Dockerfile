@@ -6,8 +6,8 @@
 #   docker run --rm -p 8080:8080 --read-only --tmpfs /tmp -v titanic-data:/var/lib/titanic \
 #     -e TITANIC__AUTH__JWT_SECRET="$(openssl rand -hex 48)" titanic:dev
 #
-# Stage 1 compiles the dependencies alone (a layer reused until Cargo.toml or Cargo.lock
-# change), then the crate. Stage 2 is distroless: glibc, libgcc, CA certificates, no shell and
+# Stage 1 compiles the dependencies alone (a layer reused until Cargo.toml, Cargo.lock or
+# .cargo/config.toml change), then the crate. Stage 2 is distroless: glibc, libgcc, CA certificates, no shell and
 # no package manager. The binary needs nothing else: SQLite is compiled in (libsqlite3-sys,
 # bundled), TLS is not used, and config/default.toml and config/production.toml are compiled
 # in. Builder and runtime are the same Debian release, so the glibc the binary was linked

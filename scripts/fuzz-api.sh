@@ -28,7 +28,8 @@ budget=${TITANIC_FUZZ_MAX_TIME:-300}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/target/fuzz-api"
 
-cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
+# From the repository, so that .cargo/config.toml (the bundled SQLite's flags) applies.
+(cd "$root" && cargo build --release --locked --quiet)
 bin="$root/target/release/titanic"
 
 cache=${TITANIC_FUZZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/titanic}

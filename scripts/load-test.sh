@@ -55,7 +55,8 @@ if ! command -v oha >/dev/null; then
 fi
 oha --version
 
-timeout 1800 cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
+# From the repository, so that .cargo/config.toml (the bundled SQLite's flags) applies.
+(cd "$root" && timeout 1800 cargo build --release --locked --quiet)
 bin="$root/target/release/titanic"
 
 work=$(mktemp -d)

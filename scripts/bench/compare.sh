@@ -116,8 +116,8 @@ run() {
 
 echo "commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD || echo ' (with local changes)'), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" >&2
 echo "building the release binary and the bare axum reference" >&2
-timeout 1800 cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml" \
-  --bin titanic --example bare_predict
+# From the repository, so that .cargo/config.toml (the bundled SQLite's flags) applies.
+(cd "$root" && timeout 1800 cargo build --release --locked --quiet --bin titanic --example bare_predict)
 bin=$root/target/release/titanic
 
 # --- bare axum ------------------------------------------------------------------------------

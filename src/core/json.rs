@@ -21,7 +21,7 @@ pub trait WriteJson {
 
 /// Writes one JSON document into a byte buffer. Objects are opened and closed explicitly;
 /// `key` writes the separator a member needs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JsonWriter {
     buf: Vec<u8>,
     /// True right after `{` or `[`: the next member or element takes no comma.
@@ -147,9 +147,11 @@ impl JsonWriter {
 
     /// Any serializable value, by serde_json (for the parts that are not on the hot path).
     pub fn serialized<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
+        let start = self.buf.len();
         if serde_json::to_writer(&mut self.buf, value).is_err() {
-            // Only a failing `Serialize` impl gets here (a map with non-string keys, say);
-            // keep the document valid.
+            // Only a failing `Serialize` impl gets here (a map with non-string keys, say):
+            // whatever it wrote goes, and the document stays valid.
+            self.buf.truncate(start);
             self.null();
         }
         self
@@ -203,12 +205,30 @@ mod tests {
             "Braund, Mr. Owen Harris",
             "C \"85\"\n",
             "back\\slash",
-            "tab\there",
-            "\u{1}",
-            "Ünïcödé ✓",
+            "Ünïcödé ✓ \u{2028}",
         ] {
             assert_eq!(written(|w| _ = w.str(s)), serde_json::to_string(s).unwrap());
         }
+        // Every ASCII character, alone and inside text.
+        for c in (0u8..=0x7f).map(char::from) {
+            for s in [c.to_string(), format!("a{c}b")] {
+                assert_eq!(
+                    written(|w| _ = w.str(&s)),
+                    serde_json::to_string(&s).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_serialize_leaves_valid_json() {
+        let mut bad = std::collections::HashMap::new();
+        bad.insert(vec![1u8], 2);
+        let text = written(|w| {
+            w.begin_object().key("a").serialized(&bad).key("b").i64(1);
+            w.end_object();
+        });
+        assert_eq!(text, r#"{"a":null,"b":1}"#);
     }
 
     #[test]
