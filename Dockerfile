@@ -7,12 +7,13 @@
 #     -e TITANIC__AUTH__JWT_SECRET="$(openssl rand -hex 48)" titanic:dev
 #
 # Stage 1 compiles the dependencies alone (a layer reused until Cargo.toml, Cargo.lock or
-# .cargo/config.toml change), then the crate. Stage 2 is distroless: glibc, libgcc, CA certificates, no shell and
-# no package manager. The binary needs nothing else: SQLite is compiled in (libsqlite3-sys,
-# bundled), TLS is not used, and config/default.toml and config/production.toml are compiled
-# in. Builder and runtime are the same Debian release, so the glibc the binary was linked
-# against is the one it runs with. Both tags move with security updates: a release pipeline
-# that wants reproducible images pins them by digest (`FROM image:tag@sha256:...`).
+# .cargo/config.toml change), then the crate. Stage 2 is distroless: glibc, libgcc, CA
+# certificates, no shell and no package manager. The binary needs nothing else: SQLite is
+# compiled in (libsqlite3-sys, bundled), TLS is not used, and config/default.toml and
+# config/production.toml are compiled in. Builder and runtime are the same Debian release,
+# so the glibc the binary was linked against is the one it runs with. Both tags move with
+# security updates: a release pipeline that wants reproducible images pins them by digest
+# (`FROM image:tag@sha256:...`).
 #
 # checkov:skip=CKV_DOCKER_2: no HEALTHCHECK: the runtime image has no shell or HTTP client to run one, and the orchestrators this image is for ignore it (Kubernetes uses the /health/live and /health/ready probes in kubernetes/base/deployment.yaml).
 

@@ -150,7 +150,7 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
 
 /// A JSON response written by the type's own [`WriteJson`] (the predictions answered on
 /// every request), with the same bytes `ApiJson` would give.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
 impl<T: WriteJson> IntoResponse for JsonBody<T> {

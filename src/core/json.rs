@@ -41,25 +41,29 @@ impl JsonWriter {
     }
 
     pub fn begin_object(&mut self) -> &mut Self {
-        self.buf.push(b'{');
-        self.first = true;
-        self
+        self.open(b'{')
     }
 
     pub fn end_object(&mut self) -> &mut Self {
-        self.buf.push(b'}');
-        self.first = false;
-        self
+        self.close(b'}')
     }
 
     pub fn begin_array(&mut self) -> &mut Self {
-        self.buf.push(b'[');
+        self.open(b'[')
+    }
+
+    pub fn end_array(&mut self) -> &mut Self {
+        self.close(b']')
+    }
+
+    fn open(&mut self, bracket: u8) -> &mut Self {
+        self.buf.push(bracket);
         self.first = true;
         self
     }
 
-    pub fn end_array(&mut self) -> &mut Self {
-        self.buf.push(b']');
+    fn close(&mut self, bracket: u8) -> &mut Self {
+        self.buf.push(bracket);
         self.first = false;
         self
     }
