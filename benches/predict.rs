@@ -14,7 +14,7 @@ use titanic::ml::{FeatureServiceRef, Model, TrainParams, train};
 
 fn model() -> (Model, Vec<Passenger>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
-    let records = ingest::read_all(&path).expect("train.csv");
+    let records = ingest::read_all(&path, ingest::DEFAULT_MAX_RECORD_BYTES).expect("train.csv");
     let set = TrainingSet::from_records(&records);
     let params = TrainParams {
         folds: 5,

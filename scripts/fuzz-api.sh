@@ -11,7 +11,9 @@
 # the defaults are in scripts/fuzz-api.toml; scripts/fuzz_api_hooks.py writes whole floats in
 # generated bodies as integers (the service reads integers strictly). Exits non-zero on any
 # failed check, on any 5xx the server counted (its own titanic_http_requests_total, so a 5xx
-# can never pass unseen) and on any error the server logged.
+# can never pass unseen) and on any error the server logged. Then scripts/fuzz_hostile.py sends
+# seeded hostile bodies the schema cannot describe well (V2 tensors with large and inconsistent
+# shapes, malformed CSV uploads, batches around the item limit), with the same checks.
 #
 # schemathesis comes from PyPI into a virtualenv under $TITANIC_FUZZ_CACHE (default
 # ~/.cache/titanic), made once. Its JUnit report goes to target/fuzz-api/, with the server's
@@ -21,6 +23,8 @@ set -euo pipefail
 
 SCHEMATHESIS_VERSION=4.32.5
 max_examples=${1:-50}
+# Cases per route of scripts/fuzz_hostile.py.
+hostile_cases=${TITANIC_FUZZ_HOSTILE_CASES:-300}
 # Fixed, so that a run is repeatable; set another to explore.
 seed=${TITANIC_FUZZ_SEED:-20240611}
 # A bound on the schemathesis run, in seconds: a run that takes longer fails.
@@ -101,6 +105,11 @@ export SCHEMATHESIS_HOOKS="$root/scripts/fuzz_api_hooks.py"
   --report junit --report-dir "$out") || status=$?
 echo "schemathesis finished in $(($(date +%s) - started))s with status $status"
 [ "$status" -eq 124 ] && echo "schemathesis did not finish within ${budget}s" >&2
+
+# Bodies the schema cannot describe well: V2 tensors with large and inconsistent shapes,
+# malformed CSV uploads, batches around the item limit (scripts/fuzz_hostile.py).
+echo "hostile bodies: $hostile_cases cases per route"
+timeout "$budget" python3 "$root/scripts/fuzz_hostile.py" "$base" "$token" "$hostile_cases" "$seed" || status=1
 
 # Every response the server gave, by status, from its own metrics.
 metrics=$(curl -s "$base/metrics" | grep '^titanic_http_requests_total{' || true)

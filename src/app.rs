@@ -143,7 +143,14 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         concurrency: Arc::new(tokio::sync::Semaphore::new(
             settings.server.max_concurrent_requests,
         )),
+        subject_slots: Arc::new(crate::core::slots::SubjectSlots::new(
+            settings
+                .server
+                .max_concurrent_per_subject
+                .min(settings.server.max_concurrent_requests),
+        )),
         lifecycle: Lifecycle::default(),
+        refused_tokens: Default::default(),
         limits: Limits::of(&settings.server),
         training: Arc::new(tokio::sync::Semaphore::new(1)),
         pinned: moka::sync::Cache::new(8),
@@ -363,11 +370,20 @@ pub async fn predict_file(
         None => bootstrap(settings, &stores, false).await?.model,
     };
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
-    tokio::task::spawn_blocking(move || write_predictions(&model, &input, &output)).await?
+    let max_record_bytes = settings.data.max_csv_record_bytes;
+    tokio::task::spawn_blocking(move || {
+        write_predictions(&model, &input, &output, max_record_bytes)
+    })
+    .await?
 }
 
-fn write_predictions(model: &Model, input: &Path, output: &Path) -> anyhow::Result<u64> {
-    let mut csv = PassengerCsv::open(input)?;
+fn write_predictions(
+    model: &Model,
+    input: &Path,
+    output: &Path,
+    max_record_bytes: usize,
+) -> anyhow::Result<u64> {
+    let mut csv = PassengerCsv::open(input, max_record_bytes)?;
     let total = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
     let progress = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(total)

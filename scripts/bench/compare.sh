@@ -3,7 +3,7 @@
 #
 #   scripts/bench/compare.sh [DURATION_SECONDS] [CONNECTIONS...]     (defaults: 15 1 16 64)
 #
-# Servers (SERVERS="bare titanic fastapi" picks a subset):
+# Servers (SERVERS="bare shipped titanic fastapi" picks a subset):
 #   bare     examples/bare_predict.rs: an axum handler that parses the same JSON body into the
 #            same request type and answers the same response shape, no middleware, no model.
 #   titanic  the release binary with its whole production stack (TITANIC_ENV=production:
@@ -13,6 +13,13 @@
 #            online store. Measured twice: the README passenger's raw features, and
 #            {"passenger_id": 892} read from the online store (Redis, behind the feature
 #            cache), materialized by `titanic serve` at start.
+#   shipped  the release binary exactly as a user runs it: `titanic serve` with no environment
+#            variable and no config directory (the compiled-in defaults: SQLite file,
+#            in-process online store, log level info, request log on, default rate limits of
+#            100/s per subject), on the default port 8080 (which must be free), from a scratch
+#            directory holding data/titanic/. The load is spread over 2,000 token subjects, so
+#            that the default per-subject quota is not what is measured (a refused request
+#            would be cheaper than a served one); every request still passes the limiter.
 #   fastapi  the same service written the usual Python way: FastAPI + pydantic, a pandas
 #            DataFrame per request and a scikit-learn Pipeline (imputers, scaler, one-hot,
 #            LogisticRegression trained on data/titanic/train.csv), 2 uvicorn workers with
@@ -36,7 +43,7 @@ duration=${1:-15}
 shift || true
 connections=("$@")
 [ ${#connections[@]} -gt 0 ] || connections=(1 16 64)
-servers=${SERVERS:-"bare titanic fastapi"}
+servers=${SERVERS:-"bare shipped titanic fastapi"}
 redis_url=${TITANIC_BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/titanic-bench
@@ -78,6 +85,36 @@ wait_ready() {
 
 body_raw='{"pclass":3,"sex":"male","age":22,"sibsp":1,"parch":0,"fare":7.25,"embarked":"S","name":"Braund, Mr. Owen Harris","ticket":"A/5 21171","cabin":null}'
 body_id='{"passenger_id":892}'
+
+# lua_tokens FILE BODY TOKENS_FILE: a wrk script posting BODY with each token of TOKENS_FILE
+# in turn (the requests are built once, in init); done() prints one parsable line.
+lua_tokens() {
+  {
+    echo 'local tokens = {'
+    sed 's/.*/  "&",/' "$3"
+    echo '}'
+    cat <<EOF
+local requests = {}
+local i = 0
+init = function(args)
+  for k, t in ipairs(tokens) do
+    requests[k] = wrk.format("POST", nil, {["Content-Type"] = "application/json",
+      ["Authorization"] = "Bearer " .. t}, '$2')
+  end
+end
+request = function()
+  i = i % #requests + 1
+  return requests[i]
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.1f %d %d %d %d\n", summary.requests,
+    summary.requests / (summary.duration / 1e6), latency:percentile(50),
+    latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+EOF
+  } >"$1"
+}
 
 # lua FILE BODY [TOKEN]: a wrk script posting BODY; done() prints one parsable line.
 lua() {
@@ -192,6 +229,47 @@ if [[ " $servers " == *" titanic "* ]]; then
   curl -s -m 5 "http://127.0.0.1:$port/metrics" |
     grep '^titanic_http_requests_total{method="POST",route="/predict"' >&2 || true
   curl -s -m 5 "http://127.0.0.1:$port/metrics" | grep '^titanic_request_log_' >&2 || true
+  kill "$server"; wait "$server" 2>/dev/null || true
+fi
+
+# --- titanic as shipped: compiled-in defaults, no environment ------------------------------
+if [[ " $servers " == *" shipped "* ]]; then
+  if curl -s -m 1 -o /dev/null http://127.0.0.1:8080/ 2>/dev/null; then
+    echo "port 8080 is taken: the shipped configuration listens there" >&2; exit 1
+  fi
+  shipped=$work/shipped
+  mkdir -p "$shipped/data/titanic"
+  cp "$root"/data/titanic/*.csv "$shipped/data/titanic/"
+  (cd "$shipped" && exec env -i PATH="$PATH" HOME="$HOME" "$bin" serve) >"$work/shipped.log" 2>&1 &
+  server=$!
+  pids+=("$server")
+  wait_ready "http://127.0.0.1:8080/health/ready" "$server" 300 ||
+    { echo "titanic (as shipped) not ready:" >&2; cat "$work/shipped.log" >&2; exit 1; }
+  # 2,000 subjects, minted with the secret the service generated (HS256, its kid).
+  python3 - "$shipped/data/jwt_secret" "$work/tokens" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret = open(sys.argv[1]).read().strip().encode()
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+header = b64(json.dumps({"typ": "JWT", "alg": "HS256", "kid": "key-1"}).encode())
+now = int(time.time())
+with open(sys.argv[2], "w") as out:
+    for i in range(2000):
+        claims = {"sub": f"bench-{i}", "scopes": ["predict"], "exp": now + 86400, "iat": now, "nbf": now}
+        payload = b64(json.dumps(claims).encode())
+        signature = b64(hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+        print(f"{header}.{payload}.{signature}", file=out)
+PY
+  url="http://127.0.0.1:8080/predict"
+  curl -sf -m 5 -X POST "$url" -H "Authorization: Bearer $(head -n1 "$work/tokens")" \
+    -H 'Content-Type: application/json' -d "$body_raw" >/dev/null ||
+    { echo "a first request to titanic (as shipped) failed" >&2; exit 1; }
+  lua_tokens "$work/shipped.lua" "$body_raw" "$work/tokens"
+  lines_before=$(wc -l <"$work/shipped.log")
+  echo "titanic (as shipped) on 127.0.0.1:8080" >&2
+  run "titanic (as shipped)" "$url" "$work/shipped.lua"
+  echo "  log lines written during the runs: $(( $(wc -l <"$work/shipped.log") - lines_before ))" >&2
+  curl -s -m 5 "http://127.0.0.1:8080/metrics" |
+    grep -E '^titanic_http_requests_total\{method="POST",route="/predict"|^titanic_request_log_' >&2 || true
   kill "$server"; wait "$server" 2>/dev/null || true
 fi
 

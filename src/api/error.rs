@@ -41,6 +41,11 @@ pub enum ApiError {
     HeadersTooLarge(usize),
     #[error("the service is at its limit of concurrent requests; retry shortly")]
     Overloaded,
+    #[error(
+        "this token already has {0} requests in flight (server.max_concurrent_per_subject); \
+         retry when one has finished"
+    )]
+    TooManyInFlight(usize),
     #[error("the request took too long")]
     Timeout,
     #[error("{0}")]
@@ -61,7 +66,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManyInFlight(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Timeout | ApiError::Unavailable(_) | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -85,6 +92,7 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::Overloaded => "overloaded",
+            ApiError::TooManyInFlight(_) => "too_many_in_flight",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -162,7 +170,10 @@ impl IntoResponse for ApiError {
                     headers.insert(HeaderName::from_static("ratelimit-policy"), policy);
                 }
             }
-            ApiError::Timeout | ApiError::Unavailable(_) | ApiError::Overloaded => {
+            ApiError::Timeout
+            | ApiError::Unavailable(_)
+            | ApiError::Overloaded
+            | ApiError::TooManyInFlight(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

@@ -47,13 +47,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Requested {
 }
 
 /// `axum::Json` with [`ApiError`] rejections: 400 for syntax or nesting deeper than
-/// `server.max_json_depth`, 422 naming the field for wrong types or unknown fields, 413 for
-/// oversized bodies, 415 without a JSON content type.
+/// `server.max_json_depth`, 422 naming the field for wrong types, unknown fields or an array
+/// or object of more than `server.max_batch_size` items, 413 for oversized bodies, 415
+/// without a JSON content type.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
-/// The nesting limit when the request carries no [`Limits`] (a router without the stack).
+/// The nesting and item limits when the request carries no [`Limits`] (a router without the
+/// stack).
 const DEFAULT_MAX_JSON_DEPTH: usize = 32;
+const DEFAULT_MAX_ITEMS: usize = 10_000;
 
 /// `application/json`, or any `application/*+json`, with any parameters.
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
@@ -72,35 +75,108 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
             || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
-/// Refuses JSON whose arrays and objects nest deeper than `max` before it is parsed, so a
-/// body of brackets cannot make the parser recurse (or allocate) past the limit.
-pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), ApiError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in bytes {
+/// One open array or object while [`check_structure`] scans a body.
+struct Open {
+    array: bool,
+    /// Items seen so far, counted at each comma (the last is counted at the close).
+    items: usize,
+    /// In an object: the byte range of the latest key (to name the field of an error).
+    key: (usize, usize),
+}
+
+/// The most keys of one JSON object in a request body: no object of this API has more than
+/// a few dozen.
+pub const MAX_OBJECT_KEYS: usize = 1024;
+
+/// Refuses, before it is parsed, JSON whose arrays and objects nest deeper than `max_depth`,
+/// any of whose arrays holds more than `max_items` items, or any of whose objects more than
+/// [`MAX_OBJECT_KEYS`] keys: so no body can make the parser recurse past the limit or build a
+/// collection larger than the limit, whatever type it is parsed into. The error names where
+/// (`instances`, `inputs[0].data`).
+pub fn check_structure(bytes: &[u8], max_depth: usize, max_items: usize) -> Result<(), ApiError> {
+    let mut open: Vec<Open> = Vec::new();
+    let (mut in_string, mut escaped) = (false, false);
+    // The byte range of the latest string closed, a key when a colon follows.
+    let (mut string_start, mut last_string) = (0usize, (0usize, 0usize));
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
             match (escaped, b) {
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
+                (false, b'"') => {
+                    in_string = false;
+                    last_string = (string_start, i);
+                }
                 _ => {}
             }
             continue;
         }
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                in_string = true;
+                string_start = i + 1;
+            }
             b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
+                if open.len() >= max_depth {
                     return Err(ApiError::BadRequest(format!(
-                        "JSON nesting is deeper than the limit of {max} levels"
+                        "JSON nesting is deeper than the limit of {max_depth} levels"
                     )));
                 }
+                open.push(Open {
+                    array: b == b'[',
+                    items: 0,
+                    key: (0, 0),
+                });
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
+            b']' | b'}' => {
+                open.pop();
+            }
+            b':' => {
+                if let Some(o) = open.last_mut() {
+                    o.key = last_string;
+                }
+            }
+            b',' => {
+                if let Some(o) = open.last_mut() {
+                    o.items += 1;
+                    let max = if o.array { max_items } else { MAX_OBJECT_KEYS };
+                    if o.items >= max {
+                        return Err(too_many_items(bytes, &open, max));
+                    }
+                }
+            }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The 422 for a collection over the item limit, naming it by its path in the body.
+fn too_many_items(bytes: &[u8], open: &[Open], max_items: usize) -> ApiError {
+    let mut path = String::new();
+    // Every enclosing level names its child: an object by its current key, an array by the
+    // index of the item being read; the innermost level is the collection itself.
+    for o in &open[..open.len() - 1] {
+        if o.array {
+            path.push_str(&format!("[{}]", o.items));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&String::from_utf8_lossy(&bytes[o.key.0..o.key.1]));
+        }
+    }
+    if path.is_empty() {
+        path.push_str("body");
+    }
+    ApiError::Validation(crate::feature_store::ValidationErrors::single(
+        path,
+        if open.last().is_some_and(|o| o.array) {
+            format!("more than {max_items} items (server.max_batch_size)")
+        } else {
+            format!("more than {max_items} keys")
+        },
+    ))
 }
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -112,26 +188,38 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
                 "expected Content-Type: application/json".to_owned(),
             ));
         }
-        let max_depth = req
+        let (max_depth, max_items) = req
             .extensions()
             .get::<Limits>()
-            .map_or(DEFAULT_MAX_JSON_DEPTH, |l| l.max_json_depth);
+            .map_or((DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_ITEMS), |l| {
+                (l.max_json_depth, l.max_batch_size)
+            });
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| match e.status() {
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
                 _ => ApiError::BadRequest(e.body_text()),
             })?;
-        check_depth(&bytes, max_depth)?;
-        // The plain parser first: `axum::Json` tracks the path of every key and value as it
-        // goes (serde_path_to_error), a third of the parse's cost, to name the field of an
-        // error. Only a body that fails is parsed again that way, for the error's field.
-        if let Ok(value) = serde_json::from_slice::<T>(&bytes) {
-            return Ok(ApiJson(value));
-        }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
-        Ok(ApiJson(value))
+        parse_json(&bytes, max_depth, max_items).map(ApiJson)
     }
+}
+
+/// A JSON body as every handler reads it: its structure checked on the raw bytes
+/// ([`check_structure`]), then parsed into `T`, with errors naming the field.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max_depth: usize,
+    max_items: usize,
+) -> Result<T, ApiError> {
+    check_structure(bytes, max_depth, max_items)?;
+    // The plain parser first: `axum::Json` tracks the path of every key and value as it goes
+    // (serde_path_to_error), a third of the parse's cost, to name the field of an error. Only
+    // a body that fails is parsed again that way, for the error's field.
+    if let Ok(value) = serde_json::from_slice::<T>(bytes) {
+        return Ok(value);
+    }
+    let axum::Json(value) = axum::Json::<T>::from_bytes(bytes)?;
+    Ok(value)
 }
 
 /// Room for a single prediction's body (about 900 bytes) at once: `axum::Json` starts at 128
@@ -200,7 +288,11 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Object, check_depth};
+    use super::{ApiError, MAX_OBJECT_KEYS, Object, check_structure};
+
+    fn check_depth(bytes: &[u8], max: usize) -> Result<(), ApiError> {
+        check_structure(bytes, max, usize::MAX)
+    }
 
     #[test]
     fn nesting_is_counted_outside_strings() {
@@ -211,6 +303,42 @@ mod tests {
         assert!(check_depth(&[b'['; 100_000], 32).is_err());
         // Closing more than was opened is for the parser to refuse, not a panic here.
         assert!(check_depth(b"]]]]{", 1).is_ok());
+    }
+
+    /// The field an item-limit error names, or `None` when the body passes.
+    fn over(body: &str, max_items: usize) -> Option<String> {
+        match check_structure(body.as_bytes(), 32, max_items) {
+            Ok(()) => None,
+            Err(ApiError::Validation(e)) => Some(e.0[0].field.clone()),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn collections_over_the_item_limit_are_named() {
+        assert_eq!(over(r#"{"instances":[{},{},{}]}"#, 3), None);
+        assert_eq!(
+            over(r#"{"instances":[{},{},{},{}]}"#, 3).as_deref(),
+            Some("instances")
+        );
+        assert_eq!(over("[1,2,3,4]", 3).as_deref(), Some("body"));
+        // Objects are held to their own, fixed limit: a passenger has more keys than a small
+        // batch has instances.
+        assert_eq!(over(r#"{"a":1,"b":2,"c":3,"d":4}"#, 3), None);
+        let keys: Vec<String> = (0..=MAX_OBJECT_KEYS)
+            .map(|i| format!("\"k{i}\":1"))
+            .collect();
+        let wide = format!("{{\"entities\":{{{}}}}}", keys.join(","));
+        assert_eq!(over(&wide, 3).as_deref(), Some("entities"));
+        let tensors =
+            r#"{"inputs":[{"name":"x","data":[1]},{"name":"y","data":[[1],[2],[3],[4]]}]}"#;
+        assert_eq!(over(tensors, 3).as_deref(), Some("inputs[1].data"));
+        // Commas inside strings and nested levels are not items of the outer collection.
+        assert_eq!(over(r#"{"a":"1,2,3,4,5","b":[[1,2],[3]]}"#, 3), None);
+        assert_eq!(
+            over(r#"{"rows":[{"values":[1,2,3,4]}]}"#, 3).as_deref(),
+            Some("rows[0].values")
+        );
     }
 
     #[derive(Debug, PartialEq, serde::Deserialize)]

@@ -280,16 +280,6 @@ pub async fn push_rows(
     Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(request)): ApiJson<Object<PushRequest>>,
 ) -> Result<ApiJson<PushOutcome>, ApiError> {
-    if request.rows.len() > state.limits.max_batch_size {
-        return Err(ApiError::Validation(ValidationErrors::single(
-            "rows",
-            format!(
-                "at most {} rows per request, got {}",
-                state.limits.max_batch_size,
-                request.rows.len()
-            ),
-        )));
-    }
     let view = view_or_latest(&state, &request.view, request.version).await?;
     let entity: Versioned<EntitySpec> = state
         .stores
@@ -398,6 +388,8 @@ pub async fn online_features(
             }
         }
         (None, false) => {
+            // One registry read per distinct view, however many references name it.
+            let mut looked_up: Vec<(&str, Option<i64>, Versioned<FeatureViewSpec>)> = Vec::new();
             for (i, reference) in request.features.iter().enumerate() {
                 let field = format!("features[{i}]");
                 let (view_ref, feature) = reference
@@ -413,7 +405,17 @@ pub async fn online_features(
                     ),
                     None => (view_ref, None),
                 };
-                let view = view_or_latest(&state, name, version).await?;
+                let view = match looked_up
+                    .iter()
+                    .find(|(n, v, _)| *n == name && *v == version)
+                {
+                    Some((.., view)) => view.clone(),
+                    None => {
+                        let view = view_or_latest(&state, name, version).await?;
+                        looked_up.push((name, version, view.clone()));
+                        view
+                    }
+                };
                 if view.spec.feature(feature).is_none() {
                     return Err(invalid(
                         field,
@@ -427,6 +429,11 @@ pub async fn online_features(
                     .iter_mut()
                     .find(|(v, _)| v.name == view.name && v.version == view.version)
                 {
+                    // A column per reference: a repeated one would repeat a column per
+                    // entity, so the answer could grow as references times entities.
+                    Some((_, features)) if features.iter().any(|f| f == feature) => {
+                        return Err(invalid(field, format!("{reference:?} is given twice")));
+                    }
                     Some((_, features)) => features.push(feature.to_owned()),
                     None => requests.push((view, vec![feature.to_owned()])),
                 }
@@ -450,15 +457,6 @@ pub async fn online_features(
             ));
         }
     };
-    if values.len() > state.limits.max_batch_size {
-        return Err(invalid(
-            "entities",
-            format!(
-                "at most {} entities per request",
-                state.limits.max_batch_size
-            ),
-        ));
-    }
     let mut keys = Vec::with_capacity(values.len());
     for (view, _) in &requests {
         let entity: Versioned<EntitySpec> =

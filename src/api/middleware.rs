@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -18,6 +20,37 @@ use super::error::{ApiError, rate_limit_headers};
 use super::state::{AppState, Limits};
 use crate::core::rate_limit::{self, RateLimited};
 use crate::core::security::TokenError;
+use crate::core::slots::SubjectSlot;
+
+/// What is logged of each answered request: a line at `debug` under the target
+/// `titanic::access` (off at the default level), or at `warn` when it took `slow` or longer.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLog {
+    slow: std::time::Duration,
+}
+
+impl AccessLog {
+    pub fn new(slow: std::time::Duration) -> Self {
+        Self { slow }
+    }
+}
+
+impl<B> tower_http::trace::OnResponse<B> for AccessLog {
+    fn on_response(
+        self,
+        response: &axum::http::Response<B>,
+        latency: std::time::Duration,
+        _: &tracing::Span,
+    ) {
+        let status = response.status().as_u16();
+        let latency_ms = latency.as_secs_f64() * 1e3;
+        if latency >= self.slow {
+            tracing::warn!(target: "titanic::access", status, latency_ms, "slow request");
+        } else {
+            tracing::debug!(target: "titanic::access", status, latency_ms, "answered");
+        }
+    }
+}
 
 /// A bounded label for the method (custom methods would otherwise grow the label set).
 fn method_label(method: &Method) -> &'static str {
@@ -53,8 +86,10 @@ impl Drop for InFlight<'_> {
 /// - the request timeout: 503 `timeout` when the response has not started in time;
 /// - bare statuses from layers (fallback, method router, body limit) given the service's JSON
 ///   error body, keeping headers such as `Allow`;
-/// - while draining, `Connection: close` on every response, so that no connection is left
-///   idle (and racing a new request against the close) when the listener shuts.
+/// - `Connection: close` on a response to a request whose body was not read to its end
+///   (hyper then closes the connection; a keep-alive client must know), and on every
+///   response while draining, so that no connection is left idle (and racing a new request
+///   against the close) when the listener shuts.
 pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let metrics = &state.metrics;
     let start = Instant::now();
@@ -65,6 +100,7 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
     metrics.http_in_flight.inc();
     let _guard = InFlight(&metrics.http_in_flight);
     let limits = state.limits;
+    let (req, read) = watch_body(req);
     let mut response = match limit_request(limits, req) {
         Ok(req) => match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
             Ok(response) => json_errors(response),
@@ -72,7 +108,10 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
         },
         Err(refused) => refused.into_response(),
     };
-    if state.lifecycle.is_draining() {
+    // A body left unread (a refusal before it was read) ends the connection: say so, or a
+    // keep-alive client would send its next request into a closing socket.
+    let unread = read.is_some_and(|read| !read.load(Ordering::Acquire));
+    if unread || state.lifecycle.is_draining() {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -87,6 +126,56 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
         .with_label_values(&[route, method])
         .observe(start.elapsed().as_secs_f64());
     response
+}
+
+/// Whether the request declares a body (a length above 0, or a transfer coding).
+fn has_body(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// The request with its body watched, and the flag that turns true once it has been read to
+/// its end (`None` for a request without a body).
+fn watch_body(req: Request) -> (Request, Option<Arc<AtomicBool>>) {
+    if !has_body(req.headers()) {
+        return (req, None);
+    }
+    let read = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&read);
+    let req = req.map(|body| axum::body::Body::new(ReadToEnd { body, read: flag }));
+    (req, Some(read))
+}
+
+/// A request body that sets its flag when it has been read to its end.
+struct ReadToEnd {
+    body: axum::body::Body,
+    read: Arc<AtomicBool>,
+}
+
+impl http_body::Body for ReadToEnd {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.read.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Layers (fallback, method router, body limit) answer with bare statuses; give them the
@@ -108,29 +197,70 @@ fn json_errors(response: Response) -> Response {
     replaced
 }
 
-/// Request ids: UUID version 7 (RFC 9562), a millisecond timestamp then 74 random bits from
-/// the thread's CSPRNG. Two things the profile showed against `MakeRequestUuid` (version 4):
-/// each id cost a `getrandom` system call, and the request log's index on `request_id` took
-/// random ids at random places of its B-tree, so every batch dirtied (and wrote to the WAL)
-/// about one page per row; time-ordered ids append to the index instead.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MakeRequestUuidV7;
+/// The longest request id accepted from a client.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
-impl tower_http::request_id::MakeRequestId for MakeRequestUuidV7 {
-    fn make_request_id<B>(
-        &mut self,
-        _: &axum::http::Request<B>,
-    ) -> Option<tower_http::request_id::RequestId> {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let random: [u8; 10] = rand::random();
-        let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = id.hyphenated().encode_lower(&mut text);
-        HeaderValue::from_str(text)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
+/// A client's request id is kept when it is short and plain: 1 to [`MAX_REQUEST_ID_BYTES`]
+/// visible ASCII characters. It is stored with every prediction it scores and written to
+/// logs, so a long or odd one would cost disk and confuse readers.
+pub fn is_plain_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&id.len()) && id.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A new request id: a UUID version 7 (RFC 9562), a millisecond timestamp then 74 random
+/// bits from the thread's CSPRNG. Time-ordered ids append to the request log's `request_id`
+/// index instead of dirtying a random page of it per row, and need no system call.
+fn new_request_id() -> HeaderValue {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let random: [u8; 10] = rand::random();
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut text).as_bytes())
+        .unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Gives every request an `x-request-id`: the client's when [`is_plain_request_id`], else a
+/// new one, which the response carries (tower-http's propagation layer copies it), so a
+/// client whose id was refused learns the one its predictions are logged under.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIdLayer;
+
+impl<S> tower::Layer<S> for RequestIdLayer {
+    type Service = RequestIds<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIds(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestIds<S>(S);
+
+impl<S, B> tower::Service<axum::http::Request<B>> for RequestIds<S>
+where
+    S: tower::Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+        let headers = req.headers_mut();
+        let mut given = headers.get_all(super::REQUEST_ID).iter();
+        let keep = matches!(
+            (given.next(), given.next()),
+            (Some(id), None) if is_plain_request_id(id.as_bytes())
+        );
+        if !keep {
+            headers.insert(super::REQUEST_ID, new_request_id());
+        }
+        self.0.call(req)
     }
 }
 
@@ -168,11 +298,12 @@ fn limit_request(limits: Limits, mut req: Request) -> Result<Request, ApiError> 
     Ok(req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit))))
 }
 
-/// A response body that holds a concurrency permit until it has been sent (a streamed CSV
-/// response keeps its permit for as long as it streams).
+/// A response body that holds a concurrency permit and the subject's slot until it has been
+/// sent (a streamed CSV response keeps them for as long as it streams).
 struct Permitted {
     body: axum::body::Body,
     _permit: OwnedSemaphorePermit,
+    _slot: SubjectSlot,
 }
 
 impl http_body::Body for Permitted {
@@ -279,6 +410,8 @@ fn refused(state: &AppState, limited: RateLimited) -> ApiError {
 /// `server.max_concurrent_requests` such requests at once; the next is answered 503
 /// `overloaded` with `Retry-After` at once instead of waiting, and the permit is held until
 /// the response body has been sent, so a streamed CSV response keeps it while it streams);
+/// after the token and the rate limit, the subject's share of those permits
+/// (`server.max_concurrent_per_subject`, else 429 `too_many_in_flight`);
 /// the bearer token is verified (refused: 401; a token
 /// that looks forged or guessed also costs the client's address a cell of its open quota, and
 /// once that is spent the answer is 429, so guessing tokens is slow); the subject's bucket for
@@ -301,6 +434,14 @@ pub async fn guard(
                 .auth_failures
                 .with_label_values(&[e.reason()])
                 .inc();
+            if let Some(held_back) = state.refused_tokens.admit() {
+                tracing::warn!(
+                    reason = e.reason(),
+                    client = %client_of(&state, &req),
+                    held_back,
+                    "token refused (held_back: refusals since the last such line)"
+                );
+            }
             // A missing, expired or not-yet-valid token, or one for another issuer or
             // audience, is an honest client's state: always 401, so it knows to get a new
             // one. Signatures, shapes, algorithms and key ids that do not fit are guesses.
@@ -321,6 +462,12 @@ pub async fn guard(
         .limiter
         .check_subject(rate_limit::class_of(scope), &claims.sub)
         .map_err(|limited| refused(&state, limited))?;
+    let Some(slot) = state.subject_slots.try_acquire(&claims.sub) else {
+        state.metrics.shed_subject.inc();
+        let mut response = ApiError::TooManyInFlight(state.subject_slots.max()).into_response();
+        rate_limit_headers(response.headers_mut(), &allowance);
+        return Ok(response);
+    };
     if let Some(scope) = scope.filter(|s| !claims.has_scope(s)) {
         state
             .metrics
@@ -336,6 +483,7 @@ pub async fn guard(
         axum::body::Body::new(Permitted {
             body,
             _permit: permit,
+            _slot: slot,
         })
     });
     rate_limit_headers(response.headers_mut(), &allowance);

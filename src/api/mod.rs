@@ -1,6 +1,7 @@
 //! The HTTP boundary: router, middleware stack, handlers, request/response types and the
 //! mapping of errors to responses. The only module that knows about axum.
 
+pub mod connection;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
@@ -21,9 +22,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::routing::{MethodRouter, delete, get, post, put};
+use std::time::Duration;
 use tower::ServiceBuilder;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+
 use tracing::Level;
 
 pub use error::ApiError;
@@ -247,10 +250,7 @@ pub fn router(state: AppState) -> Router {
 
     // Read top-down: the first layer sees the request first and the response last.
     let stack = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(
-            REQUEST_ID,
-            middleware::MakeRequestUuidV7,
-        ))
+        .layer(middleware::RequestIdLayer)
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
@@ -267,10 +267,13 @@ pub fn router(state: AppState) -> Router {
                     )
                 })
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO))
-                // 503s while draining or on timeouts are expected; a 500 is logged as an
-                // error where it is made (ApiError::Internal).
-                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+                .on_response(middleware::AccessLog::new(Duration::from_millis(
+                    state.settings.log.slow_request_ms,
+                )))
+                // A 500 is logged as an error where it is made (ApiError::Internal); 503s
+                // (shedding, timeouts, draining) are counted in the metrics, not logged one
+                // by one.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         // Metrics, header and body limits, the request timeout, JSON error bodies and

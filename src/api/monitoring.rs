@@ -104,6 +104,22 @@ pub async fn feedback(
             )));
         }
     };
+    if let Some(id) = body
+        .request_id
+        .as_deref()
+        .filter(|id| !super::middleware::is_plain_request_id(id.as_bytes()))
+    {
+        performance.count_invalid();
+        return Err(ApiError::Validation(ValidationErrors::single(
+            "request_id",
+            format!(
+                "not a request id this service answers with ({} bytes; at most {} visible \
+                 ASCII characters)",
+                id.len(),
+                super::middleware::MAX_REQUEST_ID_BYTES
+            ),
+        )));
+    }
     let feedback = Feedback {
         request_id: body.request_id,
         passenger_id: body.passenger_id,

@@ -9,7 +9,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
@@ -286,15 +288,20 @@ pub struct InputTensor {
     pub shape: Vec<i64>,
     pub datatype: String,
     #[serde(default)]
-    pub parameters: Option<Value>,
-    pub data: Value,
+    #[schema(value_type = Option<Value>)]
+    pub parameters: Option<IgnoredAny>,
+    /// Kept as the request's text until the shape has been checked, then decoded into the
+    /// column (so the shape, not the data, sizes it).
+    #[schema(value_type = Value)]
+    pub data: Box<RawValue>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RequestedOutput {
     pub name: String,
     #[serde(default)]
-    pub parameters: Option<Value>,
+    #[schema(value_type = Option<Value>)]
+    pub parameters: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -302,7 +309,8 @@ pub struct InferRequest {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    pub parameters: Option<Value>,
+    #[schema(value_type = Option<Value>)]
+    pub parameters: Option<IgnoredAny>,
     pub inputs: Vec<InputTensor>,
     #[serde(default)]
     pub outputs: Option<Vec<RequestedOutput>>,
@@ -310,14 +318,6 @@ pub struct InferRequest {
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
-}
-
-/// Flattens `[1, 2]` or `[[1], [2]]` into values.
-fn flatten(data: &Value, out: &mut Vec<Value>) {
-    match data {
-        Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
-        other => out.push(other.clone()),
-    }
 }
 
 fn numeric_datatype(datatype: &str) -> bool {
@@ -337,10 +337,148 @@ fn numeric_datatype(datatype: &str) -> bool {
     )
 }
 
-/// Decodes the input tensors into one raw passenger per row.
-fn decode(inputs: &[InputTensor]) -> Result<Vec<RawPassenger>, ApiError> {
+/// One input's values, in row order (`None` for a JSON `null`).
+#[derive(Debug)]
+enum Column {
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+}
+
+impl Column {
+    fn with_capacity(kind: Kind, n: usize) -> Self {
+        match kind {
+            Kind::Int => Column::Int(Vec::with_capacity(n)),
+            Kind::Float => Column::Float(Vec::with_capacity(n)),
+            Kind::Text => Column::Text(Vec::with_capacity(n)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Column::Int(v) => v.len(),
+            Column::Float(v) => v.len(),
+            Column::Text(v) => v.len(),
+        }
+    }
+}
+
+/// Decodes a tensor's data (`[1, 2]`, or nested as `[[1], [2]]`) straight into a column,
+/// refusing more than `limit` values as soon as it sees them.
+struct Flatten<'a> {
+    column: &'a mut Column,
+    limit: usize,
+}
+
+impl Flatten<'_> {
+    fn push<E: serde::de::Error>(&mut self, value: Scalar<'_>) -> Result<(), E> {
+        let index = self.column.len();
+        if index >= self.limit {
+            return Err(E::custom(format!("more than {} values", self.limit)));
+        }
+        let unexpected = |what: &str| E::custom(format!("[{index}]: unexpected value {what}"));
+        match (&mut *self.column, value) {
+            (Column::Int(v), Scalar::Null) => v.push(None),
+            (Column::Float(v), Scalar::Null) => v.push(None),
+            (Column::Text(v), Scalar::Null) => v.push(None),
+            (Column::Int(v), Scalar::Int(x)) => v.push(Some(x)),
+            (Column::Int(v), Scalar::Float(x)) => {
+                // An integer written as a float (`3.0`) is that integer.
+                if x.fract() != 0.0 || !(-9.2e18..=9.2e18).contains(&x) {
+                    return Err(E::custom(format!("[{index}]: {x} is not an integer")));
+                }
+                v.push(Some(x as i64));
+            }
+            (Column::Float(v), Scalar::Int(x)) => v.push(Some(x as f64)),
+            (Column::Float(v), Scalar::Float(x)) => v.push(Some(x)),
+            (Column::Text(v), Scalar::Text(x)) => v.push(Some(x.to_owned())),
+            (_, Scalar::Int(x)) => return Err(unexpected(&x.to_string())),
+            (_, Scalar::Float(x)) => return Err(unexpected(&x.to_string())),
+            (_, Scalar::Text(x)) => return Err(unexpected(&format!("{x:?}"))),
+            (_, Scalar::Bool(x)) => return Err(unexpected(&x.to_string())),
+        }
+        Ok(())
+    }
+}
+
+enum Scalar<'s> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(&'s str),
+}
+
+impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of values")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Flatten {
+                column: &mut *self.column,
+                limit: self.limit,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(mut self) -> Result<(), E> {
+        self.push(Scalar::Null)
+    }
+
+    fn visit_bool<E: serde::de::Error>(mut self, v: bool) -> Result<(), E> {
+        self.push(Scalar::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(mut self, v: i64) -> Result<(), E> {
+        self.push(Scalar::Int(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(mut self, v: u64) -> Result<(), E> {
+        match i64::try_from(v) {
+            Ok(v) => self.push(Scalar::Int(v)),
+            Err(_) => self.push(Scalar::Float(v as f64)),
+        }
+    }
+
+    fn visit_f64<E: serde::de::Error>(mut self, v: f64) -> Result<(), E> {
+        self.push(Scalar::Float(v))
+    }
+
+    fn visit_str<E: serde::de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.push(Scalar::Text(v))
+    }
+}
+
+/// A decoding error without serde_json's position, which would count from the tensor's
+/// `data` rather than from the body.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" at line ") {
+        Some((message, _)) => message.to_owned(),
+        None => text,
+    }
+}
+
+/// Decodes the input tensors into one raw passenger per row. Every size is checked before it
+/// sizes anything: the row count from a shape against `max_rows`, then each tensor's values
+/// against its shape while they are read.
+pub fn decode(inputs: &[InputTensor], max_rows: usize) -> Result<Vec<RawPassenger>, ApiError> {
     let mut rows: Option<usize> = None;
-    let mut columns: Vec<(&'static str, Kind, Vec<Value>)> = Vec::new();
+    let mut columns: Vec<(&'static str, Column)> = Vec::with_capacity(INPUTS.len());
     for t in inputs {
         let Some(&(name, _, kind, _)) = INPUTS.iter().find(|(n, ..)| *n == t.name) else {
             return Err(bad(format!(
@@ -349,17 +487,24 @@ fn decode(inputs: &[InputTensor]) -> Result<Vec<RawPassenger>, ApiError> {
                 INPUTS.iter().map(|i| i.0).collect::<Vec<_>>().join(", ")
             )));
         };
-        if columns.iter().any(|(n, ..)| *n == name) {
+        if columns.iter().any(|(n, _)| *n == name) {
             return Err(bad(format!("input {name} given twice")));
         }
         let n = match t.shape.as_slice() {
-            [n] | [n, 1] if *n >= 0 => *n as usize,
+            [n] | [n, 1] if *n >= 0 => usize::try_from(*n).unwrap_or(usize::MAX),
             other => {
                 return Err(bad(format!(
                     "input {name}: shape {other:?}; expected [N] or [N, 1]"
                 )));
             }
         };
+        if n > max_rows {
+            return Err(bad(format!(
+                "input {name}: shape {:?} has {n} rows; at most {max_rows} rows per request \
+                 (server.max_batch_size)",
+                t.shape
+            )));
+        }
         if *rows.get_or_insert(n) != n {
             return Err(bad(format!(
                 "input {name} has {n} rows, other inputs {}",
@@ -381,37 +526,63 @@ fn decode(inputs: &[InputTensor]) -> Result<Vec<RawPassenger>, ApiError> {
                 }
             )));
         }
-        let mut values = Vec::with_capacity(n);
-        flatten(&t.data, &mut values);
-        if values.len() != n {
+        let mut column = Column::with_capacity(kind, n);
+        let mut reader = serde_json::Deserializer::from_str(t.data.get());
+        Flatten {
+            column: &mut column,
+            limit: n,
+        }
+        .deserialize(&mut reader)
+        .map_err(|e| {
+            let message = without_position(&e);
+            if message.starts_with('[') {
+                bad(format!("input {name}{message}"))
+            } else {
+                bad(format!("input {name}: {message} for shape {:?}", t.shape))
+            }
+        })?;
+        if column.len() != n {
             return Err(bad(format!(
                 "input {name}: {} values for shape {:?}",
-                values.len(),
+                column.len(),
                 t.shape
             )));
         }
-        columns.push((name, kind, values));
+        columns.push((name, column));
     }
-    let n = rows.unwrap_or(0);
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut row = serde_json::Map::new();
-        for (name, kind, values) in &columns {
-            let v = &values[i];
-            let value = match (kind, v) {
-                (_, Value::Null) => continue,
-                (Kind::Int, Value::Number(x)) => match x.as_f64() {
-                    Some(f) if f.fract() == 0.0 => Value::from(f as i64),
-                    _ => return Err(bad(format!("input {name}[{i}]: {x} is not an integer"))),
-                },
-                (Kind::Float, Value::Number(_)) | (Kind::Text, Value::String(_)) => v.clone(),
-                _ => return Err(bad(format!("input {name}[{i}]: unexpected value {v}"))),
-            };
-            row.insert((*name).to_owned(), value);
+    let mut out = vec![RawPassenger::default(); rows.unwrap_or(0)];
+    for (name, column) in columns {
+        match column {
+            Column::Int(values) => {
+                for (raw, v) in out.iter_mut().zip(values) {
+                    *match name {
+                        "passenger_id" => &mut raw.passenger_id,
+                        "pclass" => &mut raw.pclass,
+                        "sibsp" => &mut raw.sibsp,
+                        _ => &mut raw.parch,
+                    } = v;
+                }
+            }
+            Column::Float(values) => {
+                for (raw, v) in out.iter_mut().zip(values) {
+                    *match name {
+                        "age" => &mut raw.age,
+                        _ => &mut raw.fare,
+                    } = v;
+                }
+            }
+            Column::Text(values) => {
+                for (raw, v) in out.iter_mut().zip(values) {
+                    *match name {
+                        "sex" => &mut raw.sex,
+                        "embarked" => &mut raw.embarked,
+                        "name" => &mut raw.name,
+                        "ticket" => &mut raw.ticket,
+                        _ => &mut raw.cabin,
+                    } = v;
+                }
+            }
         }
-        let raw: RawPassenger =
-            serde_json::from_value(Value::Object(row)).map_err(|e| bad(format!("row {i}: {e}")))?;
-        out.push(raw);
     }
     Ok(out)
 }
@@ -427,7 +598,7 @@ async fn infer_with(
     check_model(&model)?;
     let wanted: Vec<&str> = match &request.outputs {
         Some(outputs) => {
-            let mut names = Vec::new();
+            let mut names = Vec::with_capacity(OUTPUTS.len());
             for o in outputs {
                 if !OUTPUTS.iter().any(|(n, _)| *n == o.name) {
                     return Err(bad(format!(
@@ -435,19 +606,18 @@ async fn infer_with(
                         o.name
                     )));
                 }
+                // Each output is a copy of the predictions: asking twice is refused, so a
+                // request cannot multiply its answer.
+                if names.contains(&o.name.as_str()) {
+                    return Err(bad(format!("output {} requested twice", o.name)));
+                }
                 names.push(o.name.as_str());
             }
             names
         }
         None => OUTPUTS.iter().map(|(n, _)| *n).collect(),
     };
-    let raws = decode(&request.inputs)?;
-    if raws.len() > state.limits.max_batch_size {
-        return Err(bad(format!(
-            "at most {} rows per request",
-            state.limits.max_batch_size
-        )));
-    }
+    let raws = decode(&request.inputs, state.limits.max_batch_size)?;
     let choice = routing::choose(&state, &headers, version.as_deref()).await?;
     let n = raws.len();
     let predictions = predict_all(&state, &request_info, &choice, raws, |i| {

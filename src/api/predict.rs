@@ -390,16 +390,6 @@ pub async fn predict_batch(
     }
     let req = Request::from_parts(parts, body);
     let ApiJson(Object(batch)) = ApiJson::<Object<BatchRequest>>::from_request(req, &state).await?;
-    if batch.instances.len() > state.limits.max_batch_size {
-        return Err(ApiError::Validation(ValidationErrors::single(
-            "instances",
-            format!(
-                "at most {} instances per request, got {}",
-                state.limits.max_batch_size,
-                batch.instances.len()
-            ),
-        )));
-    }
     let choice = routing::choose(&state, &headers, None).await?;
     let raws = batch.instances.into_iter().map(|Object(r)| r).collect();
     let predictions = predict_all(&state, &request, &choice, raws, |i| {

@@ -1,12 +1,19 @@
 //! Binding the listener and serving until shutdown: on the signal, readiness turns 503 for
 //! the drain period, the listener closes, and in-flight requests get a bounded time to finish.
+//! Open connections are capped below the file-descriptor limit: one over the cap is answered
+//! 503 and closed at once, so `accept` itself never runs out of descriptors.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use std::sync::Arc;
 
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::connection::{self, Timeouts};
 use super::router;
 use super::state::AppState;
 
@@ -82,11 +89,9 @@ impl Server {
                 limiter.retain_recent();
             }
         }));
-        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
             lifecycle.start_draining();
-            let _ = stopping_tx.send(true);
             tracing::info!(
                 drain_secs = drain.as_secs_f64(),
                 "draining: readiness now 503"
@@ -94,19 +99,59 @@ impl Server {
             tokio::time::sleep(drain).await;
             tracing::info!("closing the listener; finishing in-flight requests");
         };
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
-        let deadline = async move {
-            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-            tokio::time::sleep(drain + grace).await;
+        let server = &state.settings.server;
+        let timeouts = Timeouts {
+            header_read: Duration::from_secs(server.header_read_timeout_secs),
+            keep_alive: Duration::from_secs(server.keep_alive_timeout_secs),
+            stall: Duration::from_secs(server.stall_timeout_secs),
         };
-        let result = tokio::select! {
-            result = serve.into_future() => result,
-            () = deadline => {
-                tracing::warn!(grace_secs = grace.as_secs_f64(), "in-flight requests did not finish in time");
-                Ok(())
-            }
-        };
+        let cap = connection_cap(server.max_connections);
+        let open = Arc::new(Semaphore::new(cap));
+        let metrics = state.metrics.clone();
+        let app = router(state);
+        let (closing_tx, closing) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let mut accept_logged = None;
+        tokio::pin!(signal);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut signal => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(&e, &mut accept_logged).await;
+                        continue;
+                    }
+                },
+            };
+            while connections.try_join_next().is_some() {}
+            let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                metrics
+                    .connections_closed
+                    .with_label_values(&["refused"])
+                    .inc();
+                // Whatever the socket takes at once; the connection closes either way.
+                let _ = stream.try_write(REFUSED);
+                continue;
+            };
+            metrics.connections_open.inc();
+            let (app, metrics, closing) = (app.clone(), metrics.clone(), closing.clone());
+            connections.spawn(async move {
+                connection::serve(stream, peer, app, timeouts, metrics.clone(), closing).await;
+                metrics.connections_open.dec();
+                drop(permit);
+            });
+        }
+        drop(listener);
+        let _ = closing_tx.send(true);
+        let finished = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, finished).await.is_err() {
+            tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "in-flight requests did not finish in time"
+            );
+        }
+        connections.shutdown().await;
         for task in background {
             task.abort();
             // Wait for the abort, so the state the task held is released.
@@ -123,6 +168,79 @@ impl Server {
             }
         }
         tracing::info!("server stopped");
-        result
+        Ok(())
     }
+}
+
+/// The answer to a connection over the cap, written without reading its request.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 101\r\n\
+\r\n\
+{\"error\":{\"code\":\"overloaded\",\"message\":\"the service has too many open connections\",\"details\":null}}\n";
+
+/// Descriptors kept for everything but client connections: the database pool, Redis, SQLite's
+/// files, logs, the listener.
+const RESERVED_FDS: u64 = 128;
+
+/// `server.max_connections`, lowered to what the descriptor limit allows once the soft limit
+/// has been raised to the hard one.
+fn connection_cap(configured: usize) -> usize {
+    let allowed = descriptor_limit().map(|limit| limit.saturating_sub(RESERVED_FDS).max(1));
+    match allowed {
+        Some(allowed) if (configured as u64) > allowed => {
+            tracing::warn!(
+                configured,
+                allowed,
+                "server.max_connections is above what the file-descriptor limit allows; \
+                 capping it (raise `ulimit -n` to allow more)"
+            );
+            usize::try_from(allowed).unwrap_or(configured)
+        }
+        _ => configured,
+    }
+}
+
+/// The soft `RLIMIT_NOFILE`, after raising it to the hard limit (the usual soft default,
+/// 1024, is a historical leftover; the hard limit is what the administrator allows).
+#[cfg(unix)]
+fn descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return Some(maximum);
+        }
+    }
+    limit.current
+}
+
+#[cfg(not(unix))]
+fn descriptor_limit() -> Option<u64> {
+    None
+}
+
+/// A failed `accept`: a connection reset before it was taken is nothing; running out of
+/// descriptors or memory is logged (at most once a second) and waited out briefly.
+async fn accept_failed(e: &std::io::Error, last_logged: &mut Option<std::time::Instant>) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    if last_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+        *last_logged = Some(std::time::Instant::now());
+        tracing::error!(error = %e, "accept failed");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }

@@ -48,7 +48,11 @@ pub struct Shared {
     pub client_ip_header: Option<axum::http::HeaderName>,
     /// Permits for requests behind a token (`server.max_concurrent_requests`).
     pub concurrency: Arc<tokio::sync::Semaphore>,
+    /// Each subject's share of those (`server.max_concurrent_per_subject`).
+    pub subject_slots: Arc<crate::core::slots::SubjectSlots>,
     pub lifecycle: Lifecycle,
+    /// Log lines about refused tokens, at most one a second.
+    pub refused_tokens: crate::core::telemetry::Throttle,
     pub limits: Limits,
     /// One training job at a time.
     pub training: Arc<tokio::sync::Semaphore>,
@@ -79,6 +83,8 @@ impl AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_batch_size: usize,
+    /// Bytes a streamed upload must send per second (over each `request_timeout`).
+    pub min_upload_bytes_per_sec: u64,
     pub body_limit_bytes: usize,
     pub max_json_depth: usize,
     pub max_header_bytes: usize,
@@ -89,6 +95,7 @@ impl Limits {
     pub fn of(server: &crate::core::config::ServerSettings) -> Self {
         Self {
             max_batch_size: server.max_batch_size,
+            min_upload_bytes_per_sec: server.min_upload_bytes_per_sec,
             body_limit_bytes: server.body_limit_bytes,
             max_json_depth: server.max_json_depth,
             max_header_bytes: server.max_header_bytes,

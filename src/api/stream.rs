@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -44,6 +45,53 @@ impl Read for ChannelReader {
     }
 }
 
+/// The pace of an upload: over each `window` of time spent waiting for the client (not for
+/// the scorer), at least `min_rate` bytes per second and one byte must arrive.
+struct Pace {
+    window: Duration,
+    needed: u64,
+    waited: Duration,
+    received: u64,
+}
+
+impl Pace {
+    fn new(window: Duration, min_rate: u64) -> Self {
+        let needed = ((min_rate as f64) * window.as_secs_f64()).ceil() as u64;
+        Self {
+            window,
+            needed: needed.max(1),
+            waited: Duration::ZERO,
+            received: 0,
+        }
+    }
+
+    /// How long the next wait for the client may last.
+    fn left(&self) -> Duration {
+        self.window.saturating_sub(self.waited)
+    }
+
+    /// Counts a wait and what it brought; an error when a window ends short.
+    fn after(&mut self, waited: Duration, received: usize) -> Result<(), String> {
+        self.waited += waited;
+        self.received += received as u64;
+        if self.waited < self.window {
+            return Ok(());
+        }
+        let (got, secs) = (self.received, self.window.as_secs_f64());
+        self.waited = Duration::ZERO;
+        self.received = 0;
+        if got >= self.needed {
+            Ok(())
+        } else {
+            Err(format!(
+                "the upload sent {got} bytes in {secs} s, below the minimum of {} bytes in \
+                 that time (server.min_upload_bytes_per_sec); it was cut off",
+                self.needed
+            ))
+        }
+    }
+}
+
 /// Scores a streamed CSV body. A bad header is answered with 422 before anything is sent;
 /// a bad row later ends the response with a last line `error: line N: ...`.
 pub async fn predict_csv(
@@ -57,20 +105,36 @@ pub async fn predict_csv(
     let (in_tx, in_rx) = mpsc::channel::<Result<Bytes, String>>(CHANNEL_DEPTH);
     let (out_tx, out_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_DEPTH);
     let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
-    // The request timer covers only the header; after it, a client that sends nothing for
-    // this long is cut off, so a trickling upload cannot hold its concurrency slot forever.
-    let idle = state.limits.request_timeout;
+    // The request timer covers only the header; after it, the upload must keep up a minimum
+    // rate over every window of the request timeout, so a trickle cannot hold its slot.
+    let window = state.limits.request_timeout;
+    let min_rate = state.limits.min_upload_bytes_per_sec;
+    let slow_uploads = state.metrics.slow_uploads.clone();
     tokio::spawn(async move {
         let mut chunks = body.into_data_stream();
+        let mut pace = Pace::new(window, min_rate);
         loop {
-            let chunk = match tokio::time::timeout(idle, chunks.next()).await {
+            let waited = std::time::Instant::now();
+            let next = tokio::time::timeout(pace.left(), chunks.next()).await;
+            let received = match &next {
+                Ok(Some(Ok(bytes))) => bytes.len(),
+                _ => 0,
+            };
+            let chunk = match next {
                 Ok(Some(chunk)) => chunk.map_err(|e| e.to_string()),
                 Ok(None) => break,
-                Err(_) => Err(format!(
-                    "no request data for {} s; the upload was cut off",
-                    idle.as_secs()
-                )),
+                Err(_) => Ok(Bytes::new()),
             };
+            let chunk = match pace.after(waited.elapsed(), received) {
+                Ok(()) => chunk,
+                Err(message) => {
+                    slow_uploads.inc();
+                    Err(message)
+                }
+            };
+            if chunk.as_ref().is_ok_and(Bytes::is_empty) {
+                continue;
+            }
             let failed = chunk.is_err();
             if in_tx.send(chunk).await.is_err() || failed {
                 break;
@@ -117,7 +181,7 @@ fn score_rows(
         rx: in_rx,
         current: Bytes::new(),
     };
-    let mut csv = match PassengerCsv::new(reader) {
+    let mut csv = match PassengerCsv::new(reader, state.settings.data.max_csv_record_bytes) {
         Ok(csv) => {
             let _ = ready.send(Ok(()));
             csv
@@ -190,4 +254,31 @@ fn score_rows(
         .with_label_values(&["survived", version])
         .inc_by(survived);
     metric.with_label_values(&["died", version]).inc_by(died);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+    use std::time::Duration;
+
+    #[test]
+    fn an_upload_below_the_minimum_rate_is_cut_off_by_window() {
+        let second = Duration::from_secs(1);
+        let mut pace = Pace::new(Duration::from_secs(10), 100);
+        // 1,000 bytes over the first 10 s of waiting: just enough.
+        for _ in 0..10 {
+            assert!(pace.after(second, 100).is_ok());
+        }
+        // Time spent waiting for the scorer does not count: only waits are added.
+        assert_eq!(pace.left(), Duration::from_secs(10));
+        // The next window brings 999.
+        for _ in 0..9 {
+            assert!(pace.after(second, 111).is_ok());
+        }
+        let err = pace.after(second, 0).unwrap_err();
+        assert!(err.contains("sent 999 bytes"), "{err}");
+        // A minimum of 0 still wants a byte per window.
+        let mut idle = Pace::new(Duration::from_secs(10), 0);
+        assert!(idle.after(Duration::from_secs(10), 0).is_err());
+    }
 }

@@ -88,6 +88,22 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Requests handled at once on the routes behind a token; more are answered 503 at once.
     pub max_concurrent_requests: usize,
+    /// Of those, the most one token subject may hold at once (capped by
+    /// `max_concurrent_requests`); more are answered 429.
+    pub max_concurrent_per_subject: usize,
+    /// Open connections at most (and never more than the file-descriptor limit allows);
+    /// more are answered 503 and closed as they arrive.
+    pub max_connections: usize,
+    /// A request's head must arrive within this long of its first byte.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request for this long is closed.
+    pub keep_alive_timeout_secs: u64,
+    /// A connection with a request in flight that moves no byte either way for this long is
+    /// closed (a client that stops reading its answer).
+    pub stall_timeout_secs: u64,
+    /// A streamed upload (CSV batch) must send at least this many bytes per second, averaged
+    /// over each `request_timeout_secs`; a slower one is cut off.
+    pub min_upload_bytes_per_sec: u64,
     pub shutdown_drain_secs: u64,
     pub shutdown_timeout_secs: u64,
 }
@@ -243,6 +259,8 @@ pub struct DataSettings {
     pub dir: PathBuf,
     pub train_csv: PathBuf,
     pub test_csv: PathBuf,
+    /// Longest CSV record (a row or the header line) any reader accepts.
+    pub max_csv_record_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +313,8 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub level: String,
     pub format: LogFormat,
+    /// A request answered in this long or longer is logged at `warn`.
+    pub slow_request_ms: u64,
 }
 
 impl Settings {
@@ -350,6 +370,9 @@ impl Settings {
         if self.server.max_batch_size == 0 {
             return invalid("server.max_batch_size", "must be at least 1");
         }
+        if self.data.max_csv_record_bytes < 1024 {
+            return invalid("data.max_csv_record_bytes", "must be at least 1024");
+        }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
@@ -398,6 +421,27 @@ impl Settings {
         }
         if self.server.max_concurrent_requests == 0 {
             return invalid("server.max_concurrent_requests", "must be at least 1");
+        }
+        if self.server.max_concurrent_per_subject == 0 {
+            return invalid("server.max_concurrent_per_subject", "must be at least 1");
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "must be at least 1");
+        }
+        for (field, secs) in [
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            (
+                "server.keep_alive_timeout_secs",
+                self.server.keep_alive_timeout_secs,
+            ),
+            ("server.stall_timeout_secs", self.server.stall_timeout_secs),
+        ] {
+            if secs == 0 {
+                return invalid(field, "must be at least 1");
+            }
         }
         if self.auth.leeway_secs > MAX_LEEWAY_SECS {
             return invalid(

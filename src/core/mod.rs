@@ -8,6 +8,7 @@ pub mod json;
 pub mod rate_limit;
 pub mod security;
 pub mod shutdown;
+pub mod slots;
 pub mod stats;
 pub mod telemetry;
 pub mod time;

@@ -50,3 +50,47 @@ where
         builder.with_ansi(terminal).try_init()
     };
 }
+
+/// Lets through at most one log line a second, counting those it held back in between, so a
+/// flood of one kind of event (refused tokens) cannot flood the log.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    /// The second (since the Unix epoch) from which the next line may pass.
+    next: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// `Some(lines held back since the last one let through)` when this line may be logged.
+    pub fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = crate::core::time::now_micros().max(0) as u64 / 1_000_000;
+        let next = self.next.load(Relaxed);
+        if now >= next
+            && self
+                .next
+                .compare_exchange(next, now + 1, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Some(self.held.swap(0, Relaxed))
+        } else {
+            self.held.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+
+    #[test]
+    fn one_line_a_second_with_the_count_of_the_others() {
+        let throttle = Throttle::default();
+        assert_eq!(throttle.admit(), Some(0));
+        assert_eq!((0..5).filter_map(|_| throttle.admit()).count(), 0);
+        // As if a second had passed.
+        throttle.next.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(throttle.admit(), Some(5));
+    }
+}

@@ -254,7 +254,7 @@ mod tests {
         async fn ingesting_csv_records_twice_appends_nothing_new(pool) {
             let (offline, _registry) = stores(pool).await;
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
-            let records = crate::feature_store::ingest::read_all(&path).unwrap();
+            let records = crate::feature_store::ingest::read_all(&path, crate::feature_store::ingest::DEFAULT_MAX_RECORD_BYTES).unwrap();
             let (d, l) = ingest(&offline, &records, "train.csv", 1).await.unwrap();
             assert_eq!((d.written, l.written), (891, 891));
             let (d, l) = ingest(&offline, &records, "train.csv", 2).await.unwrap();

@@ -24,6 +24,13 @@ pub const REQUIRED_COLUMNS: &[&str] = &[
     "Embarked",
 ];
 
+/// The longest record (a row, or the header line) read by default: a passenger's row is
+/// well under 1 KiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The csv reader's own buffer: it reads at most this far ahead of the record it parses.
+const CSV_BUFFER: usize = 8 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
     #[error("{path}: {cause}")]
@@ -64,9 +71,42 @@ struct CsvRow {
     embarked: Option<String>,
 }
 
+/// The input, handed to the csv reader no further than `limit` bytes (plus the reader's
+/// buffer) past the start of the record being read: a record without an end (an unclosed
+/// quote, a header line without a newline) stops there instead of growing in memory.
+struct Bounded<R> {
+    inner: R,
+    /// Bytes handed out so far.
+    read: u64,
+    /// Where the record being read starts.
+    record_start: u64,
+    limit: usize,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let end = self.record_start + (self.limit + CSV_BUFFER) as u64;
+        let allowed = usize::try_from(end.saturating_sub(self.read)).unwrap_or(usize::MAX);
+        if allowed == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                too_long(self.limit),
+            ));
+        }
+        let n = buf.len().min(allowed);
+        let n = self.inner.read(&mut buf[..n])?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+fn too_long(limit: usize) -> String {
+    format!("the record is longer than {limit} bytes (data.max_csv_record_bytes)")
+}
+
 /// A streaming reader of Kaggle-format passenger rows.
 pub struct PassengerCsv<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<Bounded<R>>,
     headers: csv::StringRecord,
     has_label: bool,
     record: csv::StringRecord,
@@ -86,22 +126,40 @@ fn extra_lines(record: &csv::StringRecord) -> u64 {
 }
 
 impl PassengerCsv<BufReader<File>> {
-    pub fn open(path: &Path) -> Result<Self, CsvError> {
+    /// Opens a file whose records (rows and header) are at most `max_record_bytes` long.
+    pub fn open(path: &Path, max_record_bytes: usize) -> Result<Self, CsvError> {
         let file = File::open(path).map_err(|cause| CsvError::Open {
             path: path.display().to_string(),
             cause,
         })?;
-        Self::new(BufReader::with_capacity(1 << 16, file))
+        Self::new(BufReader::with_capacity(1 << 16, file), max_record_bytes)
     }
 }
 
 impl<R: Read> PassengerCsv<R> {
-    pub fn new(input: R) -> Result<Self, CsvError> {
+    /// Reads `input`, whose records (rows and header) are at most `max_record_bytes` long: a
+    /// longer one is an error naming its line, and memory stays within that bound whatever
+    /// the input holds.
+    pub fn new(input: R, max_record_bytes: usize) -> Result<Self, CsvError> {
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .flexible(false)
-            .from_reader(input);
-        let headers = reader.headers()?.clone();
+            .buffer_capacity(CSV_BUFFER)
+            .from_reader(Bounded {
+                inner: input,
+                read: 0,
+                record_start: 0,
+                limit: max_record_bytes,
+            });
+        let header_error = |message: String| CsvError::Row { line: 1, message };
+        let headers = reader
+            .headers()
+            .map_err(|e| header_error(e.to_string()))?
+            .clone();
+        if reader.position().byte() > max_record_bytes as u64 {
+            return Err(header_error(too_long(max_record_bytes)));
+        }
+        reader.get_mut().record_start = reader.position().byte();
         for column in REQUIRED_COLUMNS {
             if !headers.iter().any(|h| h == *column) {
                 return Err(CsvError::MissingColumn(column));
@@ -132,11 +190,21 @@ impl<R: Read> PassengerCsv<R> {
     /// The next row, or `None` at the end. A malformed or invalid row is an error naming its
     /// line and fields.
     pub fn next_record(&mut self) -> Option<Result<PassengerRecord, CsvError>> {
+        let start = self.reader.get_ref().record_start;
         match self.reader.read_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
                 self.line = self.next_line;
                 self.next_line = self.line + 1 + extra_lines(&self.record);
+                let end = self.reader.position().byte();
+                self.reader.get_mut().record_start = end;
+                let limit = self.reader.get_ref().limit;
+                if end - start > limit as u64 {
+                    return Some(Err(CsvError::Row {
+                        line: self.line,
+                        message: too_long(limit),
+                    }));
+                }
                 Some(self.parse_current())
             }
             Err(e) => Some(Err(CsvError::Row {
@@ -204,8 +272,8 @@ impl<R: Read> Iterator for PassengerCsv<R> {
 }
 
 /// Reads a whole CSV file, stopping at the first bad row.
-pub fn read_all(path: &Path) -> Result<Vec<PassengerRecord>, CsvError> {
-    PassengerCsv::open(path)?.collect()
+pub fn read_all(path: &Path, max_record_bytes: usize) -> Result<Vec<PassengerRecord>, CsvError> {
+    PassengerCsv::open(path, max_record_bytes)?.collect()
 }
 
 #[cfg(test)]
@@ -216,7 +284,11 @@ mod tests {
         "PassengerId,Survived,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked\n";
 
     fn parse(body: &str) -> Result<Vec<PassengerRecord>, CsvError> {
-        PassengerCsv::new(format!("{HEADER}{body}").as_bytes())?.collect()
+        PassengerCsv::new(
+            format!("{HEADER}{body}").as_bytes(),
+            DEFAULT_MAX_RECORD_BYTES,
+        )?
+        .collect()
     }
 
     #[test]
@@ -240,7 +312,7 @@ mod tests {
     fn unlabelled_input_has_no_survived() {
         let input = "PassengerId,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked\n\
                      892,3,\"Kelly, Mr. James\",male,34.5,0,0,330911,7.8292,,Q\n";
-        let mut csv = PassengerCsv::new(input.as_bytes()).unwrap();
+        let mut csv = PassengerCsv::new(input.as_bytes(), DEFAULT_MAX_RECORD_BYTES).unwrap();
         assert!(!csv.has_label());
         let row = csv.next().unwrap().unwrap();
         assert_eq!((row.passenger_id, row.survived), (892, None));
@@ -276,18 +348,123 @@ mod tests {
             "{}1,0,3,\"A, Mr. B\",male,22,1,0,T,7.25,,S\r\n2,0,3,\"C, Mr. D\",male,x,1,0,T,7.25,,S\r\n",
             HEADER.replace('\n', "\r\n")
         );
-        let err = PassengerCsv::new(crlf.as_bytes())
+        let err = PassengerCsv::new(crlf.as_bytes(), DEFAULT_MAX_RECORD_BYTES)
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap_err();
         assert!(err.to_string().starts_with("line 3:"), "{err}");
     }
 
+    /// An endless input of `fill` after `prefix`, counting what was read of it.
+    struct Endless<'a> {
+        prefix: &'a [u8],
+        fill: u8,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl Read for Endless<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = if self.prefix.is_empty() {
+                buf.fill(self.fill);
+                buf.len()
+            } else {
+                let n = self.prefix.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.prefix[..n]);
+                self.prefix = &self.prefix[n..];
+                n
+            };
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
     #[test]
-    fn missing_column_is_named() {
-        let err = PassengerCsv::new("PassengerId,Pclass\n1,3\n".as_bytes())
+    fn a_record_without_an_end_stops_at_the_limit() {
+        let limit = 1024;
+        let within = (limit + CSV_BUFFER + 64 * 1024) as u64;
+        // A row opening a quote it never closes.
+        let prefix = format!("{HEADER}1,0,3,\"");
+        let read = std::rc::Rc::default();
+        let input = Endless {
+            prefix: prefix.as_bytes(),
+            fill: b'A',
+            read: std::rc::Rc::clone(&read),
+        };
+        let err = PassengerCsv::new(input, limit)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 2: the record is longer than 1024 bytes"),
+            "{err}"
+        );
+        assert!(read.get() < within, "read {} bytes", read.get());
+
+        // A header line without a newline.
+        let read = std::rc::Rc::default();
+        let input = Endless {
+            prefix: b"PassengerId,",
+            fill: b'P',
+            read: std::rc::Rc::clone(&read),
+        };
+        let err = PassengerCsv::new(input, limit).err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("line 1: the record is longer than 1024 bytes"),
+            "{err}"
+        );
+        assert!(read.get() < within, "read {} bytes", read.get());
+    }
+
+    #[test]
+    fn records_up_to_the_limit_are_read_and_longer_ones_named() {
+        let row =
+            |name_len: usize| format!("1,0,3,\"{}\",male,22,1,0,T,7.25,,S\n", "x".repeat(name_len));
+        let short = row(10);
+        // Every record but one exactly at the limit, so a buffer boundary falls everywhere.
+        let limit = short.len() + 300;
+        let mut body = String::new();
+        for _ in 0..200 {
+            body.push_str(&short);
+            body.push_str(&row(310));
+        }
+        let input = format!("{HEADER}{body}");
+        let rows: Vec<_> = PassengerCsv::new(input.as_bytes(), limit)
+            .unwrap()
+            .collect();
+        assert_eq!(rows.len(), 400);
+        // 310 - 256 characters is over the name's own limit: these rows are read whole and
+        // refused by validation, not by the record bound.
+        assert!(rows[1].as_ref().unwrap_err().to_string().contains("name"));
+
+        let input = format!("{HEADER}{short}{}", row(311));
+        let err = PassengerCsv::new(input.as_bytes(), limit)
+            .unwrap()
+            .nth(1)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 3: the record is longer than"),
+            "{err}"
+        );
+        // The header is held to the same bound.
+        let err = PassengerCsv::new(input.as_bytes(), HEADER.len() - 1)
             .err()
             .unwrap();
+        assert!(err.to_string().starts_with("line 1:"), "{err}");
+    }
+
+    #[test]
+    fn missing_column_is_named() {
+        let err = PassengerCsv::new(
+            "PassengerId,Pclass\n1,3\n".as_bytes(),
+            DEFAULT_MAX_RECORD_BYTES,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("Name"), "{err}");
     }
 }

@@ -300,7 +300,7 @@ pub(crate) mod tests {
     /// The bundled train.csv passengers (shared by the drift tests).
     pub(crate) fn train() -> Vec<Passenger> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
-        ingest::read_all(&path)
+        ingest::read_all(&path, ingest::DEFAULT_MAX_RECORD_BYTES)
             .unwrap()
             .into_iter()
             .map(|r| r.passenger)

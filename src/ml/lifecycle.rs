@@ -59,6 +59,8 @@ pub enum LifecycleError {
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub pool: Pool,
+    /// `data.max_csv_record_bytes`, for the CSV files read into the stores.
+    pub max_csv_record_bytes: usize,
     pub offline: OfflineStore,
     pub models: ModelRegistry,
     pub features: FeatureRegistry,
@@ -79,6 +81,7 @@ impl Stores {
             experiments: ExperimentStore::new(pool.clone()),
             features,
             pool,
+            max_csv_record_bytes: settings.data.max_csv_record_bytes,
         })
     }
 }
@@ -93,9 +96,12 @@ pub struct Trained {
     pub skipped: usize,
 }
 
-async fn read_csv(path: PathBuf) -> Result<Vec<PassengerRecord>, LifecycleError> {
+async fn read_csv(
+    path: PathBuf,
+    max_record_bytes: usize,
+) -> Result<Vec<PassengerRecord>, LifecycleError> {
     let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || ingest::read_all(&path))
+    tokio::task::spawn_blocking(move || ingest::read_all(&path, max_record_bytes))
         .await
         .map_err(|e| LifecycleError::Task(e.to_string()))?
         .map_err(|cause| LifecycleError::Csv { path: shown, cause })
@@ -106,7 +112,7 @@ pub async fn ingest_file(
     stores: &Stores,
     path: &Path,
 ) -> Result<Vec<PassengerRecord>, LifecycleError> {
-    let records = read_csv(path.to_path_buf()).await?;
+    let records = read_csv(path.to_path_buf(), stores.max_csv_record_bytes).await?;
     let source = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),

@@ -233,7 +233,9 @@ mod tests {
 
     fn bundled() -> TrainingSet {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/titanic/train.csv");
-        TrainingSet::from_records(&ingest::read_all(&path).unwrap())
+        TrainingSet::from_records(
+            &ingest::read_all(&path, ingest::DEFAULT_MAX_RECORD_BYTES).unwrap(),
+        )
     }
 
     fn service() -> FeatureServiceRef {

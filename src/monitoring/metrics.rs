@@ -12,6 +12,10 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// Why the service closed a connection (the `reason` of `http_connections_closed_total`).
+pub const CONNECTION_CLOSE_REASONS: &[&str] =
+    &["refused", "header_timeout", "idle_timeout", "stalled"];
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -27,6 +31,15 @@ pub struct Metrics {
     pub rate_limited: prometheus::IntCounter,
     /// Requests answered 503 `overloaded` by the concurrency limit.
     pub shed: prometheus::IntCounter,
+    /// Requests answered 429 `too_many_in_flight`: their subject held its share of the slots.
+    pub shed_subject: prometheus::IntCounter,
+    /// Open HTTP connections.
+    pub connections_open: IntGauge,
+    /// Connections closed by the service, by reason: `refused` (over the connection cap),
+    /// `header_timeout`, `idle_timeout`, `stalled`.
+    pub connections_closed: IntCounterVec,
+    /// Streamed uploads cut off for sending too slowly.
+    pub slow_uploads: prometheus::IntCounter,
     /// Authentication and authorization failures by reason.
     pub auth_failures: IntCounterVec,
     /// 1 for the model version being served.
@@ -128,6 +141,29 @@ impl Metrics {
             "load_shed_requests_total",
             "Requests refused with 503 because server.max_concurrent_requests were in flight",
         )?;
+        let shed_subject = prometheus::IntCounter::new(
+            "subject_shed_requests_total",
+            "Requests refused with 429 because their subject held server.max_concurrent_per_subject",
+        )?;
+        let connections_open = IntGauge::new("http_connections_open", "HTTP connections open now")?;
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "http_connections_closed_total",
+                "Connections the service closed: refused over the cap, or held without use",
+            ),
+            &["reason"],
+        )?;
+        for reason in CONNECTION_CLOSE_REASONS {
+            connections_closed.with_label_values(&[reason]);
+        }
+        let slow_uploads = prometheus::IntCounter::new(
+            "slow_uploads_total",
+            "Streamed uploads cut off below server.min_upload_bytes_per_sec",
+        )?;
+        registry.register(Box::new(shed_subject.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_closed.clone()))?;
+        registry.register(Box::new(slow_uploads.clone()))?;
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "auth_failures_total",
@@ -188,6 +224,10 @@ impl Metrics {
             predictions,
             rate_limited,
             shed,
+            shed_subject,
+            connections_open,
+            connections_closed,
+            slow_uploads,
             auth_failures,
             model_info,
             model_reloads,

@@ -369,9 +369,9 @@ impl PerformanceMonitor {
                 let since = now_micros() - self.horizon_micros();
                 let scored = match self.recent.by_request(request_id, since) {
                     Some(s) => s,
-                    None => self.logged_request(request_id).await?,
+                    None => self.logged_request(request_id, f).await?,
                 };
-                if scored.is_empty() {
+                if scored.is_empty() && f.position.is_none() && f.passenger_id.is_none() {
                     return Err(FeedbackError::NotFound(format!(
                         "no prediction with request id {request_id:?} is known (too old, not \
                          logged, or from another service)"
@@ -398,13 +398,36 @@ impl PerformanceMonitor {
         }
     }
 
-    async fn logged_request(&self, request_id: &str) -> Result<Vec<Scored>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT request_id, position, passenger_id, probability, model_version, logged_at \
-             FROM prediction_log WHERE request_id = $1 ORDER BY position",
-        )
-        .bind(request_id)
-        .fetch_all(&self.pool);
+    /// The logged predictions of a request that could be the one `f` is for: the one at its
+    /// position, the first of its passenger, or else two at most (enough to tell one from
+    /// several), so a request that scored a streamed file of millions of rows is never read
+    /// whole.
+    async fn logged_request(
+        &self,
+        request_id: &str,
+        f: &Feedback,
+    ) -> Result<Vec<Scored>, sqlx::Error> {
+        let query = match (f.position, f.passenger_id) {
+            (Some(position), _) => sqlx::query(
+                "SELECT request_id, position, passenger_id, probability, model_version, \
+                 logged_at FROM prediction_log WHERE request_id = $1 AND position = $2 LIMIT 1",
+            )
+            .bind(request_id)
+            .bind(i64::from(position)),
+            (None, Some(id)) => sqlx::query(
+                "SELECT request_id, position, passenger_id, probability, model_version, \
+                 logged_at FROM prediction_log WHERE request_id = $1 AND passenger_id = $2 \
+                 ORDER BY position LIMIT 1",
+            )
+            .bind(request_id)
+            .bind(id),
+            (None, None) => sqlx::query(
+                "SELECT request_id, position, passenger_id, probability, model_version, \
+                 logged_at FROM prediction_log WHERE request_id = $1 LIMIT 2",
+            )
+            .bind(request_id),
+        };
+        let rows = query.fetch_all(&self.pool);
         let rows = self
             .dependencies
             .time(
@@ -522,7 +545,7 @@ fn pick(scored: Vec<Scored>, f: &Feedback, request_id: &str) -> Result<Scored, F
         return Err(FeedbackError::Invalid {
             field: "position",
             message: format!(
-                "request {request_id:?} scored {n} passengers: give the passenger_id or the \
+                "request {request_id:?} scored several passengers: give the passenger_id or the \
                  position (0-based) of the one this label is for"
             ),
         });

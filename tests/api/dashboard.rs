@@ -300,7 +300,11 @@ fn assert_count(what: &str, element: &Element<'_>, expected: &Value) {
 /// Predictions for drift (a batch of 60 training passengers) and a few single ones with
 /// their true label sent back, for live performance.
 async fn traffic(app: &TestApp) {
-    let records = ingest::read_all(&repo().join("data/titanic/train.csv")).unwrap();
+    let records = ingest::read_all(
+        &repo().join("data/titanic/train.csv"),
+        ingest::DEFAULT_MAX_RECORD_BYTES,
+    )
+    .unwrap();
     let instances: Vec<Value> = records
         .iter()
         .skip(100)

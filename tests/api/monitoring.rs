@@ -7,11 +7,14 @@ use titanic::feature_store::{Passenger, ingest};
 use crate::helpers::{TestApp, metric, repo};
 
 fn train() -> Vec<(i64, Passenger)> {
-    ingest::read_all(&repo().join("data/titanic/train.csv"))
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.passenger_id, r.passenger))
-        .collect()
+    ingest::read_all(
+        &repo().join("data/titanic/train.csv"),
+        ingest::DEFAULT_MAX_RECORD_BYTES,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.passenger_id, r.passenger))
+    .collect()
 }
 
 /// Scores the passengers through `POST /predict/batch` (inline features, no ids).
@@ -223,12 +226,14 @@ async fn feedback_gives_live_performance_by_model_version() {
         );
         truths.push(*id);
     }
-    let labels: std::collections::HashMap<i64, bool> =
-        ingest::read_all(&repo().join("data/titanic/train.csv"))
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.passenger_id, r.survived.unwrap()))
-            .collect();
+    let labels: std::collections::HashMap<i64, bool> = ingest::read_all(
+        &repo().join("data/titanic/train.csv"),
+        ingest::DEFAULT_MAX_RECORD_BYTES,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.passenger_id, r.survived.unwrap()))
+    .collect();
     let batch: Vec<Value> = [3i64, 4, 5]
         .iter()
         .map(|id| json!({ "passenger_id": id }))
