@@ -212,9 +212,9 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// Creates the SQLite file (and its directory) if missing and puts it in WAL mode, once, on a
-/// connection of its own: the journal mode is a property of the file, kept by every later
-/// connection, and changing it needs a lock no busy timeout waits for.
+/// Creates the SQLite file (and its directory, owner-only) if missing and puts it in WAL mode,
+/// once, on a connection of its own: the journal mode is a property of the file, kept by every
+/// later connection, and changing it needs a lock no busy timeout waits for.
 async fn prepare_sqlite(url: &str, url_error: &dyn Fn(String) -> DbError) -> Result<(), DbError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| url_error(e.to_string()))?
@@ -228,7 +228,7 @@ async fn prepare_sqlite(url: &str, url_error: &dyn Fn(String) -> DbError) -> Res
         && !parent.as_os_str().is_empty()
         && !parent.exists()
     {
-        std::fs::create_dir_all(parent).map_err(|cause| DbError::Directory {
+        crate::core::security::create_private_dir(parent).map_err(|cause| DbError::Directory {
             dir: parent.display().to_string(),
             cause,
         })?;

@@ -85,6 +85,13 @@ pub enum SecretError {
     TooShort { what: &'static str, len: usize },
     #[error("JWT key file {path}: {cause}")]
     File { path: String, cause: std::io::Error },
+    #[error("JWT key file {path} has mode {mode:04o}: {problem}; {fix}")]
+    Exposed {
+        path: String,
+        mode: u32,
+        problem: String,
+        fix: String,
+    },
     #[error("auth.{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -397,6 +404,7 @@ impl JwtKeys {
             &auth.previous_jwt_secret,
             &auth.previous_secret_file,
             "previous_jwt_secret",
+            read_private_file,
         )?;
         if let Some(previous) = previous {
             let kid = nonempty(&auth.previous_key_id).ok_or(SecretError::Invalid {
@@ -405,7 +413,13 @@ impl JwtKeys {
             })?;
             keys = keys.with_previous(&Secret::new(previous.trim()), &kid, &checks)?;
         }
-        if let Some(pem) = key_material(&auth.public_key, &auth.public_key_file, "public_key")? {
+        // A public key is public: any file mode will do.
+        if let Some(pem) = key_material(
+            &auth.public_key,
+            &auth.public_key_file,
+            "public_key",
+            read_public_file,
+        )? {
             let algorithm =
                 Algorithm::from_str(auth.public_key_algorithm.trim()).map_err(|_| {
                     SecretError::Invalid {
@@ -564,27 +578,112 @@ impl VerifiedTokens {
     }
 }
 
-/// A key given inline or in a file; `None` when neither is set. Both set is an error.
+/// A key given inline or in a file (read with `read`); `None` when neither is set. Both set is
+/// an error.
 fn key_material(
     inline: &Secret,
     file: &str,
     field: &'static str,
+    read: fn(&Path) -> Result<String, SecretError>,
 ) -> Result<Option<String>, SecretError> {
     let file = file.trim();
     match (inline.is_empty(), file.is_empty()) {
         (true, true) => Ok(None),
         (false, true) => Ok(Some(inline.expose().to_owned())),
-        (true, false) => fs::read_to_string(file)
-            .map(Some)
-            .map_err(|cause| SecretError::File {
-                path: file.to_owned(),
-                cause,
-            }),
+        (true, false) => read(Path::new(file)).map(Some),
         (false, false) => Err(SecretError::Invalid {
             field,
             message: "set either the value or its file, not both".to_owned(),
         }),
     }
+}
+
+fn file_error(path: &Path) -> impl Fn(std::io::Error) -> SecretError {
+    let path = path.display().to_string();
+    move |cause| SecretError::File {
+        path: path.clone(),
+        cause,
+    }
+}
+
+fn read_public_file(path: &Path) -> Result<String, SecretError> {
+    fs::read_to_string(path).map_err(file_error(path))
+}
+
+/// Reads a secret file, refusing one that others could read or replace (see [`exposure`]).
+/// The mode is that of the file opened (a symlink, as in a Kubernetes Secret volume, is
+/// followed), so the file checked is the file read.
+fn read_private_file(path: &Path) -> Result<String, SecretError> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).map_err(file_error(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().map_err(file_error(path))?;
+        let mode = meta.mode() & 0o7777;
+        let owned = meta.uid() == rustix::process::geteuid().as_raw();
+        if let Some((problem, fix)) = exposure(mode, owned) {
+            let shown = path.display();
+            let fix = if owned {
+                format!("allow the owner only: chmod {fix:o} {shown}")
+            } else {
+                format!(
+                    "allow its owner and group only: chmod {fix:o} {shown} (a Kubernetes Secret \
+                     volume: defaultMode: 0440, with fsGroup)"
+                )
+            };
+            return Err(SecretError::Exposed {
+                path: shown.to_string(),
+                mode,
+                problem,
+                fix,
+            });
+        }
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(file_error(path))?;
+    Ok(text)
+}
+
+/// Who besides the service can use a secret file of `mode`, and the mode to give it instead;
+/// `None` when nobody else can. Other users may neither read nor write it, nor may its group
+/// write it. Its group may read it only when the service does not own the file: then the group
+/// is how the service reads it (a Kubernetes Secret volume is root's, group `fsGroup`, 0440);
+/// a file the service owns needs no group access.
+#[cfg(unix)]
+fn exposure(mode: u32, owned: bool) -> Option<(String, u32)> {
+    let access = |read: bool, write: bool| match (read, write) {
+        (true, true) => Some("read and write"),
+        (true, false) => Some("read"),
+        (false, true) => Some("write"),
+        (false, false) => None,
+    };
+    let problems: Vec<String> = [
+        (
+            "its group",
+            access(owned && mode & 0o040 != 0, mode & 0o020 != 0),
+        ),
+        ("other users", access(mode & 0o004 != 0, mode & 0o002 != 0)),
+    ]
+    .into_iter()
+    .filter_map(|(who, can)| can.map(|can| format!("{who} can {can} it")))
+    .collect();
+    if problems.is_empty() {
+        return None;
+    }
+    // The owner keeps its write bit; the group keeps read when it is how the service reads.
+    let fix = 0o400 | (mode & 0o200) | if owned { 0 } else { 0o040 };
+    Some((problems.join(" and "), fix))
+}
+
+/// Creates `dir` and its missing parents owner-only (0700; the umask can only take bits away)
+/// for this process's state. Directories that exist are left as the operator made them.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// The current secret: `jwt_secret`, or the file `secret_file` names, or (when allowed) one
@@ -608,30 +707,25 @@ fn resolve_secret(settings: &Settings) -> Result<(Secret, SecretSource), SecretE
     }
     let path = settings.secret_file();
     let shown = path.display().to_string();
-    let file_err = |cause| SecretError::File {
-        path: shown.clone(),
-        cause,
-    };
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok((
-            Secret::new(text.trim()),
-            SecretSource::File {
-                path: shown.clone(),
-            },
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && auth.generate_secret => {
-            let secret = generate_secret_file(&path).map_err(file_err)?;
+    match read_private_file(&path) {
+        Ok(text) => Ok((Secret::new(text.trim()), SecretSource::File { path: shown })),
+        Err(SecretError::File { cause, .. })
+            if cause.kind() == std::io::ErrorKind::NotFound && auth.generate_secret =>
+        {
+            let secret = generate_secret_file(&path)?;
             Ok((secret, SecretSource::Generated { path: shown }))
         }
-        Err(e) => Err(file_err(e)),
+        Err(e) => Err(e),
     }
 }
 
-/// Writes 48 random bytes (hex) to `path`, readable by the owner only. Never overwrites:
-/// if another process created it first, its secret is used.
-fn generate_secret_file(path: &Path) -> std::io::Result<Secret> {
+/// Writes 48 random bytes (hex) to `path`, readable by the owner only, in an owner-only
+/// directory when it has to create one. Never overwrites: if another process created the file
+/// first, its secret is used (after the same check as any secret file).
+fn generate_secret_file(path: &Path) -> Result<Secret, SecretError> {
+    let file_err = file_error(path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)?;
+        create_private_dir(dir).map_err(&file_err)?;
     }
     let mut bytes = [0u8; 48];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -642,14 +736,14 @@ fn generate_secret_file(path: &Path) -> std::io::Result<Secret> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(path) {
         Ok(mut file) => {
-            file.write_all(hex.as_bytes())?;
-            file.sync_all()?;
+            file.write_all(hex.as_bytes()).map_err(&file_err)?;
+            file.sync_all().map_err(&file_err)?;
             Ok(Secret::new(hex))
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(Secret::new(fs::read_to_string(path)?.trim()))
+            Ok(Secret::new(read_private_file(path)?.trim()))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(file_err(e)),
     }
 }
 
@@ -1072,7 +1166,7 @@ mod tests {
     fn secrets_come_from_the_environment_or_a_file_never_both() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("jwt");
-        fs::write(&file, format!("{SECRET}\n")).unwrap();
+        write_with_mode(&file, &format!("{SECRET}\n"), 0o600);
         let path = file.to_str().unwrap();
         // Production reads a named file (a mounted Secret) and never generates one.
         let (keys, source) = JwtKeys::from_settings(&settings(
@@ -1135,19 +1229,183 @@ mod tests {
         assert!(err.to_string().contains("public_key_algorithm"), "{err}");
     }
 
+    /// Writes `text` to a new file with exactly `mode`, whatever the umask.
+    fn write_with_mode(path: &Path, text: &str, mode: u32) {
+        fs::write(path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+    }
+
+    #[cfg(unix)]
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
     #[test]
     fn generated_secret_is_private_and_stable() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/jwt_secret");
+        let path = dir.path().join("state/sub/jwt_secret");
         let first = generate_secret_file(&path).unwrap();
         let second = generate_secret_file(&path).unwrap();
         assert_eq!(first, second);
         assert!(first.expose().len() >= MIN_SECRET_BYTES);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+            assert_eq!(mode_of(&path), 0o600);
+            // Every directory it created is owner-only, whatever the umask allows.
+            assert_eq!(mode_of(&dir.path().join("state")), 0o700);
+            assert_eq!(mode_of(&dir.path().join("state/sub")), 0o700);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_directory_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("volume");
+        fs::create_dir(&volume).unwrap();
+        fs::set_permissions(&volume, fs::Permissions::from_mode(0o750)).unwrap();
+        generate_secret_file(&volume.join("jwt_secret")).unwrap();
+        assert_eq!(mode_of(&volume), 0o750);
+        assert_eq!(mode_of(&volume.join("jwt_secret")), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_others_can_read_or_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwt");
+        for mode in [0o600, 0o400] {
+            write_with_mode(&file, SECRET, mode);
+            assert_eq!(read_private_file(&file).unwrap(), SECRET, "{mode:o}");
+            fs::remove_file(&file).unwrap();
+        }
+        let shown = file.display().to_string();
+        for (mode, problem) in [
+            (0o644, "its group can read it and other users can read it"),
+            (
+                0o666,
+                "its group can read and write it and other users can read and write it",
+            ),
+            (0o640, "its group can read it"),
+            (0o620, "its group can write it"),
+            (0o602, "other users can write it"),
+        ] {
+            write_with_mode(&file, SECRET, mode);
+            let err = read_private_file(&file).unwrap_err();
+            let SecretError::Exposed {
+                path, mode: seen, ..
+            } = &err
+            else {
+                panic!("{mode:o}: {err}");
+            };
+            assert_eq!((path.as_str(), *seen), (shown.as_str(), mode));
+            let message = err.to_string();
+            assert!(message.contains(problem), "{message}");
+            assert!(message.contains(&format!("mode {mode:04o}")), "{message}");
+            assert!(message.contains(&format!("chmod 600 {shown}")), "{message}");
+            fs::remove_file(&file).unwrap();
+        }
+        // A read-only file keeps the owner read-only.
+        write_with_mode(&file, SECRET, 0o444);
+        let err = read_private_file(&file).unwrap_err().to_string();
+        assert!(err.contains(&format!("chmod 400 {shown}")), "{err}");
+
+        // The mode checked is the target's, not the symlink's (Kubernetes mounts through
+        // `..data/` links).
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(
+            read_private_file(&link),
+            Err(SecretError::Exposed { .. })
+        ));
+        write_with_mode(&file, SECRET, 0o400);
+        assert_eq!(read_private_file(&link).unwrap(), SECRET);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_secret_file_is_checked_but_not_a_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("private");
+        let open = dir.path().join("open");
+        write_with_mode(&private, SECRET, 0o600);
+        write_with_mode(&open, OLD_SECRET, 0o644);
+        let exposed = |profile: &str, vars: &[(&str, &str)]| {
+            matches!(
+                JwtKeys::from_settings(&settings(profile, vars)),
+                Err(SecretError::Exposed { .. })
+            )
+        };
+        let private = private.to_str().unwrap();
+        let open = open.to_str().unwrap();
+        assert!(exposed(
+            "production",
+            &[("TITANIC__AUTH__SECRET_FILE", open)]
+        ));
+        assert!(exposed(
+            "production",
+            &[
+                ("TITANIC__AUTH__SECRET_FILE", private),
+                ("TITANIC__AUTH__PREVIOUS_SECRET_FILE", open),
+                ("TITANIC__AUTH__PREVIOUS_KEY_ID", "old"),
+            ]
+        ));
+        // The generated secret's file, when it exists, is read under the same rule and is
+        // never replaced.
+        let data = dir.path().join("data");
+        fs::create_dir(&data).unwrap();
+        write_with_mode(&data.join("jwt_secret"), SECRET, 0o644);
+        assert!(exposed(
+            "development",
+            &[("TITANIC__DATA__DIR", data.to_str().unwrap())]
+        ));
+        assert_eq!(fs::read_to_string(data.join("jwt_secret")).unwrap(), SECRET);
+
+        let (_, public) = rsa_pair();
+        let pem = dir.path().join("public.pem");
+        write_with_mode(&pem, &public, 0o644);
+        assert!(
+            JwtKeys::from_settings(&settings(
+                "production",
+                &[
+                    ("TITANIC__AUTH__SECRET_FILE", private),
+                    ("TITANIC__AUTH__PUBLIC_KEY_FILE", pem.to_str().unwrap()),
+                    ("TITANIC__AUTH__PUBLIC_KEY_ALGORITHM", "RS256"),
+                ]
+            ))
+            .is_ok()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_read_is_allowed_only_on_a_file_the_service_does_not_own() {
+        // A Kubernetes Secret volume: root's, group fsGroup (the service's), 0440.
+        assert_eq!(exposure(0o440, false), None);
+        assert_eq!(exposure(0o640, false), None);
+        assert_eq!(exposure(0o400, false), None);
+        // The service's own file needs no group access.
+        assert_eq!(
+            exposure(0o440, true),
+            Some(("its group can read it".to_owned(), 0o400))
+        );
+        assert_eq!(exposure(0o600, true), None);
+        // Others and group write are refused either way; the fix keeps the group's read.
+        assert_eq!(
+            exposure(0o444, false),
+            Some(("other users can read it".to_owned(), 0o440))
+        );
+        assert_eq!(
+            exposure(0o660, false),
+            Some(("its group can write it".to_owned(), 0o640))
+        );
     }
 }

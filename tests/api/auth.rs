@@ -196,14 +196,23 @@ async fn issuer_and_audience_are_required_when_configured() {
     app.stop().await;
 }
 
+/// A secret file only its owner can read (the service refuses any other).
+fn write_private(path: &std::path::Path, text: &str) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path).unwrap(), text.as_bytes()).unwrap();
+}
+
 #[tokio::test]
 async fn keys_rotate_by_kid_with_two_active_and_come_from_files() {
     let dir = tempfile::tempdir().unwrap();
     let current = dir.path().join("current");
     let previous = dir.path().join("previous");
     let new_secret = "the-new-secret-after-rotation-0123456789";
-    std::fs::write(&current, format!("{new_secret}\n")).unwrap();
-    std::fs::write(&previous, SECRET).unwrap();
+    write_private(&current, &format!("{new_secret}\n"));
+    write_private(&previous, SECRET);
     let app = TestApp::spawn_with(&[
         ("TITANIC__AUTH__JWT_SECRET", ""),
         ("TITANIC__AUTH__SECRET_FILE", current.to_str().unwrap()),
