@@ -113,6 +113,86 @@ fn token_generates_a_private_secret_outside_production() {
     assert!(keys.verify(text(&again.stdout).trim()).is_ok());
 }
 
+/// `cmd` run by a shell that first sets `umask 000`.
+#[cfg(unix)]
+fn with_umask_000(cmd: &Command) -> Command {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => sh.env(key, value),
+            None => sh.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        sh.current_dir(dir);
+    }
+    sh
+}
+
+/// With `umask 000` a directory made with the default mode would be 0777, and anyone could
+/// replace the secret or the database in it.
+#[cfg(unix)]
+#[test]
+fn state_directories_are_owner_only_under_any_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let state = dir.path().join("state/titanic");
+    let mut token = titanic(dir.path());
+    token
+        .env("TITANIC__DATA__DIR", &state)
+        .args(["token", "--sub", "dev", "--scopes", "predict"]);
+    let out = run(&mut with_umask_000(&token));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("jwt_secret")), 0o600);
+
+    let db = dir.path().join("db/sqlite");
+    let mut list = titanic(dir.path());
+    list.env(
+        "TITANIC__DATABASE__URL",
+        format!("sqlite://{}", db.join("titanic.db").display()),
+    )
+    .args(["models", "list"]);
+    let out = run(&mut with_umask_000(&list));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(mode(&dir.path().join("db")), 0o700);
+    assert_eq!(mode(&db), 0o700);
+}
+
+#[cfg(unix)]
+#[test]
+fn token_refuses_a_secret_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt-secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(titanic(dir.path())
+        .env("TITANIC__AUTH__SECRET_FILE", &secret)
+        .args(["token", "--sub", "x", "--scopes", "predict"]));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", secret.display())),
+        "{stderr}"
+    );
+    // Fixed as the message says, the same file is used.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(titanic(dir.path())
+        .env("TITANIC__AUTH__SECRET_FILE", &secret)
+        .args(["token", "--sub", "x", "--scopes", "predict"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keys = JwtKeys::new(&Secret::new(SECRET), 0).unwrap();
+    assert!(keys.verify(text(&out.stdout).trim()).is_ok());
+}
+
 #[test]
 fn token_rejects_unknown_scopes() {
     let dir = tempfile::tempdir().unwrap();
