@@ -6,11 +6,11 @@
 #   2. kubernetes/: render each overlay with kubectl kustomize; validate every object against
 #      the Kubernetes OpenAPI schemas (kubernetes-validate, strict, oldest and newest supported
 #      version) or, for custom resources, kubernetes/schemas/; check the invariants the service
-#      relies on (grace period > drain + timeout, probes, security contexts, no Secret
-#      committed; the database: with SQLite one replica, Recreate, HPA max 1; with PostgreSQL
-#      the URL from a secretKeyRef (never a literal), no PersistentVolumeClaim, RollingUpdate,
-#      HPA minReplicas >= 2, the PDB, the CronJob on the same Secret, egress to 5432); the
-#      PrometheusRule equals docs/monitoring/alerts.yml.
+#      relies on (grace period > drain + timeout, probes, security contexts, Secret volumes
+#      no other user can read, no Secret committed; the database: with SQLite one replica,
+#      Recreate, HPA max 1; with PostgreSQL the URL from a secretKeyRef (never a literal), no
+#      PersistentVolumeClaim, RollingUpdate, HPA minReplicas >= 2, the PDB, the CronJob on the
+#      same Secret, egress to 5432); the PrometheusRule equals docs/monitoring/alerts.yml.
 #   3. terraform/: parse every file with python-hcl2; terraform fmt -check when installed.
 #   4. checkov over the rendered overlays, terraform/ and the Dockerfile: zero failed checks;
 #      every skip carries its reason next to the object it skips (listed at the end).

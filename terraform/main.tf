@@ -316,6 +316,8 @@ resource "kubernetes_deployment_v1" "api" {
 
         volume {
           name = "auth"
+          # Root's files, read through fs_group: the service refuses a secret file others can
+          # read (docs/security.md).
           secret {
             secret_name  = local.auth_secret
             default_mode = "0440"

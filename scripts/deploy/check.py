@@ -206,6 +206,21 @@ def invariants(overlay, objs):
             check("limits" in c.get("resources", {}) and "requests" in c.get("resources", {}),
                   f"{name}/{c['name']}: resource requests and limits")
 
+    # The service refuses a secret file other users can read or its group can write; it reads
+    # the root-owned files of a Secret volume through its group, fsGroup (docs/security.md,
+    # Secret files and the data directory).
+    mounted = {m["name"] for m in container.get("volumeMounts", [])}
+    for v in pod.get("volumes", []):
+        if "secret" not in v or v["name"] not in mounted:
+            continue
+        modes = [v["secret"].get("defaultMode", 0o644)]
+        modes += [i["mode"] for i in v["secret"].get("items", []) if "mode" in i]
+        check(all(m & 0o026 == 0 for m in modes),
+              f"Secret volume {v['name']}: mode {' '.join(f'{m:04o}' for m in modes)} lets others "
+              "read or the group write; the service refuses it (use defaultMode: 0440)")
+        check("fsGroup" in pod.get("securityContext", {}),
+              f"Secret volume {v['name']}: needs the pod's fsGroup, the group that reads it")
+
     # The database: SQLite (a file on a volume, one replica) or PostgreSQL (shared, scaled out).
     hpa = find(objs, "HorizontalPodAutoscaler", "titanic")
     backend, source = database_of(env, container)
