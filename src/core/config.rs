@@ -252,6 +252,8 @@ pub struct RequestLogSettings {
     pub batch_size: usize,
     pub flush_interval_ms: u64,
     pub retention_days: u64,
+    /// Most rows kept in `prediction_log`; the oldest beyond it are deleted. 0: no budget.
+    pub max_rows: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,8 +1,9 @@
 //! The request/response log: every scored passenger (request id, time, subject, features,
 //! output, model version, latency) goes through a bounded queue to one writer task that
 //! stores batches in the offline store. Recording never waits and never fails a request:
-//! when the queue is full the entry is dropped and counted. Sampling and retention are
-//! configurable; written and dropped entries are Prometheus counters.
+//! when the queue is full the entry is dropped and counted. Sampling, retention (an age) and
+//! a budget (a number of rows, so that a flood of predictions cannot fill the disk) are
+//! configurable; written, dropped and evicted entries are Prometheus counters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub struct LoggedPrediction {
 pub struct LogMetrics {
     written: IntCounter,
     dropped: IntCounterVec,
+    evicted: IntCounter,
 }
 
 impl LogMetrics {
@@ -55,6 +57,10 @@ impl LogMetrics {
                 ),
                 &["reason"],
             )?,
+            evicted: IntCounter::new(
+                "request_log_evicted_total",
+                "Request log rows deleted, oldest first, to keep the log within max_rows",
+            )?,
         })
     }
 
@@ -62,6 +68,7 @@ impl LogMetrics {
         vec![
             Box::new(self.written.clone()),
             Box::new(self.dropped.clone()),
+            Box::new(self.evicted.clone()),
         ]
     }
 
@@ -71,6 +78,10 @@ impl LogMetrics {
 
     pub fn dropped(&self, reason: &str) -> u64 {
         self.dropped.with_label_values(&[reason]).get()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted.get()
     }
 }
 
@@ -98,7 +109,7 @@ pub struct LogWriter {
 
 impl RequestLog {
     /// The log and its writer. With `enabled = false` nothing is queued and the writer only
-    /// applies retention.
+    /// applies retention and the budget, once.
     pub fn new(
         pool: Pool,
         settings: &RequestLogSettings,
@@ -183,13 +194,23 @@ const WRITE_PAUSE: Duration = Duration::from_millis(10);
 /// each.
 const BACKLOG_ROWS: usize = 2000;
 
+/// Ids one budget DELETE covers at most (see [`LogWriter::apply_budget`]): no more rows than
+/// a backlog transaction writes, so it holds SQLite's write lock about as briefly.
+const EVICT_IDS: i64 = BACKLOG_ROWS as i64;
+
+/// The lowest and highest ids in the log. Two subqueries, because each is then one lookup at
+/// an end of the primary key (SQLite answers `SELECT MIN(id), MAX(id)` with a full scan).
+const ID_BOUNDS: &str =
+    "SELECT (SELECT MIN(id) FROM prediction_log), (SELECT MAX(id) FROM prediction_log)";
+
 impl LogWriter {
     /// Writes batches until the log is closed and drained; applies retention first and then
-    /// hourly.
+    /// hourly, and the budget first and after each batch.
     pub async fn run(mut self) {
         let batch_size = self.settings.batch_size.max(1);
         let flush_every = Duration::from_millis(self.settings.flush_interval_ms.max(1));
         self.apply_retention().await;
+        self.apply_budget().await;
         let hour = Duration::from_secs(3600);
         let mut retention = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
         let mut batch = Vec::with_capacity(batch_size);
@@ -209,6 +230,7 @@ impl LogWriter {
                         }
                     }
                     self.write(std::mem::take(&mut batch)).await;
+                    self.apply_budget().await;
                     if !full || self.rx.is_empty() || !self.may_hold {
                         // No backlog: the connection goes back to the pool until the next.
                         self.conn = None;
@@ -305,6 +327,68 @@ impl LogWriter {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "request log: retention failed"),
+        }
+    }
+
+    /// Deletes the rows beyond `max_rows`: every id up to `MAX(id) - max_rows`, oldest first,
+    /// so the log keeps at most the newest `max_rows` ids. Ids are handed out in commit order
+    /// (SQLite has one writer; PostgreSQL writers take the write lock, see
+    /// [`crate::core::db::begin_write`]), so the rows written first go first, whatever the
+    /// clocks of the replicas that logged them; and the bounds are two lookups in the primary
+    /// key, not a count. Every replica sharing a PostgreSQL database sees the same bounds, so
+    /// they enforce one budget together. Ids missing below the cutoff (rows retention removed
+    /// out of order, ids of failed PostgreSQL writes) make the log hold fewer rows, never more.
+    /// Runs on the writer's connection; a large excess (a lowered budget) goes in DELETEs of
+    /// [`EVICT_IDS`] ids with the connection given back and a pause between them.
+    async fn apply_budget(&mut self) {
+        // Beyond i64::MAX rows no id could be cut off: no budget either.
+        let max_rows = match i64::try_from(self.settings.max_rows) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut evicted = 0;
+        let outcome: Result<(), sqlx::Error> = async {
+            let conn = match &mut self.conn {
+                Some(conn) => conn,
+                None => self.conn.insert(self.pool.acquire().await?),
+            };
+            let (first, last): (Option<i64>, Option<i64>) =
+                sqlx::query_as(ID_BOUNDS).fetch_one(&mut **conn).await?;
+            let (Some(mut from), Some(last)) = (first, last) else {
+                return Ok(());
+            };
+            let cutoff = last.saturating_sub(max_rows);
+            while from <= cutoff {
+                let to = cutoff.min(from.saturating_add(EVICT_IDS - 1));
+                let conn = match &mut self.conn {
+                    Some(conn) => conn,
+                    None => self.conn.insert(self.pool.acquire().await?),
+                };
+                let done = sqlx::query("DELETE FROM prediction_log WHERE id >= $1 AND id <= $2")
+                    .bind(from)
+                    .bind(to)
+                    .execute(&mut **conn)
+                    .await?;
+                self.metrics.evicted.inc_by(done.rows_affected());
+                evicted += done.rows_affected();
+                // `to <= cutoff < i64::MAX`: no overflow.
+                from = to + 1;
+                if from <= cutoff {
+                    self.conn = None;
+                    tokio::time::sleep(WRITE_PAUSE).await;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            self.conn = None;
+            tracing::warn!(error = %e, evicted, "request log: budget not applied");
+        } else if evicted > EVICT_IDS as u64 {
+            // More than one DELETE's worth: at start, or after the budget was lowered.
+            tracing::info!(evicted, max_rows, "request log: oldest entries removed");
+        } else if evicted > 0 {
+            tracing::debug!(evicted, max_rows, "request log: oldest entries removed");
         }
     }
 }
@@ -461,6 +545,7 @@ mod tests {
             batch_size: 2,
             flush_interval_ms: 10,
             retention_days: 30,
+            max_rows: 0,
         }
     }
 
@@ -591,6 +676,102 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(kept, ["new"]);
+        }
+    }
+
+    async fn logged_requests(pool: &Pool) -> Vec<String> {
+        sqlx::query_scalar("SELECT request_id FROM prediction_log ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    crate::core::db::testing::on_both_backends! {
+        async fn the_budget_keeps_the_newest_rows_and_counts_the_evicted(pool) {
+            let budget = |max_rows| RequestLogSettings {
+                queue_capacity: 16,
+                max_rows,
+                ..settings()
+            };
+            // No budget: everything stays.
+            let (log, writer) = RequestLog::new(pool.clone(), &budget(0), deps()).unwrap();
+            log.record((0..4).map(|i| entry(&format!("a{i}"), 0, now_micros())).collect());
+            let metrics = log.metrics().clone();
+            drop(log);
+            writer.run().await;
+            assert_eq!(count(&pool).await, 4);
+            assert_eq!(metrics.evicted(), 0);
+
+            // A budget of 5 applied as batches of 2 are written: the 5 newest rows stay.
+            let (log, writer) = RequestLog::new(pool.clone(), &budget(5), deps()).unwrap();
+            for i in 0..9 {
+                log.record(vec![entry(&format!("b{i}"), 0, now_micros())]);
+            }
+            let metrics = log.metrics().clone();
+            drop(log);
+            writer.run().await;
+            assert_eq!(metrics.written(), 9);
+            assert_eq!(logged_requests(&pool).await, ["b4", "b5", "b6", "b7", "b8"]);
+            assert_eq!(metrics.evicted(), 8);
+
+            // Two writers on one database (replicas sharing PostgreSQL) keep one budget, and
+            // each row evicted is counted once between them.
+            let (log_a, writer_a) = RequestLog::new(pool.clone(), &budget(5), deps()).unwrap();
+            let (log_b, writer_b) = RequestLog::new(pool.clone(), &budget(5), deps()).unwrap();
+            let (a, b) = (log_a.metrics().clone(), log_b.metrics().clone());
+            let running = tokio::spawn(async move {
+                tokio::join!(writer_a.run(), writer_b.run());
+            });
+            for i in 0..10 {
+                log_a.record(vec![entry(&format!("c{i}"), 0, now_micros())]);
+                log_b.record(vec![entry(&format!("d{i}"), 0, now_micros())]);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            drop((log_a, log_b));
+            running.await.unwrap();
+            assert_eq!(count(&pool).await, 5);
+            assert_eq!(a.evicted() + b.evicted(), 5 + 20 - 5);
+        }
+    }
+
+    crate::core::db::testing::on_both_backends! {
+        async fn a_large_excess_goes_in_bounded_deletes_and_gaps_only_keep_fewer(pool) {
+            // 4,500 rows, ids 1 to 4,500, as if logged under a larger budget.
+            sqlx::query(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4500)
+                 INSERT INTO prediction_log (request_id, position, logged_at, features,
+                     probability, survived, model_version, latency_us)
+                 SELECT 'r' || i, 0, $1, '{}', 0.5, 1, 'v1', 1 FROM n",
+            )
+            .bind(now_micros())
+            .execute(&pool)
+            .await
+            .unwrap();
+            // Gaps below the cutoff (rows retention removed) and above it (a failed write's ids).
+            sqlx::query("DELETE FROM prediction_log WHERE id BETWEEN 101 AND 200 OR id BETWEEN 4001 AND 4050")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let budget = RequestLogSettings {
+                enabled: false,
+                max_rows: 1000,
+                ..settings()
+            };
+            let (log, writer) = RequestLog::new(pool.clone(), &budget, deps()).unwrap();
+            let metrics = log.metrics().clone();
+            drop(log);
+            let started = std::time::Instant::now();
+            writer.run().await;
+            // Ids up to 3,500 are gone (3,400 rows, in two DELETEs and one pause); the 50
+            // missing ids above make the log hold 950 rows, not more.
+            assert_eq!(metrics.evicted(), 3400);
+            assert!(started.elapsed() >= WRITE_PAUSE);
+            let (first, last, rows): (i64, i64, i64) =
+                sqlx::query_as("SELECT MIN(id), MAX(id), COUNT(*) FROM prediction_log")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert_eq!((first, last, rows), (3501, 4500, 950));
         }
     }
 }
