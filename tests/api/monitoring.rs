@@ -205,6 +205,27 @@ async fn a_full_log_queue_drops_and_counts_but_never_fails_a_request() {
 }
 
 #[tokio::test]
+async fn the_request_log_keeps_its_row_budget_and_counts_what_it_evicts() {
+    let app = TestApp::spawn_with(&[("TITANIC__MONITORING__REQUEST_LOG__MAX_ROWS", "50")]).await;
+    let sample: Vec<Passenger> = train().into_iter().take(200).map(|(_, p)| p).collect();
+    serve(&app, &sample).await;
+    let counted = eventually(|| async {
+        let text = metrics(&app).await;
+        metric(&text, "titanic_request_log_written_total") == Some(200.0)
+            && metric(&text, "titanic_request_log_evicted_total") == Some(150.0)
+    })
+    .await;
+    assert!(counted, "{}", metrics(&app).await);
+    // The newest 50: the last passengers of the batch.
+    let positions: Vec<i64> = sqlx::query_scalar("SELECT position FROM prediction_log ORDER BY id")
+        .fetch_all(&app.database().await)
+        .await
+        .unwrap();
+    assert_eq!(positions, (150..200).collect::<Vec<i64>>());
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn feedback_gives_live_performance_by_model_version() {
     let app = TestApp::spawn().await;
     let passengers = train();
