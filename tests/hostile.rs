@@ -317,6 +317,16 @@ async fn hostile_bodies() {
         )
         .await;
     assert_eq!(r.status(), 422);
+    // Texts kept for ever (an alias's history) are bounded too.
+    let r = api
+        .send(
+            reqwest::Method::PUT,
+            "/models/aliases/production",
+            &api.models,
+            &json!({"version": "v1", "reason": "x".repeat(1001)}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
 
     // 5. Refusals before the body is read say `Connection: close`; an answer after the body
     // was read keeps the connection.

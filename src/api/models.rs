@@ -117,6 +117,7 @@ pub async fn history(
 pub struct PromoteRequest {
     pub version: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub reason: String,
 }
 
@@ -124,6 +125,7 @@ pub struct PromoteRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub reason: String,
 }
 
@@ -170,6 +172,7 @@ pub async fn promote(
     Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(request)): ApiJson<Object<PromoteRequest>>,
 ) -> Result<ApiJson<Moved>, ApiError> {
+    check_reason(&request.reason)?;
     let change = AliasChange {
         action: AliasAction::Promote,
         actor: &claims.sub,
@@ -177,6 +180,22 @@ pub async fn promote(
     };
     let (m, served) = lifecycle::promote(&state.stores, &alias, &request.version, &change).await?;
     Ok(ApiJson(moved(&state, m, served)))
+}
+
+/// The longest reason kept in an alias's history (every event is kept and listed).
+const MAX_REASON_CHARS: usize = 1000;
+
+fn check_reason(reason: &str) -> Result<(), ApiError> {
+    let chars = reason.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(ApiError::Validation(
+            crate::feature_store::ValidationErrors::single(
+                "reason",
+                format!("must be at most {MAX_REASON_CHARS} characters, got {chars}"),
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `POST /models/aliases/{alias}/rollback`: back to the version the alias held before.
@@ -201,6 +220,7 @@ pub async fn rollback(
     Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(request)): ApiJson<Object<RollbackRequest>>,
 ) -> Result<ApiJson<Moved>, ApiError> {
+    check_reason(&request.reason)?;
     let (m, served) =
         lifecycle::rollback(&state.stores, &alias, &claims.sub, &request.reason).await?;
     Ok(ApiJson(moved(&state, m, served)))
