@@ -151,6 +151,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         )),
         lifecycle: Lifecycle::default(),
         refused_tokens: Default::default(),
+        slow_request: Duration::from_millis(settings.log.slow_request_ms),
         limits: Limits::of(&settings.server),
         training: Arc::new(tokio::sync::Semaphore::new(1)),
         pinned: moka::sync::Cache::new(8),

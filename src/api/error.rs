@@ -135,17 +135,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = match &self {
-            ApiError::Internal(detail) => {
-                // The detail goes to the log, never to the client.
-                tracing::error!(error = %detail, "internal error");
-                "internal error; see the service log".to_owned()
-            }
+            // The detail goes to the log (`edge` logs it with the request), never to the client.
+            ApiError::Internal(_) => "internal error; see the service log".to_owned(),
             other => other.to_string(),
         };
         let body = json!({
             "error": { "code": self.code(), "message": message, "details": self.details() }
         });
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::Internal(detail) = self {
+            response
+                .extensions_mut()
+                .insert(super::middleware::InternalError(detail));
+            return response;
+        }
         let headers = response.headers_mut();
         match &self {
             ApiError::Unauthorized(_) => {

@@ -13,44 +13,14 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 use super::error::{ApiError, rate_limit_headers};
 use super::state::{AppState, Limits};
 use crate::core::rate_limit::{self, RateLimited};
 use crate::core::security::TokenError;
 use crate::core::slots::SubjectSlot;
-
-/// What is logged of each answered request: a line at `debug` under the target
-/// `titanic::access` (off at the default level), or at `warn` when it took `slow` or longer.
-#[derive(Debug, Clone, Copy)]
-pub struct AccessLog {
-    slow: std::time::Duration,
-}
-
-impl AccessLog {
-    pub fn new(slow: std::time::Duration) -> Self {
-        Self { slow }
-    }
-}
-
-impl<B> tower_http::trace::OnResponse<B> for AccessLog {
-    fn on_response(
-        self,
-        response: &axum::http::Response<B>,
-        latency: std::time::Duration,
-        _: &tracing::Span,
-    ) {
-        let status = response.status().as_u16();
-        let latency_ms = latency.as_secs_f64() * 1e3;
-        if latency >= self.slow {
-            tracing::warn!(target: "titanic::access", status, latency_ms, "slow request");
-        } else {
-            tracing::debug!(target: "titanic::access", status, latency_ms, "answered");
-        }
-    }
-}
 
 /// A bounded label for the method (custom methods would otherwise grow the label set).
 fn method_label(method: &Method) -> &'static str {
@@ -79,6 +49,9 @@ impl Drop for InFlight<'_> {
 /// clones the inner service, so the profile counted every separate layer). In order:
 /// - the in-flight gauge, then requests counted by matched route pattern (never the raw
 ///   path), method and status, and latency observed;
+/// - the request's span (DEBUG: `method`, `route`, `request_id`) and its log line: a 500 at
+///   ERROR with the detail its [`InternalError`] carries, a request slower than
+///   `log.slow_request_ms` at WARN, any other at DEBUG (target `titanic::access`);
 /// - headers over `max_header_bytes` refused with 431; bodies over the byte limit refused
 ///   with 413, at once when `Content-Length` says so, otherwise when reading passes the limit
 ///   (streamed CSV bodies are exempt); the limits go into the request's extensions for the
@@ -100,12 +73,24 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
     metrics.http_in_flight.inc();
     let _guard = InFlight(&metrics.http_in_flight);
     let limits = state.limits;
+    let request_id = req.headers().get(super::REQUEST_ID).cloned();
+    let id = || {
+        request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    // At DEBUG: at the default level the span is never built, which is most of a line's cost.
+    let span = tracing::debug_span!("request", method, route, request_id = id());
     let (req, read) = watch_body(req);
     let mut response = match limit_request(limits, req) {
-        Ok(req) => match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
-            Ok(response) => json_errors(response),
-            Err(_) => ApiError::Timeout.into_response(),
-        },
+        Ok(req) => {
+            let run = tokio::time::timeout(limits.request_timeout, next.run(req));
+            match run.instrument(span).await {
+                Ok(response) => json_errors(response),
+                Err(_) => ApiError::Timeout.into_response(),
+            }
+        }
         Err(refused) => refused.into_response(),
     };
     // A body left unread (a refusal before it was read) ends the connection: say so, or a
@@ -121,12 +106,27 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
         .http_requests
         .with_label_values(&[route, method, status.as_str()])
         .inc();
+    let latency = start.elapsed();
     metrics
         .http_duration
         .with_label_values(&[route, method])
-        .observe(start.elapsed().as_secs_f64());
+        .observe(latency.as_secs_f64());
+    let latency_ms = latency.as_secs_f64() * 1e3;
+    let status = status.as_u16();
+    if let Some(InternalError(detail)) = response.extensions().get::<InternalError>() {
+        tracing::error!(method, route, status, request_id = id(), error = %detail, "internal error");
+    } else if latency >= state.slow_request {
+        tracing::warn!(target: "titanic::access", method, route, status, latency_ms, request_id = id(), "slow request");
+    } else {
+        tracing::debug!(target: "titanic::access", method, route, status, latency_ms, request_id = id(), "answered");
+    }
     response
 }
+
+/// The detail of a 500, carried from where it was made to [`edge`], which logs it with the
+/// request's route and id (the client gets a generic message).
+#[derive(Debug, Clone)]
+pub struct InternalError(pub String);
 
 /// Whether the request declares a body (a length above 0, or a transfer coding).
 fn has_body(headers: &axum::http::HeaderMap) -> bool {

@@ -20,14 +20,10 @@ pub mod stream;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::HeaderName;
 use axum::routing::{MethodRouter, delete, get, post, put};
-use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::request_id::PropagateRequestIdLayer;
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
-
-use tracing::Level;
 
 pub use error::ApiError;
 pub use server::Server;
@@ -251,33 +247,9 @@ pub fn router(state: AppState) -> Router {
     // Read top-down: the first layer sees the request first and the response last.
     let stack = ServiceBuilder::new()
         .layer(middleware::RequestIdLayer)
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    let request_id = req
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        request_id = %request_id,
-                    )
-                })
-                .on_request(())
-                .on_response(middleware::AccessLog::new(Duration::from_millis(
-                    state.settings.log.slow_request_ms,
-                )))
-                // A 500 is logged as an error where it is made (ApiError::Internal); 503s
-                // (shedding, timeouts, draining) are counted in the metrics, not logged one
-                // by one.
-                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
-        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        // Metrics, header and body limits, the request timeout, JSON error bodies and
-        // `Connection: close` while draining, in one layer.
+        // Metrics, the request's span and log lines, header and body limits, the request
+        // timeout, JSON error bodies and `Connection: close`, in one layer.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::edge,

@@ -51,6 +51,8 @@ pub struct Shared {
     /// Each subject's share of those (`server.max_concurrent_per_subject`).
     pub subject_slots: Arc<crate::core::slots::SubjectSlots>,
     pub lifecycle: Lifecycle,
+    /// Requests taking this long or longer are logged at WARN (`log.slow_request_ms`).
+    pub slow_request: std::time::Duration,
     /// Log lines about refused tokens, at most one a second.
     pub refused_tokens: crate::core::telemetry::Throttle,
     pub limits: Limits,
