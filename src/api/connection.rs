@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::middleware::Holding;
 use crate::monitoring::Metrics;
 
 /// How long a connection may be held without being used.
@@ -177,35 +178,12 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// A response body that tells [`Activity`] when its request is over (sent, or dropped).
-struct Finished {
-    body: Body,
-    activity: Arc<Activity>,
-}
+/// Tells [`Activity`], when dropped with its response body, that the request is over.
+struct Finished(Arc<Activity>);
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        self.activity.request_finished();
-    }
-}
-
-impl http_body::Body for Finished {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        self.0.request_finished();
     }
 }
 
@@ -234,7 +212,12 @@ pub async fn serve(
         let response = tower::ServiceExt::oneshot(app.clone(), req);
         async move {
             let response = response.await.unwrap_or_else(|e: Infallible| match e {});
-            Ok::<_, Infallible>(response.map(|body| Body::new(Finished { body, activity })))
+            Ok::<_, Infallible>(response.map(|body| {
+                Body::new(Holding {
+                    body,
+                    held: Finished(activity),
+                })
+            }))
         }
     });
     let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);

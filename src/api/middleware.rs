@@ -13,14 +13,12 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::error::{ApiError, rate_limit_headers};
 use super::state::{AppState, Limits};
 use crate::core::rate_limit::{self, RateLimited};
 use crate::core::security::TokenError;
-use crate::core::slots::SubjectSlot;
 
 /// A bounded label for the method (custom methods would otherwise grow the label set).
 fn method_label(method: &Method) -> &'static str {
@@ -298,15 +296,15 @@ fn limit_request(limits: Limits, mut req: Request) -> Result<Request, ApiError> 
     Ok(req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit))))
 }
 
-/// A response body that holds a concurrency permit and the subject's slot until it has been
-/// sent (a streamed CSV response keeps them for as long as it streams).
-struct Permitted {
-    body: axum::body::Body,
-    _permit: OwnedSemaphorePermit,
-    _slot: SubjectSlot,
+/// A response body that holds `held` (permits, slots, a guard whose drop says the response
+/// is over) until it has been sent or dropped: a streamed response keeps them while it
+/// streams.
+pub struct Holding<G> {
+    pub body: axum::body::Body,
+    pub held: G,
 }
 
-impl http_body::Body for Permitted {
+impl<G: Send + Unpin + 'static> http_body::Body for Holding<G> {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
@@ -480,10 +478,9 @@ pub async fn guard(
     }
     req.extensions_mut().insert(claims);
     let mut response = next.run(req).await.map(|body| {
-        axum::body::Body::new(Permitted {
+        axum::body::Body::new(Holding {
             body,
-            _permit: permit,
-            _slot: slot,
+            held: (permit, slot),
         })
     });
     rate_limit_headers(response.headers_mut(), &allowance);
