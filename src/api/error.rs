@@ -217,9 +217,9 @@ impl From<JsonRejection> for ApiError {
                 ApiError::Validation(ValidationErrors::single(field, message))
             }
             JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(e.body_text()),
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::UnsupportedMediaType("expected Content-Type: application/json".to_owned())
-            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json (or none)".to_owned(),
+            ),
             JsonRejection::BytesRejection(e) => {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge

@@ -49,7 +49,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Requested {
 /// `axum::Json` with [`ApiError`] rejections: 400 for syntax or nesting deeper than
 /// `server.max_json_depth`, 422 naming the field for wrong types, unknown fields or an array
 /// or object of more than `server.max_batch_size` items, 413 for oversized bodies, 415
-/// without a JSON content type.
+/// for a content type other than JSON. A body without `Content-Type` is read as JSON: the
+/// official V2 and Feast clients send none.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -58,12 +59,12 @@ pub struct ApiJson<T>(pub T);
 const DEFAULT_MAX_JSON_DEPTH: usize = 32;
 const DEFAULT_MAX_ITEMS: usize = 10_000;
 
-/// `application/json`, or any `application/*+json`, with any parameters.
+/// No `Content-Type`, `application/json`, or any `application/*+json`, with any parameters.
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
         return false;
     };
     let essence = value.split(';').next().unwrap_or("").trim();
@@ -185,7 +186,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType(
-                "expected Content-Type: application/json".to_owned(),
+                "expected Content-Type: application/json (or none)".to_owned(),
             ));
         }
         let (max_depth, max_items) = req
