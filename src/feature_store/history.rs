@@ -96,6 +96,7 @@ pub struct TrainingRows {
 fn as_online(row: &FeatureRow) -> OnlineRow {
     OnlineRow {
         event_time: row.event_time,
+        write_time: row.write_time,
         values: row.values.clone(),
     }
 }

@@ -79,9 +79,11 @@ impl OfflineStore {
     }
 
     /// Appends rows for one view version in one transaction (durable when this returns).
-    /// A row identical to the entity's latest row (same event time and values) is skipped,
-    /// so pushing the same rows twice changes nothing; the same values at a new event time
-    /// are stored (they say the values were still true then).
+    /// A row that would change no point-in-time read is skipped: one equal (values) to the
+    /// entity's row in effect at exactly its event time (the latest written at that time),
+    /// stored or earlier in the batch. So pushing the same rows twice stores nothing the
+    /// second time, in any order; the same values at a new event time are stored (they say the
+    /// values were still true then).
     pub async fn append(
         &self,
         view: &str,
@@ -118,31 +120,27 @@ impl OfflineStore {
 INSERT INTO feature_rows (view, view_version, entity_key, event_time, write_time, feature_values, source)
 VALUES ($1, $2, $3, $4, $5, $6, $7)";
         let keys: Vec<&str> = rows.iter().map(|r| r.entity_key.as_str()).collect();
+        let backend = Backend::of(&self.pool);
         let mut tx = crate::core::db::begin_write(&self.pool).await?;
-        let latest: HashMap<String, FeatureRow> = fetch_latest(
-            &mut *tx,
-            Backend::of(&self.pool),
-            view,
-            Micros::MAX,
-            Some(&keys),
-        )
-        .await?
-        .into_iter()
-        .map(|r| (r.entity_key.clone(), r))
-        .collect();
+        // What each row is compared with, by entity (ignore_time: the latest row) or by
+        // entity and event time (the row in effect at exactly that time); updated as the
+        // batch is written, so duplicates inside it are caught too.
+        let mut current: HashMap<(String, Micros), Values> = if ignore_time {
+            fetch_latest(&mut *tx, backend, view, Micros::MAX, Some(&keys))
+                .await?
+                .into_iter()
+                .map(|r| ((r.entity_key, 0), r.values))
+                .collect()
+        } else {
+            let times: Vec<Micros> = rows.iter().map(|r| r.event_time).collect();
+            fetch_at_times(&mut *tx, backend, view, &keys, &times).await?
+        };
         let write_time = now_micros();
         let mut done = Appended::default();
-        let mut seen: HashMap<&str, (Micros, &Values)> = HashMap::new();
         for row in rows {
-            let same =
-                |t: Micros, v: &Values| (ignore_time || t == row.event_time) && *v == row.values;
-            let same_as_latest = match seen.get(row.entity_key.as_str()) {
-                Some((t, v)) => same(*t, v),
-                None => latest
-                    .get(&row.entity_key)
-                    .is_some_and(|l| same(l.event_time, &l.values)),
-            };
-            if same_as_latest {
+            let at = if ignore_time { 0 } else { row.event_time };
+            let slot = (row.entity_key.clone(), at);
+            if current.get(&slot) == Some(&row.values) {
                 done.unchanged += 1;
                 continue;
             }
@@ -156,7 +154,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
                 .bind(source)
                 .execute(&mut *tx)
                 .await?;
-            seen.insert(&row.entity_key, (row.event_time, &row.values));
+            current.insert(slot, row.values.clone());
             done.written += 1;
         }
         tx.commit().await?;
@@ -212,6 +210,24 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         .bind(after_key)
         .bind(limit)
         .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The id of the first row of a view after `after_id` whose event time is after `now`
+    /// (a future-dated push), if any.
+    pub async fn first_row_after(
+        &self,
+        view: &str,
+        after_id: i64,
+        now: Micros,
+    ) -> Result<Option<i64>, OfflineError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(id) FROM feature_rows WHERE view = $1 AND id > $2 AND event_time > $3",
+        )
+        .bind(view)
+        .bind(after_id)
+        .bind(now)
+        .fetch_one(&self.pool)
         .await?)
     }
 
@@ -287,6 +303,59 @@ where
         .collect()
 }
 
+/// The values in effect at exactly each of `times` for each of `keys` (the row written last
+/// at that event time), by entity and event time; pairs without a row are absent. Keys and
+/// times travel as JSON arrays; every stored row of these keys at these times is read (the
+/// cross product is a superset of the pairs asked for, and bounded by the batch).
+async fn fetch_at_times<'c, E>(
+    executor: E,
+    backend: Backend,
+    view: &str,
+    keys: &[&str],
+    times: &[Micros],
+) -> Result<HashMap<(String, Micros), Values>, OfflineError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    const SQLITE: &str = "SELECT entity_key, event_time, feature_values FROM feature_rows \
+        WHERE view = $1 AND entity_key IN (SELECT value FROM json_each($2)) \
+        AND event_time IN (SELECT value FROM json_each($3)) \
+        ORDER BY write_time, id";
+    const POSTGRES: &str = "SELECT entity_key, event_time, feature_values FROM feature_rows \
+        WHERE view = $1 AND entity_key IN (SELECT json_array_elements_text(CAST($2 AS json))) \
+        AND event_time IN (SELECT CAST(json_array_elements_text(CAST($3 AS json)) AS BIGINT)) \
+        ORDER BY write_time, id";
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    let rows = sqlx::query(sql)
+        .bind(view)
+        .bind(serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned()))
+        .bind(serde_json::to_string(times).unwrap_or_else(|_| "[]".to_owned()))
+        .fetch_all(executor)
+        .await?;
+    let mut at = HashMap::with_capacity(rows.len());
+    // In write order: the last one written at a time is the one kept.
+    for row in &rows {
+        let entity_key: String = row.try_get("entity_key")?;
+        let event_time: Micros = row.try_get("event_time")?;
+        let text: String = row.try_get("feature_values")?;
+        let Ok(Value::Object(values)) = serde_json::from_str::<Value>(&text) else {
+            return Err(OfflineError::Corrupt {
+                view: view.to_owned(),
+                entity_key,
+                message: "feature values are not a JSON object".to_owned(),
+            });
+        };
+        at.insert((entity_key, event_time), values);
+    }
+    Ok(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +426,17 @@ mod tests {
                 0
             );
             assert_eq!(s.append("v", 1, &later, "t").await.unwrap().written, 1);
+            // Out of order, twice: nothing the second time, even though the rows older than
+            // the latest are not equal to it.
+            let shuffled = [row("4", 300, 3.0), row("4", 100, 1.0), row("4", 200, 2.0)];
+            assert_eq!(s.append("v", 1, &shuffled, "t").await.unwrap().written, 3);
+            let again = s.append("v", 1, &shuffled, "t").await.unwrap();
+            assert_eq!(again, Appended { written: 0, unchanged: 3 });
+            // A correction at a stored time is stored; restoring the first value is too
+            // (it changes what is in effect at that time).
+            assert_eq!(s.append("v", 1, &[row("4", 100, 9.0)], "t").await.unwrap().written, 1);
+            assert_eq!(s.append("v", 1, &[row("4", 100, 1.0)], "t").await.unwrap().written, 1);
+            assert_eq!(s.append("v", 1, &[row("4", 100, 1.0)], "t").await.unwrap().written, 0);
             // Duplicates inside one batch are skipped too.
             let twice = s
                 .append("v", 1, &[row("3", 5, 1.0), row("3", 5, 1.0)], "t")

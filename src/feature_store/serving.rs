@@ -307,6 +307,7 @@ impl FeatureServer {
             .map(|r| {
                 let row = OnlineRow {
                     event_time: r.event_time,
+                    write_time: r.write_time,
                     values: project(&r.values, features),
                 };
                 (r.entity_key, row)
@@ -558,6 +559,7 @@ mod tests {
     fn row(t: Micros) -> OnlineRow {
         OnlineRow {
             event_time: t,
+            write_time: t,
             values: json!({"age": 30, "fare": null})
                 .as_object()
                 .unwrap()
