@@ -58,7 +58,8 @@ pub fn feature_server(
             FeatureServer::new(Arc::new(store), offline, cache, metrics)
         }
         None => FeatureServer::new(Arc::new(InProcessStore::new()), offline, None, metrics),
-    })
+    }
+    .with_stale_values(settings.features.stale_values))
 }
 
 /// Materializes the views of a feature service incrementally: from the online store's own

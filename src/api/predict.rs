@@ -46,6 +46,10 @@ pub struct FeatureProvenance {
     #[schema(format = DateTime)]
     pub event_time: String,
     pub statuses: BTreeMap<String, FeatureStatus>,
+    /// Optional fields the model filled in (imputed) because the stored rows gave no usable
+    /// value: absent, null or stale (`OUTSIDE_MAX_AGE` in `statuses`). A null `cabin` is a
+    /// value (no cabin) and is not listed unless it is stale.
+    pub imputed: Vec<String>,
 }
 
 impl FeatureProvenance {
@@ -54,6 +58,7 @@ impl FeatureProvenance {
             source: served.source,
             event_time: micros_to_rfc3339(served.event_time),
             statuses: served.statuses.iter().cloned().collect(),
+            imputed: served.imputed.clone(),
         }
     }
 }
@@ -439,6 +444,7 @@ mod tests {
                 ("cabin".to_owned(), FeatureStatus::NullValue),
             ]
             .into(),
+            imputed: vec!["fare".to_owned()],
         };
         let responses = [
             response(None, None),

@@ -63,6 +63,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub feature_cache: FeatureCacheSettings,
     pub materialization: MaterializationSettings,
+    pub features: FeaturesSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub data: DataSettings,
@@ -130,6 +131,22 @@ pub struct FeatureCacheSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct MaterializationSettings {
     pub chunk_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeaturesSettings {
+    /// What serving does with a stored passenger whose optional values are stale.
+    pub stale_values: StaleValues,
+}
+
+/// A stored passenger with an optional value older than its view's `ttl_secs`: served with
+/// the model's imputation for it (and the field listed as imputed), or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleValues {
+    #[default]
+    Impute,
+    Refuse,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,7 @@ use super::registry::{
     SURVIVAL,
 };
 use super::serving::{ReadSource, ServeFeaturesError, ServiceViews};
+use crate::core::config::StaleValues;
 use crate::core::time::Micros;
 
 /// The demographics rows and (for labelled records) the survival rows of CSV records.
@@ -129,7 +130,13 @@ pub async fn training_rows(
         };
         let rows: Vec<Option<&OnlineRow>> =
             per_view.iter().map(|m| m.get(&label.entity_key)).collect();
-        match service.assemble(id, &rows, as_of, ReadSource::OfflineStore) {
+        match service.assemble(
+            id,
+            &rows,
+            as_of,
+            ReadSource::OfflineStore,
+            StaleValues::Impute,
+        ) {
             Ok(Some(served)) => out.records.push(PassengerRecord {
                 passenger_id: id,
                 survived: Some(*survived),

@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use super::offline::{OfflineError, OfflineStore, Values};
 use super::online::{OnlineError, OnlineRow, OnlineStore, ViewKey};
-use super::passenger::{Passenger, RawPassenger, ValidationErrors};
+use super::passenger::{FieldError, Passenger, RawPassenger, ValidationErrors};
 use super::registry::{FeatureServiceSpec, FeatureViewSpec, Versioned};
+use crate::core::config::StaleValues;
 use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, now_micros};
 
@@ -145,6 +146,9 @@ pub struct ServedPassenger {
     /// The oldest event time among the rows used.
     pub event_time: Micros,
     pub statuses: Vec<(String, FeatureStatus)>,
+    /// Optional fields the model fills in because the stored rows give no usable value
+    /// (absent, null or stale; a null `cabin` is a value, no cabin, unless it is stale).
+    pub imputed: Vec<String>,
     pub source: ReadSource,
 }
 
@@ -164,6 +168,7 @@ pub struct FeatureServer {
     offline: OfflineStore,
     cache: Option<Cache<String, Arc<OnlineRow>>>,
     metrics: FeatureStoreMetrics,
+    stale: StaleValues,
 }
 
 fn cache_key(view: &ViewKey, entity: &str) -> String {
@@ -189,7 +194,14 @@ impl FeatureServer {
                     .build()
             }),
             metrics,
+            stale: StaleValues::default(),
         }
+    }
+
+    /// What serving does with stale optional values (`features.stale_values`).
+    pub fn with_stale_values(mut self, stale: StaleValues) -> Self {
+        self.stale = stale;
+        self
     }
 
     pub fn online(&self) -> &dyn OnlineStore {
@@ -420,7 +432,7 @@ impl FeatureServer {
                         ReadSource::OfflineStore => 2,
                     })
                     .unwrap_or(ReadSource::OnlineStore);
-                service.assemble(id, &rows, now, source)
+                service.assemble(id, &rows, now, source, self.stale)
             })
             .collect())
     }
@@ -433,6 +445,10 @@ pub struct ServiceViews {
     /// One per `service.spec.views` entry, in the same order.
     pub views: Vec<Versioned<FeatureViewSpec>>,
 }
+
+/// The optional passenger fields: without a usable value, the model imputes them (a missing
+/// `cabin` reads as no cabin).
+const IMPUTED_FIELDS: &[&str] = &["age", "fare", "embarked", "name", "ticket", "cabin"];
 
 /// Passenger fields a feature service may provide, and those it must.
 const PASSENGER_FIELDS: &[&str] = &[
@@ -487,12 +503,15 @@ impl ServiceViews {
 
     /// One passenger from its rows (one per view, `None` where the view has none), judged as
     /// of `now`: the same code path for serving (now) and for training sets (as of a time).
+    /// A stale value is never used; with [`StaleValues::Refuse`] a stale optional value makes
+    /// the passenger unusable too, each stale field named.
     pub fn assemble(
         &self,
         id: i64,
         rows: &[Option<&OnlineRow>],
         now: Micros,
         source: ReadSource,
+        stale_values: StaleValues,
     ) -> Result<Option<ServedPassenger>, ServeFeaturesError> {
         if rows.iter().all(Option::is_none) {
             return Ok(None);
@@ -518,6 +537,30 @@ impl ServiceViews {
             .filter(|(_, s)| *s == FeatureStatus::OutsideMaxAge)
             .map(|(f, _)| f.as_str())
             .collect();
+        if stale_values == StaleValues::Refuse && !stale.is_empty() {
+            let errors = stale
+                .iter()
+                .map(|f| FieldError {
+                    field: (*f).to_owned(),
+                    message: "is outside its view's max age (features.stale_values = \"refuse\")"
+                        .to_owned(),
+                })
+                .collect();
+            return Err(ServeFeaturesError::Invalid {
+                passenger_id: id,
+                errors: ValidationErrors(errors),
+            });
+        }
+        let imputed = statuses
+            .iter()
+            .filter(|(f, s)| match s {
+                FeatureStatus::Present => false,
+                FeatureStatus::NullValue => f != "cabin",
+                FeatureStatus::NotFound | FeatureStatus::OutsideMaxAge => true,
+            })
+            .filter(|(f, _)| IMPUTED_FIELDS.contains(&f.as_str()))
+            .map(|(f, _)| f.clone())
+            .collect();
         serde_json::from_value::<RawPassenger>(Value::Object(values))
             .map_err(|e| ValidationErrors::single("features", e.to_string()))
             .and_then(RawPassenger::validate)
@@ -537,6 +580,7 @@ impl ServiceViews {
                     passenger,
                     event_time,
                     statuses,
+                    imputed,
                     source,
                 })
             })
@@ -590,6 +634,119 @@ mod tests {
         );
         let (stale, value) = status_of(Some(&r), "age", 10, 11_000_001);
         assert_eq!((stale, value), (FeatureStatus::OutsideMaxAge, None));
+    }
+
+    /// The built-in demographics view without `age`, and `age` from a view whose values go
+    /// stale after 10 s.
+    fn service_with_a_stale_age() -> ServiceViews {
+        use super::super::registry::{DEMOGRAPHICS, ViewProjection, builtin_views};
+        let demographics = builtin_views()
+            .into_iter()
+            .find(|v| v.name == DEMOGRAPHICS)
+            .unwrap();
+        let mut ages = demographics.clone();
+        ages.name = "ages".into();
+        ages.ttl_secs = 10;
+        fn versioned<T>(name: &str, spec: T) -> Versioned<T> {
+            Versioned {
+                name: name.to_owned(),
+                version: 1,
+                created_at: String::new(),
+                created_by: String::new(),
+                spec,
+            }
+        }
+        let others = [
+            "pclass", "sex", "sibsp", "parch", "fare", "embarked", "name", "ticket",
+        ];
+        let spec = FeatureServiceSpec {
+            name: "s".into(),
+            description: String::new(),
+            owner: String::new(),
+            views: vec![
+                ViewProjection {
+                    view: DEMOGRAPHICS.into(),
+                    version: 1,
+                    features: others.map(String::from).to_vec(),
+                },
+                ViewProjection {
+                    view: "ages".into(),
+                    version: 1,
+                    features: vec!["age".into()],
+                },
+            ],
+        };
+        ServiceViews {
+            service: versioned("s", spec),
+            views: vec![
+                versioned(DEMOGRAPHICS, demographics),
+                versioned("ages", ages),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_stale_optional_value_is_imputed_and_said_so_or_refused() {
+        let service = service_with_a_stale_age();
+        let person = OnlineRow {
+            event_time: 0,
+            write_time: 0,
+            values: json!({"pclass": 3, "sex": "male", "sibsp": 0, "parch": 0, "fare": 7.25,
+                           "embarked": "S", "name": "Braund, Mr. Owen Harris", "ticket": "A/5"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        };
+        let age = row(0);
+        let rows = [Some(&person), Some(&age)];
+        let assemble =
+            |now, stale| service.assemble(892, &rows, now, ReadSource::OnlineStore, stale);
+
+        let fresh = assemble(5_000_000, StaleValues::Refuse).unwrap().unwrap();
+        assert_eq!(fresh.passenger.age, Some(30.0));
+        assert!(fresh.imputed.is_empty(), "{:?}", fresh.imputed);
+
+        let imputed = assemble(11_000_001, StaleValues::Impute).unwrap().unwrap();
+        assert_eq!(imputed.passenger.age, None, "a stale value is never used");
+        assert_eq!(
+            imputed.imputed,
+            ["age"],
+            "the model fills it in, and says so"
+        );
+        assert!(
+            imputed
+                .statuses
+                .contains(&("age".to_owned(), FeatureStatus::OutsideMaxAge))
+        );
+
+        match assemble(11_000_001, StaleValues::Refuse) {
+            Err(ServeFeaturesError::Invalid { errors, .. }) => {
+                assert_eq!(errors.0.len(), 1);
+                assert_eq!(errors.0[0].field, "age");
+                assert!(
+                    errors.0[0].message.contains("max age"),
+                    "{}",
+                    errors.0[0].message
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+
+        // A passenger without a fare (null): imputed, and a null cabin is no cabin.
+        let mut no_fare = person.clone();
+        no_fare.values.insert("fare".into(), Value::Null);
+        let rows = [Some(&no_fare), Some(&age)];
+        let served = service
+            .assemble(
+                892,
+                &rows,
+                5_000_000,
+                ReadSource::OnlineStore,
+                StaleValues::Refuse,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(served.imputed, ["fare"]);
     }
 
     #[test]
