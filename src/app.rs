@@ -18,7 +18,7 @@ use crate::core::shutdown::{Lifecycle, termination_signal};
 use crate::feature_store::ingest::PassengerCsv;
 use crate::feature_store::materialize::{self, Mode, Report};
 use crate::feature_store::offline::OfflineStore;
-use crate::feature_store::online::{InProcessStore, ViewKey};
+use crate::feature_store::online::{InProcessStore, OnlineStore, ViewKey};
 use crate::feature_store::redis_store::RedisStore;
 use crate::feature_store::registry::Kind;
 use crate::feature_store::serving::{FeatureServer, FeatureStoreMetrics, ServiceViews};
@@ -39,27 +39,25 @@ fn log_secret_source(source: &SecretSource) {
     }
 }
 
-/// The feature server for the configured online store: Redis (with the in-process cache in
-/// front) when `redis.url` is set, the in-process store otherwise.
+/// The feature server for the configured online store (Redis when `redis.url` is set, the
+/// in-process store otherwise), with the in-process cache in front.
 pub fn feature_server(
     settings: &Settings,
     offline: OfflineStore,
     metrics: FeatureStoreMetrics,
 ) -> anyhow::Result<FeatureServer> {
-    Ok(match settings.redis_url() {
-        Some(url) => {
-            let store = RedisStore::new(url, &settings.redis.key_prefix)?;
-            let cache = (settings.feature_cache.max_entries > 0).then(|| {
-                (
-                    settings.feature_cache.max_entries,
-                    Duration::from_millis(settings.feature_cache.ttl_ms),
-                )
-            });
-            FeatureServer::new(Arc::new(store), offline, cache, metrics)
-        }
-        None => FeatureServer::new(Arc::new(InProcessStore::new()), offline, None, metrics),
-    }
-    .with_stale_values(settings.features.stale_values))
+    let cache = (settings.feature_cache.max_entries > 0).then(|| {
+        (
+            settings.feature_cache.max_entries,
+            Duration::from_millis(settings.feature_cache.ttl_ms),
+        )
+    });
+    let online: Arc<dyn OnlineStore> = match settings.redis_url() {
+        Some(url) => Arc::new(RedisStore::new(url, &settings.redis.key_prefix)?),
+        None => Arc::new(InProcessStore::new()),
+    };
+    Ok(FeatureServer::new(online, offline, cache, metrics)
+        .with_stale_values(settings.features.stale_values))
 }
 
 /// Materializes the views of a feature service incrementally: from the online store's own

@@ -87,7 +87,7 @@ pub enum FeatureStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadSource {
-    /// The in-process cache of online store rows.
+    /// The in-process cache (of online rows and of what the offline fallback read).
     Cache,
     OnlineStore,
     OfflineStore,
@@ -166,9 +166,17 @@ pub enum ServeFeaturesError {
 pub struct FeatureServer {
     online: Arc<dyn OnlineStore>,
     offline: OfflineStore,
-    cache: Option<Cache<String, Arc<OnlineRow>>>,
+    cache: Option<Cache<String, Cached>>,
     metrics: FeatureStoreMetrics,
     stale: StaleValues,
+}
+
+/// What the cache knows of an entity: its row (from the online store or the offline
+/// fallback), or that neither store has one.
+#[derive(Debug, Clone)]
+enum Cached {
+    Row(Arc<OnlineRow>),
+    Missing,
 }
 
 fn cache_key(view: &ViewKey, entity: &str) -> String {
@@ -230,7 +238,8 @@ impl FeatureServer {
     /// The latest rows of `keys` for one view version: from the cache, else the online store,
     /// else the offline store's latest values as of now. The offline store answers for keys the
     /// online store does not have (never materialized, evicted, expired, or a Redis that lost
-    /// its data) and for every key while the online store fails.
+    /// its data) and for every key while the online store fails; what it answers, a row or
+    /// none, is cached too. A cached row may hold more features than `features`.
     pub async fn read(
         &self,
         view: &ViewKey,
@@ -244,9 +253,11 @@ impl FeatureServer {
             Some(cache) => {
                 for (i, key) in keys.iter().enumerate() {
                     match cache.get(&cache_key(view, key)) {
-                        Some(row) => {
+                        Some(cached) => {
                             self.metrics.cache_hits.inc();
-                            rows[i] = Some(row);
+                            if let Cached::Row(row) = cached {
+                                rows[i] = Some(row);
+                            }
                             sources[i] = ReadSource::Cache;
                         }
                         None => {
@@ -274,7 +285,10 @@ impl FeatureServer {
                         Some(row) => {
                             let row = Arc::new(row);
                             if let Some(cache) = &self.cache {
-                                cache.insert(cache_key(view, &keys[i]), Arc::clone(&row));
+                                cache.insert(
+                                    cache_key(view, &keys[i]),
+                                    Cached::Row(Arc::clone(&row)),
+                                );
                             }
                             rows[i] = Some(row);
                         }
@@ -320,15 +334,29 @@ impl FeatureServer {
                 let row = OnlineRow {
                     event_time: r.event_time,
                     write_time: r.write_time,
-                    values: project(&r.values, features),
+                    values: r.values,
                 };
                 (r.entity_key, row)
             })
             .collect();
+        // What the fallback read (a row, or that there is none) is cached like an online
+        // row, so an entity the online store lacks (expired, never materialized, unknown)
+        // costs one offline read per cache lifetime, not one per request.
         let mut served_offline = 0;
         for &i in &absent {
-            if let Some(row) = by_key.remove(&keys[i]) {
-                rows[i] = Some(Arc::new(row));
+            let found = by_key.remove(&keys[i]).map(Arc::new);
+            if let Some(cache) = &self.cache {
+                let cached = found
+                    .as_ref()
+                    .map_or(Cached::Missing, |r| Cached::Row(Arc::clone(r)));
+                cache.insert(cache_key(view, &keys[i]), cached);
+            }
+            if let Some(row) = found {
+                rows[i] = Some(Arc::new(OnlineRow {
+                    event_time: row.event_time,
+                    write_time: row.write_time,
+                    values: project(&row.values, features),
+                }));
                 sources[i] = ReadSource::OfflineStore;
                 served_offline += 1;
             }
@@ -747,6 +775,50 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(served.imputed, ["fare"]);
+    }
+
+    crate::core::db::testing::on_both_backends! {
+        async fn what_the_fallback_read_is_cached_rows_and_misses(pool) {
+            use crate::feature_store::offline::NewRow;
+            use crate::feature_store::online::InProcessStore;
+            let server = FeatureServer::new(
+                Arc::new(InProcessStore::new()),
+                OfflineStore::new(pool),
+                Some((100, Duration::from_secs(60))),
+                FeatureStoreMetrics::new().unwrap(),
+            );
+            let row = NewRow {
+                entity_key: "1".into(),
+                event_time: 5,
+                values: json!({"age": 30, "fare": 7.25}).as_object().unwrap().clone(),
+            };
+            server.offline().append("v", 1, &[row], "t").await.unwrap();
+            let view = ViewKey::new("v", 1);
+            let keys = ["1".to_owned(), "2".to_owned()];
+            let features = ["age".to_owned()];
+            let first = server.read(&view, &features, &keys).await.unwrap();
+            assert_eq!(first.sources[0], ReadSource::OfflineStore);
+            assert_eq!(Value::Object(first.rows[0].as_ref().unwrap().values.clone()), json!({"age": 30}));
+            assert!(first.rows[1].is_none());
+            let fallbacks = || server.metrics().offline_fallbacks.get();
+            assert_eq!(fallbacks(), 1);
+            let hits = server.metrics().cache_hits.get();
+            // Again: both answered by the cache, the row and the miss, with no offline read.
+            let again = server.read(&view, &features, &keys).await.unwrap();
+            assert_eq!(again.sources, [ReadSource::Cache, ReadSource::Cache]);
+            assert_eq!(again.rows[0].as_ref().unwrap().values["age"], 30);
+            assert!(again.rows[1].is_none());
+            assert_eq!(fallbacks(), 1);
+            assert_eq!(server.metrics().cache_hits.get(), hits + 2);
+            // Another projection of the same cached row still has its features.
+            let fare = server.read(&view, &["fare".to_owned()], &keys[..1]).await.unwrap();
+            assert_eq!(fare.rows[0].as_ref().unwrap().values["fare"], 7.25);
+            // A write through this server drops the cached miss.
+            let pushed = OnlineRow { event_time: 9, write_time: 9, values: json!({"age": 4}).as_object().unwrap().clone() };
+            server.write(&view, 0, vec![("2".into(), pushed)]).await.unwrap();
+            let after = server.read(&view, &features, &keys[1..]).await.unwrap();
+            assert_eq!(after.rows[0].as_ref().unwrap().values["age"], 4);
+        }
     }
 
     #[test]

@@ -131,7 +131,7 @@ async fn redis_outage_degrades_to_the_offline_store_and_recovers() {
     let url = redis.url();
     let app = TestApp::spawn_with(&[
         ("TITANIC__REDIS__URL", url.as_str()),
-        ("TITANIC__FEATURE_CACHE__TTL_MS", "100"),
+        ("TITANIC__FEATURE_CACHE__TTL_MS", "1000"),
     ])
     .await;
     let by_id = json!({"passenger_id": 1});
@@ -141,10 +141,11 @@ async fn redis_outage_degrades_to_the_offline_store_and_recovers() {
 
     redis.kill();
     // Let the cached copy expire.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    // Every kind of request keeps succeeding, from the offline store.
-    for _ in 0..5 {
+    // Every kind of request keeps succeeding, from the offline store (each after the
+    // cached copy of the previous fallback read expired), or from that cached copy.
+    for _ in 0..3 {
         let response = app.post("/predict", &by_id).await;
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
@@ -153,6 +154,10 @@ async fn redis_outage_degrades_to_the_offline_store_and_recovers() {
             body["probability"], probability,
             "same features, same answer"
         );
+        let again: Value = app.post("/predict", &by_id).await.json().await.unwrap();
+        assert_eq!(again["features"]["source"], "cache", "{again}");
+        assert_eq!(again["probability"], probability);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let batch = json!({"instances": [{"passenger_id": 2}, crate::helpers::passenger()]});
     assert_eq!(app.post("/predict/batch", &batch).await.status(), 200);
@@ -170,7 +175,7 @@ async fn redis_outage_degrades_to_the_offline_store_and_recovers() {
         Some(0.0),
         "{metrics}"
     );
-    assert!(metric(&metrics, "titanic_online_store_fallbacks_total").unwrap() >= 5.0);
+    assert!(metric(&metrics, "titanic_online_store_fallbacks_total").unwrap() >= 3.0);
 
     // Redis comes back empty (no persistence): the service reconnects and re-materializes
     // by itself, and reads go back to the online store.
