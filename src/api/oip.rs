@@ -1261,7 +1261,7 @@ async fn infer_with(
     responses(
         (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
             (super::openapi::OipInferResponse = "application/json"),
-            (Vec<u8> = "application/octet-stream"),
+            (super::openapi::OipBinaryResponse = "application/octet-stream"),
         )),
         (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = super::openapi::OipError),
         (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = super::openapi::OipError),
@@ -1296,7 +1296,7 @@ pub async fn infer(
     responses(
         (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
             (super::openapi::OipInferResponse = "application/json"),
-            (Vec<u8> = "application/octet-stream"),
+            (super::openapi::OipBinaryResponse = "application/octet-stream"),
         )),
         (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = super::openapi::OipError),
         (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = super::openapi::OipError),
@@ -1312,4 +1312,98 @@ pub async fn infer_version(
     body: InferBody,
 ) -> Result<Response, ApiError> {
     infer_with(state, headers, info, model, Some(version), body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(kind: Kind, datatype: &str, bytes: &[u8], n: usize) -> Result<Column, String> {
+        // (decode sizes columns by shapes it has checked; these tests pass any `n`)
+        let mut column = Column::with_capacity(kind, n.min(16));
+        read_binary(&mut column, datatype, bytes, n).map(|()| column)
+    }
+
+    fn items(items: &[&[u8]]) -> Vec<u8> {
+        items
+            .iter()
+            .flat_map(|s| {
+                let mut item = (s.len() as u32).to_le_bytes().to_vec();
+                item.extend_from_slice(s);
+                item
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fixed_size_values_are_little_endian() {
+        let ints: Vec<u8> = [3i16, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        match read(Kind::Int, "INT16", &ints, 2) {
+            Ok(Column::Int(v)) => assert_eq!(v, [Some(3), Some(-1)]),
+            other => panic!("{other:?}"),
+        }
+        match read(Kind::Float, "UINT8", &[7, 255], 2) {
+            Ok(Column::Float(v)) => assert_eq!(v, [Some(7.0), Some(255.0)]),
+            other => panic!("{other:?}"),
+        }
+        // An integer field given as floats takes whole numbers only.
+        let floats: Vec<u8> = [2.0f64, 2.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let err = read(Kind::Int, "FP64", &floats, 2).unwrap_err();
+        assert_eq!(err, "[1]: 2.5 is not an integer");
+        // Half precision: 1.0, -2.0, 65504 (the largest), a subnormal.
+        assert_eq!(f16_to_f64(0x3c00), 1.0);
+        assert_eq!(f16_to_f64(0xc000), -2.0);
+        assert_eq!(f16_to_f64(0x7bff), 65504.0);
+        assert_eq!(f16_to_f64(0x0001), 2f64.powi(-24));
+        assert!(f16_to_f64(0x7e00).is_nan());
+        let err = read(Kind::Float, "FP16", &0x7c00u16.to_le_bytes(), 1).unwrap_err();
+        assert!(err.contains("not a finite number"), "{err}");
+    }
+
+    #[test]
+    fn sizes_must_match_the_shape() {
+        // One byte short, one byte over, and a count whose byte size would overflow.
+        assert!(read(Kind::Int, "INT64", &[0; 15], 2).is_err());
+        assert!(read(Kind::Int, "INT64", &[0; 17], 2).is_err());
+        assert!(read(Kind::Int, "INT64", &[0; 16], usize::MAX).is_err());
+        assert!(read(Kind::Int, "BYTES", &[], 0).is_ok());
+        assert!(read(Kind::Int, "STRING", &[0; 8], 1).is_err());
+    }
+
+    #[test]
+    fn bytes_items_are_length_prefixed_and_checked() {
+        match read(Kind::Text, "BYTES", &items(&[b"male", b"", b"female"]), 3) {
+            Ok(Column::Text(v)) => assert_eq!(
+                v,
+                [
+                    Some("male".into()),
+                    Some(String::new()),
+                    Some("female".into())
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A length beyond the bytes left, a truncated length, too many items, not UTF-8.
+        let mut long = items(&[b"male"]);
+        long[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            read(Kind::Text, "BYTES", &long, 1).unwrap_err(),
+            "[0]: length 4294967295 is beyond the 4 bytes left"
+        );
+        let mut cut = items(&[b"male"]);
+        cut.extend([1, 0]);
+        let err = read(Kind::Text, "BYTES", &cut, 2).unwrap_err();
+        assert!(err.starts_with("[1]: 2 bytes left"), "{err}");
+        let err = read(Kind::Text, "BYTES", &items(&[b"a", b"b"]), 1).unwrap_err();
+        assert!(err.contains("more than 1 values"), "{err}");
+        assert!(read(Kind::Text, "BYTES", &items(&[&[0xff, 0xfe]]), 1).is_err());
+    }
+
+    #[test]
+    fn oip_paths() {
+        assert!(is_oip_path("/v2"));
+        assert!(is_oip_path("/v2/models/x/infer"));
+        assert!(!is_oip_path("/v2x"));
+        assert!(!is_oip_path("/predict"));
+    }
 }

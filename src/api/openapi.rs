@@ -1110,6 +1110,13 @@ pub struct OipInferResponse {
     pub outputs: Vec<OipOutputTensor>,
 }
 
+/// A binary inference response: `Inference-Header-Content-Length` bytes of JSON
+/// (`OipInferResponse`, binary outputs with `parameters.binary_data_size` instead of `data`),
+/// then those outputs' little-endian bytes in order.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct OipBinaryResponse(pub Vec<u8>);
+
 #[derive(ToSchema)]
 pub struct OipOutputTensor {
     /// `probability` (FP64) or `survived` (BOOL).
