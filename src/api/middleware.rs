@@ -294,7 +294,12 @@ fn limit_request(limits: Limits, mut req: Request) -> Result<Request, ApiError> 
     if is_csv(req.headers()) {
         return Ok(req);
     }
-    let coding = content_coding(req.headers())?;
+    // A request without a body has nothing to decode, whatever it says.
+    let coding = if has_body(req.headers()) {
+        content_coding(req.headers())?
+    } else {
+        None
+    };
     if is_csv(req.headers()) {
         return Ok(match coding {
             Some(coding) => decoded(req, coding),
