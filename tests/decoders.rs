@@ -1,5 +1,5 @@
 //! Property tests of the request decoders (proptest): the passenger JSON, the V2 tensor
-//! decoding and the CSV row reader never panic, whatever bytes they are given, and never
+//! decoding (JSON and binary data) and the CSV row reader never panic, whatever bytes they are given, and never
 //! allocate more than a fixed multiple of their input plus a constant. A counting allocator
 //! measures each decode's peak of live bytes on its own thread.
 
@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use titanic::api::extract::{Object, parse_json};
-use titanic::api::oip::{InferRequest, decode};
+use titanic::api::oip::{InferRequest, decode, decode_with};
 use titanic::feature_store::RawPassenger;
 use titanic::feature_store::ingest::{DEFAULT_MAX_RECORD_BYTES, PassengerCsv};
 
@@ -72,6 +72,21 @@ const MAX_ITEMS: usize = 10_000;
 /// The V2 decoder sizes each column by its shape (at most `MAX_ITEMS` rows, checked first):
 /// eleven columns and the rows of passengers, whatever the input.
 const TENSOR_CONSTANT: usize = 8 << 20;
+
+/// The V2 inputs (binary tensors name them at random).
+const INPUT_NAMES: [&str; 11] = [
+    "passenger_id",
+    "pclass",
+    "sex",
+    "age",
+    "sibsp",
+    "parch",
+    "fare",
+    "embarked",
+    "name",
+    "ticket",
+    "cabin",
+];
 
 /// The allocation bound: `factor` times the input, plus `constant`.
 fn within(input: usize, factor: usize, constant: usize, peak: usize) -> Result<(), TestCaseError> {
@@ -190,6 +205,33 @@ proptest! {
             }
         });
         within(bytes.len(), 16, TENSOR_CONSTANT, peak)?;
+    }
+
+    #[test]
+    fn binary_tensors_never_panic_and_allocate_in_proportion(
+        inputs in proptest::collection::vec((
+            0usize..INPUT_NAMES.len(),
+            prop_oneof![Just("INT64"), Just("INT8"), Just("UINT64"), Just("FP16"), Just("FP32"),
+                        Just("FP64"), Just("BOOL"), Just("BYTES")],
+            prop_oneof![0i64..8, any::<i64>()],
+            prop_oneof![0u64..64, any::<u64>()],
+        ), 0..6),
+        data in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let tensors: Vec<Value> = inputs
+            .iter()
+            .map(|(name, datatype, rows, size)| json!({
+                "name": INPUT_NAMES[*name], "datatype": datatype, "shape": [rows],
+                "parameters": {"binary_data_size": size},
+            }))
+            .collect();
+        let bytes = serde_json::to_vec(&json!({ "inputs": tensors })).unwrap();
+        let (_, peak) = peak_allocated(|| {
+            if let Ok(Object(request)) = parse_json::<Object<InferRequest>>(&bytes, MAX_DEPTH, MAX_ITEMS) {
+                let _ = decode_with(&request.inputs, &data, MAX_ITEMS);
+            }
+        });
+        within(bytes.len() + data.len(), 16, TENSOR_CONSTANT, peak)?;
     }
 
     #[test]

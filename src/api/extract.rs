@@ -60,7 +60,7 @@ const DEFAULT_MAX_JSON_DEPTH: usize = 32;
 const DEFAULT_MAX_ITEMS: usize = 10_000;
 
 /// No `Content-Type`, `application/json`, or any `application/*+json`, with any parameters.
-fn is_json(headers: &axum::http::HeaderMap) -> bool {
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
     let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
         return true;
     };
@@ -189,20 +189,31 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
                 "expected Content-Type: application/json (or none)".to_owned(),
             ));
         }
-        let (max_depth, max_items) = req
-            .extensions()
-            .get::<Limits>()
-            .map_or((DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_ITEMS), |l| {
-                (l.max_json_depth, l.max_batch_size)
-            });
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| match e.status() {
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-                _ => ApiError::BadRequest(e.body_text()),
-            })?;
+        let (max_depth, max_items) = json_limits(&req);
+        let bytes = body_bytes(req, state).await?;
         parse_json(&bytes, max_depth, max_items).map(ApiJson)
     }
+}
+
+/// The nesting depth and item limits for a request's JSON (`server.max_json_depth`,
+/// `server.max_batch_size`).
+pub fn json_limits(req: &Request) -> (usize, usize) {
+    req.extensions()
+        .get::<Limits>()
+        .map_or((DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_ITEMS), |l| {
+            (l.max_json_depth, l.max_batch_size)
+        })
+}
+
+/// The whole request body: 413 past the body limit, 400 when it cannot be read (a body
+/// that ends early, a corrupt compressed stream).
+pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e| match e.status() {
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::BadRequest(e.body_text()),
+        })
 }
 
 /// A JSON body as every handler reads it: its structure checked on the raw bytes

@@ -55,8 +55,12 @@ impl Drop for InFlight<'_> {
 ///   (streamed CSV bodies are exempt); the limits go into the request's extensions for the
 ///   JSON extractor (nesting depth);
 /// - the request timeout: 503 `timeout` when the response has not started in time;
+/// - request bodies with `Content-Encoding: gzip` or `deflate` decoded as they are read, the
+///   body limit applying to both the encoded body and what it decodes to (another coding is
+///   415);
 /// - bare statuses from layers (fallback, method router, body limit) given the service's JSON
-///   error body, keeping headers such as `Allow`;
+///   error body, keeping headers such as `Allow`; under `/v2`, every error rewritten into the
+///   protocol's `{"error": "..."}`;
 /// - `Connection: close` on a response to a request whose body was not read to its end
 ///   (hyper then closes the connection; a keep-alive client must know), and on every
 ///   response while draining, so that no connection is left idle (and racing a new request
@@ -80,6 +84,7 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
     };
     // At DEBUG: at the default level the span is never built, which is most of a line's cost.
     let span = tracing::debug_span!("request", method, route, request_id = id());
+    let oip = super::oip::is_oip_path(req.uri().path());
     let (req, read) = watch_body(req);
     let mut response = match limit_request(limits, req) {
         Ok(req) => {
@@ -91,6 +96,11 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
         }
         Err(refused) => refused.into_response(),
     };
+    // Every error under `/v2` (unknown routes and this layer's own refusals included) in the
+    // protocol's shape: the V2 clients read `error` as a string.
+    if oip && !response.status().is_success() {
+        response = super::oip::flat_error(response).await;
+    }
     // A body left unread (a refusal before it was read) ends the connection: say so, or a
     // keep-alive client would send its next request into a closing socket.
     let unread = read.is_some_and(|read| !read.load(Ordering::Acquire));
@@ -284,6 +294,18 @@ fn limit_request(limits: Limits, mut req: Request) -> Result<Request, ApiError> 
     if is_csv(req.headers()) {
         return Ok(req);
     }
+    // A request without a body has nothing to decode, whatever it says.
+    let coding = if has_body(req.headers()) {
+        content_coding(req.headers())?
+    } else {
+        None
+    };
+    if is_csv(req.headers()) {
+        return Ok(match coding {
+            Some(coding) => decoded(req, coding),
+            None => req,
+        });
+    }
     let limit = limits.body_limit_bytes;
     let declared = req
         .headers()
@@ -293,7 +315,63 @@ fn limit_request(limits: Limits, mut req: Request) -> Result<Request, ApiError> 
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
-    Ok(req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit))))
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    Ok(match coding {
+        // The limit again on what the body decodes to: a small body that inflates past it (a
+        // decompression bomb) is 413 as soon as the decoder has produced `limit` bytes.
+        Some(coding) => decoded(req, coding)
+            .map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit))),
+        None => req,
+    })
+}
+
+/// A request body's `Content-Encoding` that the service decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Gzip,
+    /// HTTP's `deflate`: the zlib format (RFC 1950), as browsers and the V2 clients send it.
+    Deflate,
+}
+
+/// The request's content coding: none (or `identity`), `gzip` or `deflate`, else 415.
+pub fn content_coding(headers: &axum::http::HeaderMap) -> Result<Option<Coding>, ApiError> {
+    let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
+    let (value, more) = (values.next(), values.next());
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    match text.to_ascii_lowercase().as_str() {
+        _ if more.is_some() => {}
+        "" | "identity" => return Ok(None),
+        "gzip" | "x-gzip" => return Ok(Some(Coding::Gzip)),
+        "deflate" => return Ok(Some(Coding::Deflate)),
+        _ => {}
+    }
+    Err(ApiError::UnsupportedMediaType(
+        "unsupported Content-Encoding; request bodies may be sent as gzip, deflate or identity"
+            .to_owned(),
+    ))
+}
+
+/// The request with its body decoded as a stream (async-compression), and the headers that
+/// described the encoded body removed. A corrupt stream fails the body's read (400).
+fn decoded(req: Request, coding: Coding) -> Request {
+    use async_compression::tokio::bufread::{GzipDecoder, ZlibDecoder};
+    use futures_util::TryStreamExt;
+    use tokio_util::io::{ReaderStream, StreamReader};
+
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let encoded = StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    let body = match coding {
+        Coding::Gzip => axum::body::Body::from_stream(ReaderStream::new(GzipDecoder::new(encoded))),
+        Coding::Deflate => {
+            axum::body::Body::from_stream(ReaderStream::new(ZlibDecoder::new(encoded)))
+        }
+    };
+    Request::from_parts(parts, body)
 }
 
 /// A response body that holds `held` (permits, slots, a guard whose drop says the response

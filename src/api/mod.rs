@@ -100,6 +100,12 @@ pub const ROUTES: &[Route] = &[
     Route::scope("POST", "/v2/models/{model}/infer", scopes::PREDICT),
     Route::token("GET", "/v2/models/{model}/versions/{version}"),
     Route::token("GET", "/v2/models/{model}/versions/{version}/ready"),
+    Route::token("GET", "/v2/models/{model}/config"),
+    Route::token("GET", "/v2/models/{model}/versions/{version}/config"),
+    Route::token("GET", "/v2/models/stats"),
+    Route::token("GET", "/v2/models/{model}/stats"),
+    Route::token("GET", "/v2/models/{model}/versions/{version}/stats"),
+    Route::token("POST", "/v2/repository/index"),
     Route::scope(
         "POST",
         "/v2/models/{model}/versions/{version}/infer",
@@ -242,7 +248,21 @@ pub fn router(state: AppState) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             predict_scope(post(oip::infer_version)),
         )
-        .layer(axum::middleware::from_fn(oip::oip_errors));
+        .route(
+            "/v2/models/{model}/config",
+            read(get(oip::model_config_route)),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            read(get(oip::version_config)),
+        )
+        .route("/v2/models/stats", read(get(oip::all_stats)))
+        .route("/v2/models/{model}/stats", read(get(oip::model_stats)))
+        .route(
+            "/v2/models/{model}/versions/{version}/stats",
+            read(get(oip::version_stats)),
+        )
+        .route("/v2/repository/index", read(post(oip::repository_index)));
 
     // Read top-down: the first layer sees the request first and the response last.
     let stack = ServiceBuilder::new()

@@ -4,18 +4,17 @@
 //! outputs are `probability` (FP64) and `survived` (BOOL). Errors have the protocol's shape,
 //! `{"error": "..."}`.
 
-use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Object, Requested};
+use super::extract::{ApiJson, Object, Requested, body_bytes, is_json, json_limits, parse_json};
 use super::predict::predict_all;
 use super::routing;
 use super::state::AppState;
@@ -24,6 +23,12 @@ use crate::monitoring::RequestInfo;
 
 /// The model name this service serves under the protocol.
 pub const MODEL: &str = "titanic";
+
+/// The model's platform in its metadata and configuration.
+const PLATFORM: &str = "linfa-logistic";
+
+/// The protocol extensions this server implements, in `GET /v2`.
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "statistics"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -56,12 +61,15 @@ pub struct TensorMetadata {
     shape: [i64; 1],
 }
 
-/// Turns the service's error envelope into the protocol's `{"error": "..."}` for `/v2`.
-pub async fn oip_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    if response.status().is_success() {
-        return response;
-    }
+/// Whether a path is under the protocol's `/v2`, where errors have the protocol's shape.
+pub fn is_oip_path(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/")
+}
+
+/// Turns an error response in the service's envelope into the protocol's `{"error": "..."}`
+/// (applied by [`super::middleware::edge`] to every error under `/v2`), keeping its status
+/// and headers.
+pub async fn flat_error(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
         return (parts.status, ApiJson(json!({"error": "error"}))).into_response();
@@ -100,7 +108,7 @@ pub async fn server_metadata() -> ApiJson<Value> {
     ApiJson(json!({
         "name": MODEL,
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": [],
+        "extensions": EXTENSIONS,
     }))
 }
 
@@ -181,7 +189,7 @@ async fn metadata(state: &AppState, version: Option<&str>) -> Result<Value, ApiE
     Ok(json!({
         "name": MODEL,
         "versions": versions,
-        "platform": "linfa-logistic",
+        "platform": PLATFORM,
         "inputs": inputs,
         "outputs": outputs,
     }))
@@ -282,26 +290,334 @@ pub async fn version_ready(
     ))
 }
 
+/// A tensor in a model configuration (Triton's `ModelInput` / `ModelOutput`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConfigTensor {
+    name: &'static str,
+    /// The datatype as Triton names it (`TYPE_INT64`, `TYPE_FP64`, `TYPE_STRING`, `TYPE_BOOL`).
+    data_type: &'static str,
+    /// Each row's shape, without the batch dimension: one value.
+    dims: [i64; 1],
+    /// Inputs only: the input may be left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optional: Option<bool>,
+}
+
+/// `GET /v2/models/{model}/config`: the model configuration in Triton's JSON form.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelConfig {
+    name: &'static str,
+    platform: &'static str,
+    backend: &'static str,
+    /// The most rows one request may carry (`server.max_batch_size`).
+    max_batch_size: usize,
+    input: Vec<ConfigTensor>,
+    output: Vec<ConfigTensor>,
+    /// Every registered version can be asked for (`versions/{version}/infer`).
+    #[schema(value_type = Object)]
+    version_policy: Value,
+}
+
+/// A count and its cumulative duration in nanoseconds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatDuration {
+    count: u64,
+    ns: u64,
+}
+
+/// Requests that succeeded and failed, with their durations.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InferStats {
+    success: StatDuration,
+    fail: StatDuration,
+}
+
+/// One model version's statistics (Triton's `ModelStatistics`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelStats {
+    name: &'static str,
+    version: String,
+    /// Milliseconds since the Unix epoch of the latest request (0: none yet).
+    last_inference: u64,
+    /// Rows scored.
+    inference_count: u64,
+    /// Requests scored (one execution of the model over a request's rows).
+    execution_count: u64,
+    inference_stats: InferStats,
+    /// Always empty: the service does not batch requests together.
+    batch_stats: Vec<Value>,
+}
+
+/// `GET /v2/models/stats`, `GET /v2/models/{model}/stats`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Statistics {
+    model_stats: Vec<ModelStats>,
+}
+
+/// One entry of `POST /v2/repository/index`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RepositoryEntry {
+    name: &'static str,
+    version: String,
+    /// `READY`: every registered version can be served.
+    state: &'static str,
+}
+
+/// Triton's name of a datatype in a model configuration.
+fn config_type(datatype: &str) -> &'static str {
+    match datatype {
+        "INT64" => "TYPE_INT64",
+        "FP64" => "TYPE_FP64",
+        "BOOL" => "TYPE_BOOL",
+        _ => "TYPE_STRING",
+    }
+}
+
+fn model_config(state: &AppState) -> ModelConfig {
+    ModelConfig {
+        name: MODEL,
+        platform: PLATFORM,
+        backend: PLATFORM,
+        max_batch_size: state.limits.max_batch_size,
+        input: INPUTS
+            .iter()
+            .map(|&(name, datatype, _, required)| ConfigTensor {
+                name,
+                data_type: config_type(datatype),
+                dims: [1],
+                optional: Some(!required),
+            })
+            .collect(),
+        output: OUTPUTS
+            .iter()
+            .map(|&(name, datatype)| ConfigTensor {
+                name,
+                data_type: config_type(datatype),
+                dims: [1],
+                optional: None,
+            })
+            .collect(),
+        version_policy: json!({ "all": {} }),
+    }
+}
+
+/// `GET /v2/models/{model}/config`
+#[utoipa::path(
+    get,
+    path = "/v2/models/{model}/config",
+    tag = "oip",
+    summary = "Open Inference Protocol: model configuration",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    responses(
+        (status = 200, description = "The model's configuration in Triton's form: inputs and outputs with their datatypes and dimensions, and the largest batch.", body = ModelConfig),
+        (status = 404, description = "No such model.", body = super::openapi::OipError),
+    )
+)]
+pub async fn model_config_route(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<ApiJson<ModelConfig>, ApiError> {
+    check_model(&model)?;
+    Ok(ApiJson(model_config(&state)))
+}
+
+/// `GET /v2/models/{model}/versions/{version}/config`
+#[utoipa::path(
+    get,
+    path = "/v2/models/{model}/versions/{version}/config",
+    tag = "oip",
+    summary = "Open Inference Protocol: configuration of one model version",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    responses(
+        (status = 200, description = "The configuration (the same for every version).", body = ModelConfig),
+        (status = 404, description = "No such model or version.", body = super::openapi::OipError),
+        (status = 422, description = "The stored artifact cannot be read.", body = super::openapi::OipError),
+        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+    )
+)]
+pub async fn version_config(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<ApiJson<ModelConfig>, ApiError> {
+    check_model(&model)?;
+    state.stores.models.artifact(&version).await?;
+    Ok(ApiJson(model_config(&state)))
+}
+
+async fn statistics(state: &AppState, version: Option<&str>) -> Result<Statistics, ApiError> {
+    let versions: Vec<String> = match version {
+        Some(v) => {
+            state.stores.models.artifact(v).await?;
+            vec![v.to_owned()]
+        }
+        None => state
+            .stores
+            .models
+            .list()
+            .await?
+            .into_iter()
+            .map(|v| v.version)
+            .collect(),
+    };
+    let model_stats = versions
+        .into_iter()
+        .map(|version| {
+            let s = state.monitor.inference.get(&version);
+            ModelStats {
+                name: MODEL,
+                version,
+                last_inference: s.last_inference_ms,
+                inference_count: s.inference_count,
+                execution_count: s.execution_count,
+                inference_stats: InferStats {
+                    success: StatDuration {
+                        count: s.success_count,
+                        ns: s.success_ns,
+                    },
+                    fail: StatDuration {
+                        count: s.fail_count,
+                        ns: s.fail_ns,
+                    },
+                },
+                batch_stats: Vec::new(),
+            }
+        })
+        .collect();
+    Ok(Statistics { model_stats })
+}
+
+/// `GET /v2/models/stats`
+#[utoipa::path(
+    get,
+    path = "/v2/models/stats",
+    tag = "oip",
+    summary = "Open Inference Protocol: inference statistics of every model version",
+    responses(
+        (status = 200, description = "Per registered version, since the process started: requests and rows scored, successes and failures with their cumulative durations (any route that scores counts).", body = Statistics),
+        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+    )
+)]
+pub async fn all_stats(State(state): State<AppState>) -> Result<ApiJson<Statistics>, ApiError> {
+    Ok(ApiJson(statistics(&state, None).await?))
+}
+
+/// `GET /v2/models/{model}/stats`
+#[utoipa::path(
+    get,
+    path = "/v2/models/{model}/stats",
+    tag = "oip",
+    summary = "Open Inference Protocol: inference statistics of a model",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    responses(
+        (status = 200, description = "Per registered version, as `GET /v2/models/stats`.", body = Statistics),
+        (status = 404, description = "No such model.", body = super::openapi::OipError),
+        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+    )
+)]
+pub async fn model_stats(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<ApiJson<Statistics>, ApiError> {
+    check_model(&model)?;
+    Ok(ApiJson(statistics(&state, None).await?))
+}
+
+/// `GET /v2/models/{model}/versions/{version}/stats`
+#[utoipa::path(
+    get,
+    path = "/v2/models/{model}/versions/{version}/stats",
+    tag = "oip",
+    summary = "Open Inference Protocol: inference statistics of one model version",
+    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    responses(
+        (status = 200, description = "The version's statistics, as `GET /v2/models/stats`.", body = Statistics),
+        (status = 404, description = "No such model or version.", body = super::openapi::OipError),
+        (status = 422, description = "The stored artifact cannot be read.", body = super::openapi::OipError),
+        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+    )
+)]
+pub async fn version_stats(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<ApiJson<Statistics>, ApiError> {
+    check_model(&model)?;
+    Ok(ApiJson(statistics(&state, Some(&version)).await?))
+}
+
+/// `POST /v2/repository/index`
+#[utoipa::path(
+    post,
+    path = "/v2/repository/index",
+    tag = "oip",
+    summary = "Open Inference Protocol: the model repository's index",
+    responses(
+        (status = 200, description = "Every registered version of the model, each `READY` (any can be asked for by version). The request body, if any, is ignored.", body = Vec<RepositoryEntry>),
+        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+    )
+)]
+pub async fn repository_index(
+    State(state): State<AppState>,
+    _body: Bytes,
+) -> Result<ApiJson<Vec<RepositoryEntry>>, ApiError> {
+    let versions = state.stores.models.list().await?;
+    Ok(ApiJson(
+        versions
+            .into_iter()
+            .map(|v| RepositoryEntry {
+                name: MODEL,
+                version: v.version,
+                state: "READY",
+            })
+            .collect(),
+    ))
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InputTensor {
     pub name: String,
     pub shape: Vec<i64>,
     pub datatype: String,
     #[serde(default)]
-    #[schema(value_type = Option<Value>)]
-    pub parameters: Option<IgnoredAny>,
+    pub parameters: Option<InputParameters>,
     /// Kept as the request's text until the shape has been checked, then decoded into the
-    /// column (so the shape, not the data, sizes it).
-    #[schema(value_type = Value)]
-    pub data: Box<RawValue>,
+    /// column (so the shape, not the data, sizes it). Absent when the input's values are
+    /// binary data after the JSON (`parameters.binary_data_size`).
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub data: Option<Box<RawValue>>,
+}
+
+/// An input's parameters; other keys are accepted and ignored.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct InputParameters {
+    /// Binary tensor data extension: the input's values are the next this many bytes of the
+    /// binary data that follows the JSON header (`Inference-Header-Content-Length`).
+    #[serde(default)]
+    pub binary_data_size: Option<u64>,
+}
+
+/// A requested output's parameters; other keys are accepted and ignored.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct OutputParameters {
+    /// Binary tensor data extension: answer this output as binary data after the JSON.
+    #[serde(default)]
+    pub binary_data: Option<bool>,
+}
+
+/// The request's parameters; other keys are accepted and ignored.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct RequestParameters {
+    /// Binary tensor data extension: answer every output (unless the output says otherwise)
+    /// as binary data after the JSON.
+    #[serde(default)]
+    pub binary_data_output: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RequestedOutput {
     pub name: String,
     #[serde(default)]
-    #[schema(value_type = Option<Value>)]
-    pub parameters: Option<IgnoredAny>,
+    pub parameters: Option<OutputParameters>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -309,11 +625,71 @@ pub struct InferRequest {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Value>)]
-    pub parameters: Option<IgnoredAny>,
+    pub parameters: Option<RequestParameters>,
     pub inputs: Vec<InputTensor>,
     #[serde(default)]
     pub outputs: Option<Vec<RequestedOutput>>,
+}
+
+/// The header that splits a request or response body into its JSON and its binary data.
+pub const INFERENCE_HEADER: HeaderName = HeaderName::from_static("inference-header-content-length");
+
+/// An inference request body: JSON, or with `Inference-Header-Content-Length: N` (the binary
+/// tensor data extension) N bytes of JSON followed by the inputs' binary data. A body with
+/// no `Content-Type` is read as JSON; a binary one may also say `application/octet-stream`.
+#[derive(Debug)]
+pub struct InferBody {
+    pub request: InferRequest,
+    pub binary: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for InferBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let header = match req.headers().get(INFERENCE_HEADER) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        bad("Inference-Header-Content-Length is not a number of bytes")
+                    })?,
+            ),
+        };
+        let octets = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+        if !(is_json(req.headers()) || header.is_some() && octets) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json (or none), or application/octet-stream \
+                 with Inference-Header-Content-Length"
+                    .to_owned(),
+            ));
+        }
+        let (max_depth, max_items) = json_limits(&req);
+        let body = body_bytes(req, state).await?;
+        let (json, binary) = match header {
+            None => (body, Bytes::new()),
+            Some(n) => {
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= body.len())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "Inference-Header-Content-Length {n} is beyond the body's {} bytes",
+                            body.len()
+                        ))
+                    })?;
+                (body.slice(..n), body.slice(n..))
+            }
+        };
+        let Object(request) = parse_json(&json, max_depth, max_items)?;
+        Ok(InferBody { request, binary })
+    }
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -463,6 +839,118 @@ impl<'de> Visitor<'de> for Flatten<'_> {
     }
 }
 
+/// The size in bytes of one value of a fixed-size datatype.
+fn width(datatype: &str) -> Option<usize> {
+    match datatype {
+        "BOOL" | "INT8" | "UINT8" => Some(1),
+        "INT16" | "UINT16" | "FP16" => Some(2),
+        "INT32" | "UINT32" | "FP32" => Some(4),
+        "INT64" | "UINT64" | "FP64" => Some(8),
+        _ => None,
+    }
+}
+
+/// The first `N` bytes of `b` (zero-padded when shorter: callers pass exact chunks).
+fn le<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.iter_mut().zip(b).for_each(|(o, b)| *o = *b);
+    out
+}
+
+/// An IEEE 754 half-precision value.
+fn f16_to_f64(bits: u16) -> f64 {
+    let sign = if bits & 0x8000 == 0 { 1.0 } else { -1.0 };
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let fraction = f64::from(bits & 0x3ff);
+    sign * match exponent {
+        0 => fraction * 2f64.powi(-24),
+        31 if fraction == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + fraction / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+/// One little-endian value of a numeric datatype (`chunk` is exactly its width).
+fn number(datatype: &str, chunk: &[u8]) -> Scalar<'static> {
+    match datatype {
+        "INT8" => Scalar::Int(i64::from(i8::from_le_bytes(le(chunk)))),
+        "INT16" => Scalar::Int(i64::from(i16::from_le_bytes(le(chunk)))),
+        "INT32" => Scalar::Int(i64::from(i32::from_le_bytes(le(chunk)))),
+        "INT64" => Scalar::Int(i64::from_le_bytes(le(chunk))),
+        "UINT8" => Scalar::Int(i64::from(u8::from_le_bytes(le(chunk)))),
+        "UINT16" => Scalar::Int(i64::from(u16::from_le_bytes(le(chunk)))),
+        "UINT32" => Scalar::Int(i64::from(u32::from_le_bytes(le(chunk)))),
+        "UINT64" => {
+            let v = u64::from_le_bytes(le(chunk));
+            i64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int)
+        }
+        "FP16" => Scalar::Float(f16_to_f64(u16::from_le_bytes(le(chunk)))),
+        "FP32" => Scalar::Float(f64::from(f32::from_le_bytes(le(chunk)))),
+        "FP64" => Scalar::Float(f64::from_le_bytes(le(chunk))),
+        _ => Scalar::Bool(chunk.first().is_some_and(|b| *b != 0)),
+    }
+}
+
+/// Reads an input's binary data into its column, at most `n` values: fixed-size datatypes
+/// little-endian, exactly `n` of them; BYTES as items each preceded by its length in 4
+/// little-endian bytes, every length checked against the bytes left before it is used. The
+/// error is the part of the message after the input's name.
+fn read_binary(column: &mut Column, datatype: &str, bytes: &[u8], n: usize) -> Result<(), String> {
+    let mut flatten = Flatten { column, limit: n };
+    let push = |flatten: &mut Flatten<'_>, value| {
+        flatten
+            .push::<serde::de::value::Error>(value)
+            .map_err(|e| e.to_string())
+    };
+    if datatype == "BYTES" {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let index = flatten.column.len();
+            let Some((length, tail)) = rest.split_first_chunk::<4>() else {
+                return Err(format!(
+                    "[{index}]: {} bytes left, too few for an item's 4-byte length",
+                    rest.len()
+                ));
+            };
+            let length = u32::from_le_bytes(*length);
+            let Some((item, after)) = usize::try_from(length)
+                .ok()
+                .filter(|l| *l <= tail.len())
+                .map(|l| tail.split_at(l))
+            else {
+                return Err(format!(
+                    "[{index}]: length {length} is beyond the {} bytes left",
+                    tail.len()
+                ));
+            };
+            let text = std::str::from_utf8(item)
+                .map_err(|_| format!("[{index}]: the item is not UTF-8"))?;
+            push(&mut flatten, Scalar::Text(text))?;
+            rest = after;
+        }
+        return Ok(());
+    }
+    let Some(width) = width(datatype) else {
+        return Err(format!("datatype {datatype} has no binary form"));
+    };
+    if n.checked_mul(width) != Some(bytes.len()) {
+        return Err(format!(
+            "binary_data_size {} is not {n} values of {datatype} ({width} bytes each)",
+            bytes.len()
+        ));
+    }
+    for (index, chunk) in bytes.chunks_exact(width).enumerate() {
+        let value = number(datatype, chunk);
+        if let Scalar::Float(x) = value
+            && !x.is_finite()
+        {
+            return Err(format!("[{index}]: {x} is not a finite number"));
+        }
+        push(&mut flatten, value)?;
+    }
+    Ok(())
+}
+
 /// A decoding error without serde_json's position, which would count from the tensor's
 /// `data` rather than from the body.
 fn without_position(e: &serde_json::Error) -> String {
@@ -473,10 +961,22 @@ fn without_position(e: &serde_json::Error) -> String {
     }
 }
 
-/// Decodes the input tensors into one raw passenger per row. Every size is checked before it
-/// sizes anything: the row count from a shape against `max_rows`, then each tensor's values
-/// against its shape while they are read.
+/// Decodes JSON input tensors (no binary data) into one raw passenger per row: [`decode_with`].
 pub fn decode(inputs: &[InputTensor], max_rows: usize) -> Result<Vec<RawPassenger>, ApiError> {
+    decode_with(inputs, &[], max_rows)
+}
+
+/// Decodes the input tensors into one raw passenger per row, each input's values from its
+/// `data` or from its `binary_data_size` bytes of `binary` (in the order of the inputs). Every
+/// size is checked before it sizes anything: the row count from a shape against `max_rows`,
+/// each binary size against the bytes left, then each tensor's values against its shape
+/// while they are read; binary data no input claims is refused.
+pub fn decode_with(
+    inputs: &[InputTensor],
+    binary: &[u8],
+    max_rows: usize,
+) -> Result<Vec<RawPassenger>, ApiError> {
+    let mut rest = binary;
     let mut rows: Option<usize> = None;
     let mut columns: Vec<(&'static str, Column)> = Vec::with_capacity(INPUTS.len());
     for t in inputs {
@@ -527,20 +1027,56 @@ pub fn decode(inputs: &[InputTensor], max_rows: usize) -> Result<Vec<RawPassenge
             )));
         }
         let mut column = Column::with_capacity(kind, n);
-        let mut reader = serde_json::Deserializer::from_str(t.data.get());
-        Flatten {
-            column: &mut column,
-            limit: n,
-        }
-        .deserialize(&mut reader)
-        .map_err(|e| {
-            let message = without_position(&e);
-            if message.starts_with('[') {
-                bad(format!("input {name}{message}"))
-            } else {
-                bad(format!("input {name}: {message} for shape {:?}", t.shape))
+        let binary_size = t.parameters.as_ref().and_then(|p| p.binary_data_size);
+        match (&t.data, binary_size) {
+            (Some(data), None) => {
+                let mut reader = serde_json::Deserializer::from_str(data.get());
+                Flatten {
+                    column: &mut column,
+                    limit: n,
+                }
+                .deserialize(&mut reader)
+                .map_err(|e| {
+                    let message = without_position(&e);
+                    if message.starts_with('[') {
+                        bad(format!("input {name}{message}"))
+                    } else {
+                        bad(format!("input {name}: {message} for shape {:?}", t.shape))
+                    }
+                })?;
             }
-        })?;
+            (None, Some(size)) => {
+                let size = usize::try_from(size)
+                    .ok()
+                    .filter(|size| *size <= rest.len())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "input {name}: binary_data_size {size} is beyond the {} bytes of \
+                             binary data left in the body",
+                            rest.len()
+                        ))
+                    })?;
+                let (bytes, after) = rest.split_at(size);
+                rest = after;
+                read_binary(&mut column, &t.datatype, bytes, n).map_err(|message| {
+                    if message.starts_with('[') {
+                        bad(format!("input {name}{message}"))
+                    } else {
+                        bad(format!("input {name}: {message} for shape {:?}", t.shape))
+                    }
+                })?;
+            }
+            (Some(_), Some(_)) => {
+                return Err(bad(format!(
+                    "input {name} has both data and parameters.binary_data_size"
+                )));
+            }
+            (None, None) => {
+                return Err(bad(format!(
+                    "input {name} has no data (nor parameters.binary_data_size)"
+                )));
+            }
+        }
         if column.len() != n {
             return Err(bad(format!(
                 "input {name}: {} values for shape {:?}",
@@ -549,6 +1085,14 @@ pub fn decode(inputs: &[InputTensor], max_rows: usize) -> Result<Vec<RawPassenge
             )));
         }
         columns.push((name, column));
+    }
+    if !rest.is_empty() {
+        return Err(bad(format!(
+            "{} bytes of binary data after the last input's (the inputs' binary_data_size \
+             add up to {})",
+            rest.len(),
+            binary.len() - rest.len()
+        )));
     }
     let mut out = vec![RawPassenger::default(); rows.unwrap_or(0)];
     for (name, column) in columns {
@@ -593,48 +1137,83 @@ async fn infer_with(
     request_info: RequestInfo,
     model: String,
     version: Option<String>,
-    request: InferRequest,
-) -> Result<ApiJson<Value>, ApiError> {
+    body: InferBody,
+) -> Result<Response, ApiError> {
     check_model(&model)?;
-    let wanted: Vec<&str> = match &request.outputs {
+    let InferBody { request, binary } = body;
+    let binary_default = request
+        .parameters
+        .as_ref()
+        .and_then(|p| p.binary_data_output)
+        .unwrap_or(false);
+    // Each wanted output: its name and whether it is answered as binary data.
+    let wanted: Vec<(&'static str, bool)> = match &request.outputs {
         Some(outputs) => {
-            let mut names = Vec::with_capacity(OUTPUTS.len());
+            let mut wanted: Vec<(&'static str, bool)> = Vec::with_capacity(OUTPUTS.len());
             for o in outputs {
-                if !OUTPUTS.iter().any(|(n, _)| *n == o.name) {
+                let Some(&(name, _)) = OUTPUTS.iter().find(|(n, _)| *n == o.name) else {
                     return Err(bad(format!(
                         "unknown output {:?}; outputs are probability, survived",
                         o.name
                     )));
-                }
+                };
                 // Each output is a copy of the predictions: asking twice is refused, so a
                 // request cannot multiply its answer.
-                if names.contains(&o.name.as_str()) {
-                    return Err(bad(format!("output {} requested twice", o.name)));
+                if wanted.iter().any(|(n, _)| *n == name) {
+                    return Err(bad(format!("output {name} requested twice")));
                 }
-                names.push(o.name.as_str());
+                let binary = o
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.binary_data)
+                    .unwrap_or(binary_default);
+                wanted.push((name, binary));
             }
-            names
+            wanted
         }
-        None => OUTPUTS.iter().map(|(n, _)| *n).collect(),
+        None => OUTPUTS.iter().map(|(n, _)| (*n, binary_default)).collect(),
     };
-    let raws = decode(&request.inputs, state.limits.max_batch_size)?;
+    let raws = decode_with(&request.inputs, &binary, state.limits.max_batch_size)?;
     let choice = routing::choose(&state, &headers, version.as_deref()).await?;
     let n = raws.len();
     let predictions = predict_all(&state, &request_info, &choice, raws, |i| {
         format!("row[{i}]")
     })
     .await?;
+    let mut data = Vec::new();
     let outputs: Vec<Value> = wanted
         .iter()
-        .map(|name| match *name {
-            "probability" => json!({
-                "name": "probability", "datatype": "FP64", "shape": [n],
-                "data": predictions.iter().map(|p| p.probability).collect::<Vec<_>>(),
-            }),
-            _ => json!({
-                "name": "survived", "datatype": "BOOL", "shape": [n],
-                "data": predictions.iter().map(|p| p.survived).collect::<Vec<_>>(),
-            }),
+        .map(|&(name, binary)| {
+            let (datatype, values, bytes): (_, Value, Vec<u8>) = match name {
+                "probability" => (
+                    "FP64",
+                    json!(
+                        predictions
+                            .iter()
+                            .map(|p| p.probability)
+                            .collect::<Vec<_>>()
+                    ),
+                    predictions
+                        .iter()
+                        .flat_map(|p| p.probability.to_le_bytes())
+                        .collect(),
+                ),
+                _ => (
+                    "BOOL",
+                    json!(predictions.iter().map(|p| p.survived).collect::<Vec<_>>()),
+                    predictions.iter().map(|p| u8::from(p.survived)).collect(),
+                ),
+            };
+            if binary {
+                let size = bytes.len();
+                data.extend_from_slice(&bytes);
+                json!({
+                    "name": name, "datatype": datatype, "shape": [n],
+                    "parameters": {"binary_data_size": size},
+                })
+            } else {
+                json!({"name": name, "datatype": datatype, "shape": [n], "data": values})
+            }
         })
         .collect();
     let mut response = json!({
@@ -645,7 +1224,24 @@ async fn infer_with(
     if let Some(id) = request.id {
         response["id"] = Value::String(id);
     }
-    Ok(ApiJson(response))
+    if !wanted.iter().any(|(_, binary)| *binary) {
+        return Ok(ApiJson(response).into_response());
+    }
+    let mut body = serde_json::to_vec(&response)
+        .map_err(|e| ApiError::Internal(format!("encoding the response: {e}")))?;
+    let header_length = body.len();
+    body.extend_from_slice(&data);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (INFERENCE_HEADER, HeaderValue::from(header_length)),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// `POST /v2/models/{model}/infer`
@@ -663,8 +1259,11 @@ async fn infer_with(
         {"name": "age", "datatype": "FP64", "shape": [2], "data": [22.0, 38.0]}
     ]})),
     responses(
-        (status = 200, description = "The outputs, one value per input row.", body = super::openapi::OipInferResponse),
-        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows.", body = super::openapi::OipError),
+        (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
+            (super::openapi::OipInferResponse = "application/json"),
+            (super::openapi::OipBinaryResponse = "application/octet-stream"),
+        )),
+        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = super::openapi::OipError),
         (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = super::openapi::OipError),
         (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = super::openapi::OipError),
         (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = super::openapi::OipError),
@@ -675,9 +1274,9 @@ pub async fn infer(
     headers: HeaderMap,
     Requested(info): Requested,
     Path(model): Path<String>,
-    ApiJson(Object(request)): ApiJson<Object<InferRequest>>,
-) -> Result<ApiJson<Value>, ApiError> {
-    infer_with(state, headers, info, model, None, request).await
+    body: InferBody,
+) -> Result<Response, ApiError> {
+    infer_with(state, headers, info, model, None, body).await
 }
 
 /// `POST /v2/models/{model}/versions/{version}/infer`
@@ -695,8 +1294,11 @@ pub async fn infer(
         {"name": "age", "datatype": "FP64", "shape": [2], "data": [22.0, 38.0]}
     ]})),
     responses(
-        (status = 200, description = "The outputs, one value per input row.", body = super::openapi::OipInferResponse),
-        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows.", body = super::openapi::OipError),
+        (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
+            (super::openapi::OipInferResponse = "application/json"),
+            (super::openapi::OipBinaryResponse = "application/octet-stream"),
+        )),
+        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = super::openapi::OipError),
         (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = super::openapi::OipError),
         (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = super::openapi::OipError),
         (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = super::openapi::OipError),
@@ -707,7 +1309,101 @@ pub async fn infer_version(
     headers: HeaderMap,
     Requested(info): Requested,
     Path((model, version)): Path<(String, String)>,
-    ApiJson(Object(request)): ApiJson<Object<InferRequest>>,
-) -> Result<ApiJson<Value>, ApiError> {
-    infer_with(state, headers, info, model, Some(version), request).await
+    body: InferBody,
+) -> Result<Response, ApiError> {
+    infer_with(state, headers, info, model, Some(version), body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(kind: Kind, datatype: &str, bytes: &[u8], n: usize) -> Result<Column, String> {
+        // (decode sizes columns by shapes it has checked; these tests pass any `n`)
+        let mut column = Column::with_capacity(kind, n.min(16));
+        read_binary(&mut column, datatype, bytes, n).map(|()| column)
+    }
+
+    fn items(items: &[&[u8]]) -> Vec<u8> {
+        items
+            .iter()
+            .flat_map(|s| {
+                let mut item = (s.len() as u32).to_le_bytes().to_vec();
+                item.extend_from_slice(s);
+                item
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fixed_size_values_are_little_endian() {
+        let ints: Vec<u8> = [3i16, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        match read(Kind::Int, "INT16", &ints, 2) {
+            Ok(Column::Int(v)) => assert_eq!(v, [Some(3), Some(-1)]),
+            other => panic!("{other:?}"),
+        }
+        match read(Kind::Float, "UINT8", &[7, 255], 2) {
+            Ok(Column::Float(v)) => assert_eq!(v, [Some(7.0), Some(255.0)]),
+            other => panic!("{other:?}"),
+        }
+        // An integer field given as floats takes whole numbers only.
+        let floats: Vec<u8> = [2.0f64, 2.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let err = read(Kind::Int, "FP64", &floats, 2).unwrap_err();
+        assert_eq!(err, "[1]: 2.5 is not an integer");
+        // Half precision: 1.0, -2.0, 65504 (the largest), a subnormal.
+        assert_eq!(f16_to_f64(0x3c00), 1.0);
+        assert_eq!(f16_to_f64(0xc000), -2.0);
+        assert_eq!(f16_to_f64(0x7bff), 65504.0);
+        assert_eq!(f16_to_f64(0x0001), 2f64.powi(-24));
+        assert!(f16_to_f64(0x7e00).is_nan());
+        let err = read(Kind::Float, "FP16", &0x7c00u16.to_le_bytes(), 1).unwrap_err();
+        assert!(err.contains("not a finite number"), "{err}");
+    }
+
+    #[test]
+    fn sizes_must_match_the_shape() {
+        // One byte short, one byte over, and a count whose byte size would overflow.
+        assert!(read(Kind::Int, "INT64", &[0; 15], 2).is_err());
+        assert!(read(Kind::Int, "INT64", &[0; 17], 2).is_err());
+        assert!(read(Kind::Int, "INT64", &[0; 16], usize::MAX).is_err());
+        assert!(read(Kind::Int, "BYTES", &[], 0).is_ok());
+        assert!(read(Kind::Int, "STRING", &[0; 8], 1).is_err());
+    }
+
+    #[test]
+    fn bytes_items_are_length_prefixed_and_checked() {
+        match read(Kind::Text, "BYTES", &items(&[b"male", b"", b"female"]), 3) {
+            Ok(Column::Text(v)) => assert_eq!(
+                v,
+                [
+                    Some("male".into()),
+                    Some(String::new()),
+                    Some("female".into())
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A length beyond the bytes left, a truncated length, too many items, not UTF-8.
+        let mut long = items(&[b"male"]);
+        long[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            read(Kind::Text, "BYTES", &long, 1).unwrap_err(),
+            "[0]: length 4294967295 is beyond the 4 bytes left"
+        );
+        let mut cut = items(&[b"male"]);
+        cut.extend([1, 0]);
+        let err = read(Kind::Text, "BYTES", &cut, 2).unwrap_err();
+        assert!(err.starts_with("[1]: 2 bytes left"), "{err}");
+        let err = read(Kind::Text, "BYTES", &items(&[b"a", b"b"]), 1).unwrap_err();
+        assert!(err.contains("more than 1 values"), "{err}");
+        assert!(read(Kind::Text, "BYTES", &items(&[&[0xff, 0xfe]]), 1).is_err());
+    }
+
+    #[test]
+    fn oip_paths() {
+        assert!(is_oip_path("/v2"));
+        assert!(is_oip_path("/v2/models/x/infer"));
+        assert!(!is_oip_path("/v2x"));
+        assert!(!is_oip_path("/predict"));
+    }
 }

@@ -146,6 +146,12 @@ impl Route {
         oip::version_metadata,
         oip::version_ready,
         oip::infer_version,
+        oip::model_config_route,
+        oip::version_config,
+        oip::all_stats,
+        oip::model_stats,
+        oip::version_stats,
+        oip::repository_index,
     ),
     components(schemas(ErrorBody, OipError, OipModelName, AssetName)),
     modifiers(&Shared),
@@ -311,38 +317,25 @@ fn is_required(h: &Header) -> bool {
         .is_some_and(|e| e.get("required") == Some(&Value::Bool(true)))
 }
 
-/// Where an error body comes from, which decides its shape on the `/v2` routes.
-#[derive(Clone, Copy)]
-enum Origin {
-    /// Inside the route (extractors, auth, handlers): `OipError` on `/v2`.
-    Route,
-    /// The outer layers, around every route: always the `Error` envelope.
-    Outer,
-    /// Either.
-    Both,
-}
-
-fn error_schema(route: &Route, origin: Origin) -> RefOr<Schema> {
-    match (route.is_oip(), origin) {
-        (false, _) | (true, Origin::Outer) => schema_ref("Error"),
-        (true, Origin::Route) => schema_ref("OipError"),
-        (true, Origin::Both) => AnyOfBuilder::new()
-            .item(schema_ref("OipError"))
-            .item(schema_ref("Error"))
-            .into(),
+/// The error body of a route: the protocol's `OipError` under `/v2` (edge rewrites every error
+/// there, the outer layers' included), the `Error` envelope elsewhere.
+fn error_schema(route: &Route) -> RefOr<Schema> {
+    if route.is_oip() {
+        schema_ref("OipError")
+    } else {
+        schema_ref("Error")
     }
 }
 
 fn error_response(
     route: &Route,
-    origin: Origin,
     description: &str,
     headers: Vec<(&str, Header)>,
 ) -> utoipa::openapi::Response {
     let mut builder = ResponseBuilder::new().description(description).content(
         "application/json",
         ContentBuilder::new()
-            .schema(Some(error_schema(route, origin)))
+            .schema(Some(error_schema(route)))
             .build(),
     );
     for (name, h) in headers {
@@ -360,7 +353,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "400",
             error_response(
                 route,
-                Origin::Route,
                 "`bad_request`: malformed request: the body is not syntactically valid JSON \
                  (or is nested too deeply), a path parameter does not parse, or a header is \
                  not valid.",
@@ -371,7 +363,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "413",
             error_response(
                 route,
-                Origin::Both,
                 "`payload_too_large`: the body is larger than `server.body_limit_bytes`.",
                 vec![],
             ),
@@ -380,7 +371,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "415",
             error_response(
                 route,
-                Origin::Route,
                 "`unsupported_media_type`: a JSON body without a JSON `Content-Type`.",
                 vec![],
             ),
@@ -389,7 +379,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "422",
             error_response(
                 route,
-                Origin::Route,
                 "`validation_failed`: well-formed JSON that does not fit: a field of the wrong \
                  type, unknown or missing, or a body that is not an object \
                  (`details.fields` names it).",
@@ -400,7 +389,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "429",
             error_response(
                 route,
-                Origin::Both,
                 "`rate_limited`: the rate limit is used up (per token subject and route class \
                  behind a token; per client address on the open routes but the health \
                  probes, and for tokens that look forged).",
@@ -433,7 +421,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "431",
             error_response(
                 route,
-                Origin::Outer,
                 "`headers_too_large`: the request's headers pass `server.max_header_bytes` \
                  (`details.limit_bytes`). (The HTTP parser's own 431, for more than 100 \
                  headers, has no body.)",
@@ -444,7 +431,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "503",
             error_response(
                 route,
-                Origin::Both,
                 "`timeout`: the request took longer than `server.request_timeout_secs`; \
                  `overloaded`: `server.max_concurrent_requests` requests behind a token are \
                  in flight; `unavailable`: a dependency is down and there is no fallback.",
@@ -457,7 +443,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "401",
             error_response(
                 route,
-                Origin::Route,
                 "`unauthorized`: no bearer token, or the token is refused (`details.reason`).",
                 vec![(
                     "WWW-Authenticate",
@@ -471,7 +456,6 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "403",
             error_response(
                 route,
-                Origin::Route,
                 &format!(
                     "`forbidden`: the token lacks the scope `{scope}` (`details.required_scope`)."
                 ),
@@ -1125,6 +1109,13 @@ pub struct OipInferResponse {
     pub id: Option<String>,
     pub outputs: Vec<OipOutputTensor>,
 }
+
+/// A binary inference response: `Inference-Header-Content-Length` bytes of JSON
+/// (`OipInferResponse`, binary outputs with `parameters.binary_data_size` instead of `data`),
+/// then those outputs' little-endian bytes in order.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct OipBinaryResponse(pub Vec<u8>);
 
 #[derive(ToSchema)]
 pub struct OipOutputTensor {

@@ -235,6 +235,25 @@ pub(crate) async fn predict_all(
     raws: Vec<RawPassenger>,
     name: impl Fn(usize) -> String,
 ) -> Result<Vec<PredictionResponse>, ApiError> {
+    let rows = raws.len();
+    let result = score_all(state, request, choice, raws, name).await;
+    // The V2 statistics: every request a model version scored or failed, by any route.
+    state.monitor.inference.record(
+        choice.served.model.version(),
+        rows,
+        result.is_ok(),
+        request.started.elapsed(),
+    );
+    result
+}
+
+async fn score_all(
+    state: &AppState,
+    request: &RequestInfo,
+    choice: &Choice,
+    raws: Vec<RawPassenger>,
+    name: impl Fn(usize) -> String,
+) -> Result<Vec<PredictionResponse>, ApiError> {
     let mut subjects = Vec::with_capacity(raws.len());
     let mut errors = Vec::new();
     for (i, raw) in raws.into_iter().enumerate() {

@@ -3,6 +3,7 @@
 //! request log. Nothing here knows about HTTP.
 
 pub mod drift;
+pub mod inference;
 pub mod metrics;
 pub mod performance;
 pub mod recent;
@@ -46,6 +47,8 @@ pub struct Monitor {
     pub drift: DriftMonitor,
     pub performance: PerformanceMonitor,
     pub log: RequestLog,
+    /// Requests and rows scored per model version (the V2 statistics).
+    pub inference: inference::InferenceStats,
 }
 
 impl Monitor {
@@ -65,6 +68,7 @@ impl Monitor {
                 dependencies,
             )?,
             log,
+            inference: inference::InferenceStats::default(),
         };
         Ok((monitor, writer))
     }
