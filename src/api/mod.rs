@@ -5,6 +5,7 @@ pub mod connection;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod feast;
 pub mod features;
 pub mod health;
 pub mod middleware;
@@ -75,6 +76,8 @@ pub const ROUTES: &[Route] = &[
     Route::token("POST", "/features/online"),
     Route::scope("POST", "/features/push", scopes::FEATURES_WRITE),
     Route::scope("POST", "/features/materialize", scopes::FEATURES_WRITE),
+    Route::token("POST", "/get-online-features"),
+    Route::scope("POST", "/push", scopes::FEATURES_WRITE),
     Route::token("GET", "/models"),
     Route::scope("POST", "/models/train", scopes::MODELS_WRITE),
     Route::token("GET", "/models/jobs/{id}"),
@@ -187,6 +190,15 @@ pub fn router(state: AppState) -> Router {
             write(post(features::materialize_views)),
         );
 
+    // Feast's feature server: the same reads and writes, Feast's shapes and error bodies.
+    let feast_routes = Router::new()
+        .route(
+            "/get-online-features",
+            read(post(feast::get_online_features)),
+        )
+        .route("/push", write(post(feast::push)))
+        .layer(axum::middleware::from_fn(feast::feast_errors));
+
     let admin = |route| guarded(&state, Some(scopes::MODELS_WRITE), route);
     let model_routes = Router::new()
         .route("/models", read(get(models::list)))
@@ -259,6 +271,7 @@ pub fn router(state: AppState) -> Router {
     open_routes
         .merge(predict)
         .merge(features)
+        .merge(feast_routes)
         .merge(model_routes)
         .merge(oip_routes)
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })

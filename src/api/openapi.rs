@@ -25,7 +25,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Header, OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{dashboard, features, health, models, monitoring, oip, predict};
+use super::{dashboard, feast, features, health, models, monitoring, oip, predict};
 use crate::feature_store::FEATURE_NAMES;
 use crate::feature_store::passenger::{MAX_AGE, MAX_FARE, MAX_RELATIVES, MAX_TEXT_CHARS};
 use crate::ml::experiment::Experiment;
@@ -85,6 +85,11 @@ impl Route {
     pub fn is_oip(&self) -> bool {
         self.path == "/v2" || self.path.starts_with("/v2/")
     }
+
+    /// Feast's feature-server routes, whose handlers answer Feast's error detail.
+    pub fn is_feast(&self) -> bool {
+        matches!(self.path, "/get-online-features" | "/push")
+    }
 }
 
 #[derive(OpenApi)]
@@ -124,6 +129,8 @@ impl Route {
         features::online_features,
         features::push_rows,
         features::materialize_views,
+        feast::get_online_features,
+        feast::push,
         models::list,
         models::train,
         models::job,
@@ -147,12 +154,13 @@ impl Route {
         oip::version_ready,
         oip::infer_version,
     ),
-    components(schemas(ErrorBody, OipError, OipModelName, AssetName)),
+    components(schemas(ErrorBody, OipError, OipModelName, AssetName, feast::FeastErrorBody)),
     modifiers(&Shared),
     tags(
         (name = "health", description = "Liveness, readiness, metrics and this document; no token."),
         (name = "predict", description = "Online and batch prediction (scope `predict`)."),
         (name = "features", description = "The feature store: registry, push, online reads, materialization."),
+        (name = "feast", description = "Feast's feature-server routes: Feast's request, response and error shapes (an error body is a JSON string, `FeastError.to_error_detail`)."),
         (name = "models", description = "The model registry: versions, aliases, training jobs, experiments."),
         (name = "monitoring", description = "Drift, live performance, feedback and the monitoring page."),
         (name = "oip", description = "The Open Inference Protocol (KServe V2)."),
@@ -323,6 +331,16 @@ enum Origin {
 }
 
 fn error_schema(route: &Route, origin: Origin) -> RefOr<Schema> {
+    if route.is_feast() {
+        return match origin {
+            Origin::Outer => schema_ref("Error"),
+            Origin::Route => schema_ref("FeastErrorBody"),
+            Origin::Both => AnyOfBuilder::new()
+                .item(schema_ref("FeastErrorBody"))
+                .item(schema_ref("Error"))
+                .into(),
+        };
+    }
     match (route.is_oip(), origin) {
         (false, _) | (true, Origin::Outer) => schema_ref("Error"),
         (true, Origin::Route) => schema_ref("OipError"),
