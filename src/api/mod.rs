@@ -124,6 +124,8 @@ fn open<S: Clone + Send + Sync + 'static>(
 
 /// The whole application: open routes, routes behind a scope, and the middleware stack.
 pub fn router(state: AppState) -> Router {
+    // The route of the latency objective (docs/monitoring/alerts.yml) is exported from start.
+    state.metrics.declare_route("/predict", "POST");
     let open_routes = Router::new()
         // Probes are never rate-limited: readiness must say whether this replica can serve,
         // not whether its prober's address (often shared with traffic) spent a quota.
