@@ -99,8 +99,9 @@ impl Route {
         description = "Titanic survival prediction service: online and batch prediction, a \
             feature store, a model registry and monitoring. Every error outside `/v2` is \
             `{\"error\":{\"code\",\"message\",\"details\"}}` (the `Error` schema); the Open \
-            Inference Protocol routes under `/v2` answer `{\"error\": \"...\"}` (`OipError`), \
-            except for errors from the outer layers (body size announced too large, rate limit \
+            Inference Protocol routes under `/v2` answer `{\"error\": \"...\"}` (`OipError`) \
+            and Feast's `/get-online-features` and `/push` Feast's error detail \
+            (`FeastErrorBody`), except for errors from the outer layers (body size announced too large, rate limit \
             by client address, headers too large, timeout, overload), which keep the service's \
             envelope. Responses carry `x-request-id`. A 500 (`internal`) is always a \
             bug and is not listed. Integers are read strictly: `3`, not `3.0`. See docs/api.md."
