@@ -9,6 +9,8 @@
 mod auth;
 #[path = "api/dashboard.rs"]
 mod dashboard;
+#[path = "api/feast.rs"]
+mod feast;
 #[path = "api/features.rs"]
 mod features;
 #[path = "api/health.rs"]

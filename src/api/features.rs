@@ -18,7 +18,7 @@ use super::state::AppState;
 use crate::core::security::Claims;
 use crate::core::time::micros_to_rfc3339;
 use crate::feature_store::materialize::{self, Mode, Report};
-use crate::feature_store::push::{self, PushOutcome, PushRow};
+use crate::feature_store::push::{self, PushOptions, PushOutcome, PushRow};
 use crate::feature_store::registry::{
     EntitySpec, FeatureServiceSpec, FeatureViewSpec, Kind, Registered, Versioned,
 };
@@ -245,7 +245,7 @@ pub struct PushRequest {
     pub rows: Vec<PushRow>,
 }
 
-async fn view_or_latest(
+pub(crate) async fn view_or_latest(
     state: &AppState,
     name: &str,
     version: Option<i64>,
@@ -281,17 +281,37 @@ pub async fn push_rows(
     ApiJson(Object(request)): ApiJson<Object<PushRequest>>,
 ) -> Result<ApiJson<PushOutcome>, ApiError> {
     let view = view_or_latest(&state, &request.view, request.version).await?;
+    store_rows(
+        &state,
+        &view,
+        request.rows,
+        &claims.sub,
+        PushOptions::default(),
+    )
+    .await
+    .map(ApiJson)
+}
+
+/// The one push behind `POST /features/push` and Feast's `POST /push`: 422 naming each
+/// problem when no row is valid (or, with `all_or_nothing`, when any row is invalid).
+pub async fn store_rows(
+    state: &AppState,
+    view: &Versioned<FeatureViewSpec>,
+    rows: Vec<PushRow>,
+    subject: &str,
+    options: PushOptions,
+) -> Result<PushOutcome, ApiError> {
     let entity: Versioned<EntitySpec> = state
         .stores
         .features
         .latest(Kind::Entity, &view.spec.entity)
         .await?;
-    let rows = request.rows.len();
-    let source = format!("push:{}", claims.sub);
-    let outcome = push::push(&state.features, &view, &entity.spec, request.rows, &source)
+    let count = rows.len();
+    let source = format!("push:{subject}");
+    let outcome = push::push(&state.features, view, &entity.spec, rows, &source, options)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    if outcome.accepted == 0 && rows > 0 {
+    if outcome.accepted == 0 && count > 0 {
         let fields = outcome
             .rejected
             .iter()
@@ -304,7 +324,7 @@ pub async fn push_rows(
             .collect();
         return Err(ApiError::Validation(ValidationErrors(fields)));
     }
-    Ok(ApiJson(outcome))
+    Ok(outcome)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -373,6 +393,14 @@ pub async fn online_features(
     State(state): State<AppState>,
     ApiJson(Object(request)): ApiJson<Object<OnlineFeaturesRequest>>,
 ) -> Result<ApiJson<OnlineFeaturesResponse>, ApiError> {
+    read_online(&state, request).await.map(ApiJson)
+}
+
+/// The one online read behind `POST /features/online` and Feast's `POST /get-online-features`.
+pub async fn read_online(
+    state: &AppState,
+    request: OnlineFeaturesRequest,
+) -> Result<OnlineFeaturesResponse, ApiError> {
     let registry = &state.stores.features;
     // Which view versions and features.
     let mut requests: Vec<(Versioned<FeatureViewSpec>, Vec<String>)> = Vec::new();
@@ -411,7 +439,7 @@ pub async fn online_features(
                 {
                     Some((.., view)) => view.clone(),
                     None => {
-                        let view = view_or_latest(&state, name, version).await?;
+                        let view = view_or_latest(state, name, version).await?;
                         looked_up.push((name, version, view.clone()));
                         view
                     }
@@ -510,10 +538,10 @@ pub async fn online_features(
                 .collect(),
         });
     }
-    Ok(ApiJson(OnlineFeaturesResponse {
+    Ok(OnlineFeaturesResponse {
         metadata: OnlineMetadata { feature_names },
         results,
-    }))
+    })
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

@@ -548,7 +548,7 @@ pub async fn guard(
         state
             .metrics
             .auth_failures
-            .with_label_values(&["missing_scope"])
+            .with_label_values(&[crate::monitoring::metrics::MISSING_SCOPE])
             .inc();
         let mut response = ApiError::Forbidden(scope).into_response();
         rate_limit_headers(response.headers_mut(), &allowance);

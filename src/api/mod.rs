@@ -5,6 +5,7 @@ pub mod connection;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod feast;
 pub mod features;
 pub mod health;
 pub mod middleware;
@@ -75,6 +76,8 @@ pub const ROUTES: &[Route] = &[
     Route::token("POST", "/features/online"),
     Route::scope("POST", "/features/push", scopes::FEATURES_WRITE),
     Route::scope("POST", "/features/materialize", scopes::FEATURES_WRITE),
+    Route::token("POST", "/get-online-features"),
+    Route::scope("POST", "/push", scopes::FEATURES_WRITE),
     Route::token("GET", "/models"),
     Route::scope("POST", "/models/train", scopes::MODELS_WRITE),
     Route::token("GET", "/models/jobs/{id}"),
@@ -127,6 +130,8 @@ fn open<S: Clone + Send + Sync + 'static>(
 
 /// The whole application: open routes, routes behind a scope, and the middleware stack.
 pub fn router(state: AppState) -> Router {
+    // The route of the latency objective (docs/monitoring/alerts.yml) is exported from start.
+    state.metrics.declare_route("/predict", "POST");
     let open_routes = Router::new()
         // Probes are never rate-limited: readiness must say whether this replica can serve,
         // not whether its prober's address (often shared with traffic) spent a quota.
@@ -192,6 +197,15 @@ pub fn router(state: AppState) -> Router {
             "/features/materialize",
             write(post(features::materialize_views)),
         );
+
+    // Feast's feature server: the same reads and writes, Feast's shapes and error bodies.
+    let feast_routes = Router::new()
+        .route(
+            "/get-online-features",
+            read(post(feast::get_online_features)),
+        )
+        .route("/push", write(post(feast::push)))
+        .layer(axum::middleware::from_fn(feast::feast_errors));
 
     let admin = |route| guarded(&state, Some(scopes::MODELS_WRITE), route);
     let model_routes = Router::new()
@@ -279,6 +293,7 @@ pub fn router(state: AppState) -> Router {
     open_routes
         .merge(predict)
         .merge(features)
+        .merge(feast_routes)
         .merge(model_routes)
         .merge(oip_routes)
         .fallback(|| async { ApiError::NotFound("no such route".to_owned()) })

@@ -25,7 +25,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Header, OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{dashboard, features, health, models, monitoring, oip, predict};
+use super::{dashboard, feast, features, health, models, monitoring, oip, predict};
 use crate::feature_store::FEATURE_NAMES;
 use crate::feature_store::passenger::{MAX_AGE, MAX_FARE, MAX_RELATIVES, MAX_TEXT_CHARS};
 use crate::ml::experiment::Experiment;
@@ -85,6 +85,11 @@ impl Route {
     pub fn is_oip(&self) -> bool {
         self.path == "/v2" || self.path.starts_with("/v2/")
     }
+
+    /// Feast's feature-server routes, whose handlers answer Feast's error detail.
+    pub fn is_feast(&self) -> bool {
+        matches!(self.path, "/get-online-features" | "/push")
+    }
 }
 
 #[derive(OpenApi)]
@@ -94,8 +99,9 @@ impl Route {
         description = "Titanic survival prediction service: online and batch prediction, a \
             feature store, a model registry and monitoring. Every error outside `/v2` is \
             `{\"error\":{\"code\",\"message\",\"details\"}}` (the `Error` schema); the Open \
-            Inference Protocol routes under `/v2` answer `{\"error\": \"...\"}` (`OipError`), \
-            except for errors from the outer layers (body size announced too large, rate limit \
+            Inference Protocol routes under `/v2` answer `{\"error\": \"...\"}` (`OipError`) \
+            and Feast's `/get-online-features` and `/push` Feast's error detail \
+            (`FeastErrorBody`), except for errors from the outer layers (body size announced too large, rate limit \
             by client address, headers too large, timeout, overload), which keep the service's \
             envelope. Responses carry `x-request-id`. A 500 (`internal`) is always a \
             bug and is not listed. Integers are read strictly: `3`, not `3.0`. See docs/api.md."
@@ -124,6 +130,8 @@ impl Route {
         features::online_features,
         features::push_rows,
         features::materialize_views,
+        feast::get_online_features,
+        feast::push,
         models::list,
         models::train,
         models::job,
@@ -153,12 +161,13 @@ impl Route {
         oip::version_stats,
         oip::repository_index,
     ),
-    components(schemas(ErrorBody, OipError, OipModelName, AssetName)),
+    components(schemas(ErrorBody, OipError, OipModelName, AssetName, feast::FeastErrorBody)),
     modifiers(&Shared),
     tags(
         (name = "health", description = "Liveness, readiness, metrics and this document; no token."),
         (name = "predict", description = "Online and batch prediction (scope `predict`)."),
         (name = "features", description = "The feature store: registry, push, online reads, materialization."),
+        (name = "feast", description = "Feast's feature-server routes: Feast's request, response and error shapes (an error body is a JSON string, `FeastError.to_error_detail`)."),
         (name = "models", description = "The model registry: versions, aliases, training jobs, experiments."),
         (name = "monitoring", description = "Drift, live performance, feedback and the monitoring page."),
         (name = "oip", description = "The Open Inference Protocol (KServe V2)."),
@@ -317,9 +326,29 @@ fn is_required(h: &Header) -> bool {
         .is_some_and(|e| e.get("required") == Some(&Value::Bool(true)))
 }
 
-/// The error body of a route: the protocol's `OipError` under `/v2` (edge rewrites every error
-/// there, the outer layers' included), the `Error` envelope elsewhere.
-fn error_schema(route: &Route) -> RefOr<Schema> {
+/// Where an error body comes from, which decides its shape on the Feast routes.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// Inside the route (extractors, auth, handlers): `FeastErrorBody` on the Feast routes.
+    Route,
+    /// The outer layers, around every route: always the `Error` envelope.
+    Outer,
+    /// Either.
+    Both,
+}
+
+fn error_schema(route: &Route, origin: Origin) -> RefOr<Schema> {
+    if route.is_feast() {
+        return match origin {
+            Origin::Outer => schema_ref("Error"),
+            Origin::Route => schema_ref("FeastErrorBody"),
+            Origin::Both => AnyOfBuilder::new()
+                .item(schema_ref("FeastErrorBody"))
+                .item(schema_ref("Error"))
+                .into(),
+        };
+    }
+    // Under `/v2`, edge rewrites every error, the outer layers' included.
     if route.is_oip() {
         schema_ref("OipError")
     } else {
@@ -329,13 +358,14 @@ fn error_schema(route: &Route) -> RefOr<Schema> {
 
 fn error_response(
     route: &Route,
+    origin: Origin,
     description: &str,
     headers: Vec<(&str, Header)>,
 ) -> utoipa::openapi::Response {
     let mut builder = ResponseBuilder::new().description(description).content(
         "application/json",
         ContentBuilder::new()
-            .schema(Some(error_schema(route)))
+            .schema(Some(error_schema(route, origin)))
             .build(),
     );
     for (name, h) in headers {
@@ -353,6 +383,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "400",
             error_response(
                 route,
+                Origin::Route,
                 "`bad_request`: malformed request: the body is not syntactically valid JSON \
                  (or is nested too deeply), a path parameter does not parse, or a header is \
                  not valid.",
@@ -363,6 +394,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "413",
             error_response(
                 route,
+                Origin::Both,
                 "`payload_too_large`: the body is larger than `server.body_limit_bytes`.",
                 vec![],
             ),
@@ -371,6 +403,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "415",
             error_response(
                 route,
+                Origin::Route,
                 "`unsupported_media_type`: a JSON body without a JSON `Content-Type`.",
                 vec![],
             ),
@@ -379,6 +412,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "422",
             error_response(
                 route,
+                Origin::Route,
                 "`validation_failed`: well-formed JSON that does not fit: a field of the wrong \
                  type, unknown or missing, or a body that is not an object \
                  (`details.fields` names it).",
@@ -389,6 +423,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "429",
             error_response(
                 route,
+                Origin::Both,
                 "`rate_limited`: the rate limit is used up (per token subject and route class \
                  behind a token; per client address on the open routes but the health \
                  probes, and for tokens that look forged).",
@@ -421,6 +456,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "431",
             error_response(
                 route,
+                Origin::Outer,
                 "`headers_too_large`: the request's headers pass `server.max_header_bytes` \
                  (`details.limit_bytes`). (The HTTP parser's own 431, for more than 100 \
                  headers, has no body.)",
@@ -431,6 +467,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "503",
             error_response(
                 route,
+                Origin::Both,
                 "`timeout`: the request took longer than `server.request_timeout_secs`; \
                  `overloaded`: `server.max_concurrent_requests` requests behind a token are \
                  in flight; `unavailable`: a dependency is down and there is no fallback.",
@@ -443,6 +480,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "401",
             error_response(
                 route,
+                Origin::Route,
                 "`unauthorized`: no bearer token, or the token is refused (`details.reason`).",
                 vec![(
                     "WWW-Authenticate",
@@ -456,6 +494,7 @@ fn layer_responses(route: &Route) -> Vec<(&'static str, utoipa::openapi::Respons
             "403",
             error_response(
                 route,
+                Origin::Route,
                 &format!(
                     "`forbidden`: the token lacks the scope `{scope}` (`details.required_scope`)."
                 ),

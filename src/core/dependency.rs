@@ -46,6 +46,16 @@ impl DependencyMetrics {
         ]
     }
 
+    /// Exports the series of `dependency`'s `operations` at zero calls and zero errors, so
+    /// that dashboards and alert rules read 0 rather than nothing before the first call.
+    pub fn declare(&self, dependency: &str, operations: &[&str]) {
+        for operation in operations {
+            let labels = [dependency, operation];
+            self.duration.with_label_values(&labels);
+            self.errors.with_label_values(&labels);
+        }
+    }
+
     /// Runs `call`, recording its latency and, when it fails, an error.
     pub async fn time<T, E>(
         &self,

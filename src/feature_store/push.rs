@@ -72,14 +72,35 @@ fn entity_key(entity: &EntitySpec, value: &Value) -> Result<String, String> {
     }
 }
 
-/// Validates every row, appends the valid ones, and writes their entities' latest values
-/// through to the online store.
+/// How a push treats invalid rows and the online store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Write the accepted rows' latest values through to the online store (otherwise
+    /// materialization copies them later).
+    pub online: bool,
+    /// Store nothing when any row is invalid (Feast's push is all or nothing).
+    pub all_or_nothing: bool,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            online: true,
+            all_or_nothing: false,
+        }
+    }
+}
+
+/// Validates every row, appends the valid ones (none, with `all_or_nothing`, when any is
+/// invalid), and writes their entities' latest values through to the online store (when
+/// `options.online`).
 pub async fn push(
     server: &FeatureServer,
     view: &Versioned<FeatureViewSpec>,
     entity: &EntitySpec,
     rows: Vec<PushRow>,
     source: &str,
+    options: PushOptions,
 ) -> Result<PushOutcome, OfflineError> {
     let now = now_micros();
     let mut valid = Vec::with_capacity(rows.len());
@@ -113,6 +134,17 @@ pub async fn push(
             }
         }
     }
+    if options.all_or_nothing && !rejected.is_empty() {
+        return Ok(PushOutcome {
+            view: view.name.clone(),
+            version: view.version,
+            accepted: 0,
+            written: 0,
+            unchanged: 0,
+            rejected,
+            online: OnlineWrite::NothingToWrite,
+        });
+    }
     let offline = server.offline();
     let appended = offline
         .append(&view.name, view.version, &valid, source)
@@ -126,7 +158,7 @@ pub async fn push(
         rejected,
         online: OnlineWrite::NothingToWrite,
     };
-    if appended.written == 0 {
+    if appended.written == 0 || !options.online {
         return Ok(outcome);
     }
     // Write through the latest values (a pushed row may be older than what is stored).

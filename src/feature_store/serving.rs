@@ -73,6 +73,20 @@ impl FeatureStoreMetrics {
     }
 }
 
+/// The operations timed on the online store (the `operation` of
+/// `titanic_dependency_request_duration_seconds` and `titanic_dependency_errors_total`).
+pub const ONLINE_OPERATIONS: &[&str] = &["read", "write"];
+/// The operations timed on the database: health probes, offline feature reads, the request
+/// log, feedback and the performance window's prediction reads.
+pub const DATABASE_OPERATIONS: &[&str] = &[
+    "ping",
+    "write_probe",
+    "read_features",
+    "request_log_write",
+    "feedback_write",
+    "prediction_log_read",
+];
+
 /// Per-value freshness, named as in Feast's `get-online-features` response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -192,6 +206,12 @@ impl FeatureServer {
         metrics: FeatureStoreMetrics,
     ) -> Self {
         metrics.online_up.set(1);
+        metrics
+            .dependencies
+            .declare(online.kind(), ONLINE_OPERATIONS);
+        metrics
+            .dependencies
+            .declare(offline.backend().as_str(), DATABASE_OPERATIONS);
         Self {
             online,
             offline,

@@ -12,6 +12,16 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// The `outcome` of `model_reloads_total`.
+pub const MODEL_RELOAD_OUTCOMES: &[&str] = &["loaded", "refused"];
+
+/// The `reason` of `auth_failures_total` for a valid token without the route's scope (the
+/// other reasons are `TokenError::reason`).
+pub const MISSING_SCOPE: &str = "missing_scope";
+
+/// The `outcome` of `predictions_total`.
+pub const PREDICTION_OUTCOMES: &[&str] = &["survived", "died"];
+
 /// Why the service closed a connection (the `reason` of `http_connections_closed_total`).
 pub const CONNECTION_CLOSE_REASONS: &[&str] =
     &["refused", "header_timeout", "idle_timeout", "stalled"];
@@ -191,6 +201,18 @@ impl Metrics {
         )?;
         registry.register(Box::new(model_info.clone()))?;
         registry.register(Box::new(model_reloads.clone()))?;
+        // Every known label value exists at 0 from start: dashboards and alert rules read 0,
+        // not "no data", before the first event.
+        for outcome in MODEL_RELOAD_OUTCOMES {
+            model_reloads.with_label_values(&[outcome]);
+        }
+        for reason in crate::core::security::TokenError::ALL
+            .iter()
+            .map(|e| e.reason())
+            .chain([MISSING_SCOPE])
+        {
+            auth_failures.with_label_values(&[reason]);
+        }
         let shadow_predictions = IntCounterVec::new(
             Opts::new(
                 "shadow_predictions_total",
@@ -247,10 +269,22 @@ impl Metrics {
         Ok(())
     }
 
+    /// Exports a route's request counter (status 200) and latency histogram at 0, so that
+    /// the rules judging it (the latency objective of `POST /predict`) read 0, not nothing,
+    /// before its first request.
+    pub fn declare_route(&self, route: &str, method: &str) {
+        self.http_requests
+            .with_label_values(&[route, method, "200"]);
+        self.http_duration.with_label_values(&[route, method]);
+    }
+
     /// Records the served version (and clears the previous one).
     pub fn set_model_version(&self, version: &str) {
         self.model_info.reset();
         self.model_info.with_label_values(&[version]).set(1);
+        for outcome in PREDICTION_OUTCOMES {
+            self.predictions.with_label_values(&[outcome, version]);
+        }
     }
 
     pub fn record_shadow(&self, candidate: &str, agree: bool, delta: f64) {
@@ -319,6 +353,25 @@ mod tests {
             "process_max_fds",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+        }
+    }
+
+    #[test]
+    fn known_label_values_exist_at_zero_from_start() {
+        let m = Metrics::new().unwrap();
+        m.set_model_version("v3");
+        m.declare_route("/predict", "POST");
+        let text = m.render();
+        for line in [
+            r#"titanic_model_reloads_total{outcome="loaded"} 0"#,
+            r#"titanic_model_reloads_total{outcome="refused"} 0"#,
+            r#"titanic_auth_failures_total{reason="expired"} 0"#,
+            r#"titanic_auth_failures_total{reason="missing_scope"} 0"#,
+            r#"titanic_predictions_total{model_version="v3",outcome="died"} 0"#,
+            r#"titanic_http_requests_total{method="POST",route="/predict",status="200"} 0"#,
+            r#"titanic_http_request_duration_seconds_count{method="POST",route="/predict"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
         }
     }
 

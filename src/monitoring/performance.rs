@@ -115,7 +115,7 @@ struct Gauges {
 
 impl Gauges {
     fn new() -> Result<Self, prometheus::Error> {
-        Ok(Self {
+        let gauges = Self {
             feedback: IntCounterVec::new(
                 Opts::new(
                     "feedback_total",
@@ -146,9 +146,16 @@ impl Gauges {
                 ),
                 &["model_version"],
             )?,
-        })
+        };
+        for outcome in FEEDBACK_OUTCOMES {
+            gauges.feedback.with_label_values(&[outcome]);
+        }
+        Ok(gauges)
     }
 }
+
+/// The `outcome` of `feedback_total`.
+pub const FEEDBACK_OUTCOMES: &[&str] = &["recorded", "not_found", "duplicate", "invalid", "error"];
 
 /// Performance of one model version over the window.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -36,6 +36,9 @@ pub struct LoggedPrediction {
     pub latency_us: u64,
 }
 
+/// Why a prediction was not logged (the `reason` of `request_log_dropped_total`).
+pub const DROP_REASONS: &[&str] = &["queue_full", "write_error", "stopped"];
+
 #[derive(Debug, Clone)]
 pub struct LogMetrics {
     written: IntCounter,
@@ -45,7 +48,7 @@ pub struct LogMetrics {
 
 impl LogMetrics {
     fn new() -> Result<Self, prometheus::Error> {
-        Ok(Self {
+        let m = Self {
             written: IntCounter::new(
                 "request_log_written_total",
                 "Predictions written to the request log",
@@ -61,7 +64,11 @@ impl LogMetrics {
                 "request_log_evicted_total",
                 "Request log rows deleted, oldest first, to keep the log within max_rows",
             )?,
-        })
+        };
+        for reason in DROP_REASONS {
+            m.dropped.with_label_values(&[reason]);
+        }
+        Ok(m)
     }
 
     pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {

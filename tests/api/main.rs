@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod dashboard;
+mod feast;
 mod features;
 mod health;
 mod limits;

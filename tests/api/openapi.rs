@@ -259,6 +259,15 @@ async fn every_operation_behind_a_token_lists_the_scope_the_router_enforces() {
                 // The OIP error body is a message; it names the scope.
                 assert!(body["error"].as_str().unwrap().contains(scope), "{body}");
                 scope.to_owned()
+            } else if route.is_feast() {
+                // Feast's error detail: a JSON string whose message names the scope.
+                let detail: Value = serde_json::from_str(body.as_str().unwrap()).unwrap();
+                assert_eq!(detail["class"], "FeastPermissionError", "{detail}");
+                assert!(
+                    detail["message"].as_str().unwrap().contains(scope),
+                    "{detail}"
+                );
+                scope.to_owned()
             } else {
                 body["error"]["details"]["required_scope"]
                     .as_str()
@@ -299,6 +308,8 @@ async fn every_operation_documents_the_errors_of_the_layers() {
         }
         let error_ref = if route.is_oip() {
             "#/components/schemas/OipError"
+        } else if route.is_feast() {
+            "#/components/schemas/FeastErrorBody"
         } else {
             "#/components/schemas/Error"
         };
