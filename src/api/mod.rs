@@ -245,8 +245,8 @@ pub fn router(state: AppState) -> Router {
     let predict_scope = |route| guarded(&state, Some(scopes::PREDICT), route);
     let oip_routes = Router::new()
         .route("/v2", open(&state, get(oip::server_metadata)))
-        .route("/v2/health/live", get(oip::live))
-        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/health/live", get(oip::server_live))
+        .route("/v2/health/ready", get(oip::server_ready))
         .route("/v2/models/{model}", read(get(oip::model_metadata)))
         .route("/v2/models/{model}/ready", read(get(oip::model_ready)))
         .route("/v2/models/{model}/infer", predict_scope(post(oip::infer)))

@@ -120,7 +120,7 @@ pub async fn server_metadata() -> ApiJson<Value> {
     summary = "Open Inference Protocol: liveness",
     responses((status = 200, description = "Always live.", body = super::openapi::OipLive))
 )]
-pub async fn live() -> ApiJson<Value> {
+pub async fn server_live() -> ApiJson<Value> {
     ApiJson(json!({ "live": true }))
 }
 
@@ -135,7 +135,7 @@ pub async fn live() -> ApiJson<Value> {
         (status = 503, description = "No model is loaded, or the process is draining (`ready` is false).", body = super::openapi::OipReady),
     )
 )]
-pub async fn ready(State(state): State<AppState>) -> Response {
+pub async fn server_ready(State(state): State<AppState>) -> Response {
     let ready = state.models.current().is_some() && !state.lifecycle.is_draining();
     let status = if ready {
         StatusCode::OK
