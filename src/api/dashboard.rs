@@ -14,6 +14,14 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use super::state::AppState;
+
+/// The monitoring page and its assets.
+pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(protect.route(utoipa_axum::routes!(page)))
+        .routes(protect.route(utoipa_axum::routes!(assets)))
+}
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
@@ -74,7 +82,7 @@ pub async fn page() -> Response {
             (String = "text/javascript"),
             (String = "text/css"),
         )),
-        (status = 404, description = "No such asset.", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such asset.", body = super::error::ErrorBody),
     )
 )]
 pub async fn assets(Path(file): Path<String>) -> Result<Response, ApiError> {

@@ -6,7 +6,8 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::core::rate_limit::{Allowance, RateLimited};
 use crate::core::security::TokenError;
@@ -14,6 +15,72 @@ use crate::feature_store::ValidationErrors;
 use crate::feature_store::registry::RegistryError as FeatureRegistryError;
 use crate::ml::lifecycle::LifecycleError;
 use crate::ml::registry::RegistryError;
+
+/// The error envelope of every error response outside `/v2`:
+/// `{"error":{"code","message","details"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorObject {
+    pub code: ErrorCode,
+    /// Human-readable; branch on `code` and the status instead.
+    pub message: String,
+    /// An object for `unauthorized`, `forbidden`, `validation_failed`, `rate_limited` and
+    /// `headers_too_large`; `null` otherwise.
+    #[schema(required = true)]
+    pub details: Option<ErrorDetails>,
+}
+
+/// Every error code: one per kind of [`ApiError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    RateLimited,
+    HeadersTooLarge,
+    Overloaded,
+    TooManyInFlight,
+    Timeout,
+    Unavailable,
+    Internal,
+}
+
+/// What an error adds to its message; each field appears with its code only.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ErrorDetails {
+    /// `validation_failed`: every bad field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<Vec<crate::feature_store::FieldError>>)]
+    pub fields: Option<ValidationErrors>,
+    /// `unauthorized`: why the token was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reason: Option<TokenError>,
+    /// `forbidden`: the scope the route needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub required_scope: Option<&'static str>,
+    /// `rate_limited`: as `Retry-After`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub retry_after_secs: Option<u64>,
+    /// `headers_too_large`: the limit on the request's headers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub limit_bytes: Option<usize>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -78,38 +145,52 @@ impl ApiError {
     }
 
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Validation(_) => "validation_failed",
-            ApiError::RateLimited(_) => "rate_limited",
-            ApiError::HeadersTooLarge(_) => "headers_too_large",
-            ApiError::Overloaded => "overloaded",
-            ApiError::TooManyInFlight(_) => "too_many_in_flight",
-            ApiError::Timeout => "timeout",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::Validation(_) => ErrorCode::ValidationFailed,
+            ApiError::RateLimited(_) => ErrorCode::RateLimited,
+            ApiError::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
+            ApiError::Overloaded => ErrorCode::Overloaded,
+            ApiError::TooManyInFlight(_) => ErrorCode::TooManyInFlight,
+            ApiError::Timeout => ErrorCode::Timeout,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
-    fn details(&self) -> Value {
-        match self {
-            ApiError::Validation(errors) => json!({ "fields": errors }),
-            ApiError::Unauthorized(reason) => json!({ "reason": reason.reason() }),
-            ApiError::Forbidden(scope) => json!({ "required_scope": scope }),
-            ApiError::RateLimited(limited) => {
-                json!({ "retry_after_secs": limited.retry_after_secs() })
-            }
-            ApiError::HeadersTooLarge(limit) => json!({ "limit_bytes": limit }),
-            _ => Value::Null,
-        }
+    fn details(&self) -> Option<ErrorDetails> {
+        let none = ErrorDetails::default();
+        Some(match self {
+            ApiError::Validation(errors) => ErrorDetails {
+                fields: Some(errors.clone()),
+                ..none
+            },
+            ApiError::Unauthorized(reason) => ErrorDetails {
+                reason: Some(*reason),
+                ..none
+            },
+            ApiError::Forbidden(scope) => ErrorDetails {
+                required_scope: Some(scope),
+                ..none
+            },
+            ApiError::RateLimited(limited) => ErrorDetails {
+                retry_after_secs: Some(limited.retry_after_secs()),
+                ..none
+            },
+            ApiError::HeadersTooLarge(limit) => ErrorDetails {
+                limit_bytes: Some(*limit),
+                ..none
+            },
+            _ => return None,
+        })
     }
 
     /// The error for a bare status produced by a layer (404 fallback, 405, 413, timeout).
@@ -139,9 +220,13 @@ impl IntoResponse for ApiError {
             ApiError::Internal(_) => "internal error; see the service log".to_owned(),
             other => other.to_string(),
         };
-        let body = json!({
-            "error": { "code": self.code(), "message": message, "details": self.details() }
-        });
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code(),
+                message,
+                details: self.details(),
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if let ApiError::Internal(detail) = self {
             response

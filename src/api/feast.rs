@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -46,9 +46,18 @@ pub struct FeastOnlineRequest {
 }
 
 /// `POST /get-online-features`: Feast's online read.
+/// Feast's feature server: the same reads and writes, Feast's shapes and error bodies.
+pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(protect.route(utoipa_axum::routes!(get_online_features)))
+        .routes(protect.route(utoipa_axum::routes!(push)))
+        .layer(axum::middleware::from_fn(feast_errors))
+}
+
 #[utoipa::path(
     post,
     path = "/get-online-features",
+    security(("bearerAuth" = [])),
     tag = "feast",
     summary = "Feast feature server: online features (the same read as POST /features/online)",
     request_body(content = FeastOnlineRequest, example = json!({
@@ -109,6 +118,7 @@ const CREATED: &str = "created";
 #[utoipa::path(
     post,
     path = "/push",
+    security(("bearerAuth" = ["features:write"])),
     tag = "feast",
     summary = "Feast feature server: push rows (the same write as POST /features/push, all or nothing)",
     request_body(content = FeastPushRequest, example = json!({
@@ -252,13 +262,21 @@ fn rfc3339_of(text: &str) -> String {
 #[schema(example = json!("{\"module\": \"feast.errors\", \"class\": \"FeastObjectNotFoundException\", \"message\": \"no feature view named nope\"}"))]
 pub struct FeastErrorBody(pub String);
 
+/// What [`FeastErrorBody`]'s string holds.
+#[derive(Serialize)]
+struct FeastErrorDetail<'a> {
+    module: &'static str,
+    class: &'a str,
+    message: &'a str,
+}
+
 fn feast_error(status: StatusCode, class: &str, message: &str) -> Response {
-    let detail = serde_json::json!({
-        "module": "feast.errors",
-        "class": class,
-        "message": message,
+    let detail = serde_json::to_string(&FeastErrorDetail {
+        module: "feast.errors",
+        class,
+        message,
     })
-    .to_string();
+    .unwrap_or_default();
     let body = serde_json::to_vec(&Value::String(detail)).unwrap_or_default();
     (
         status,

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Object};
@@ -23,6 +23,26 @@ use crate::feature_store::registry::{
     EntitySpec, FeatureServiceSpec, FeatureViewSpec, Kind, Registered, Versioned,
 };
 use crate::feature_store::{FieldError, ValidationErrors};
+
+/// The feature store.
+pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(protect.route(utoipa_axum::routes!(list_entities)))
+        .routes(protect.route(utoipa_axum::routes!(register_entity)))
+        .routes(protect.route(utoipa_axum::routes!(entity_versions)))
+        .routes(protect.route(utoipa_axum::routes!(entity_version)))
+        .routes(protect.route(utoipa_axum::routes!(list_views)))
+        .routes(protect.route(utoipa_axum::routes!(register_view)))
+        .routes(protect.route(utoipa_axum::routes!(view_versions)))
+        .routes(protect.route(utoipa_axum::routes!(view_version)))
+        .routes(protect.route(utoipa_axum::routes!(list_services)))
+        .routes(protect.route(utoipa_axum::routes!(register_service)))
+        .routes(protect.route(utoipa_axum::routes!(service_versions)))
+        .routes(protect.route(utoipa_axum::routes!(service_version)))
+        .routes(protect.route(utoipa_axum::routes!(online_features)))
+        .routes(protect.route(utoipa_axum::routes!(push_rows)))
+        .routes(protect.route(utoipa_axum::routes!(materialize_views)))
+}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Items<T> {
@@ -47,11 +67,12 @@ macro_rules! registry_reads {
         #[utoipa::path(
             get,
             path = $path,
+            security(("bearerAuth" = [])),
             tag = $tag,
             summary = concat!("The latest version of every ", $what),
             responses(
                 (status = 200, description = "Latest versions, by name.", body = Items<$spec>),
-                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
             )
         )]
         pub async fn $list(
@@ -64,13 +85,14 @@ macro_rules! registry_reads {
         #[utoipa::path(
             get,
             path = $name_path,
+            security(("bearerAuth" = [])),
             tag = $tag,
             summary = concat!("Every version of one ", $what, ", oldest first"),
             params(("name" = String, Path, min_length = 1, example = $example, description = "The definition's name.")),
             responses(
                 (status = 200, description = "Every version, oldest first.", body = Items<$spec>),
-                (status = 404, description = "No definition of this name.", body = super::openapi::ErrorBody),
-                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+                (status = 404, description = "No definition of this name.", body = super::error::ErrorBody),
+                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
             )
         )]
         pub async fn $versions(
@@ -88,6 +110,7 @@ macro_rules! registry_reads {
         #[utoipa::path(
             get,
             path = $version_path,
+            security(("bearerAuth" = [])),
             tag = $tag,
             summary = concat!("One version of one ", $what),
             params(
@@ -96,8 +119,8 @@ macro_rules! registry_reads {
             ),
             responses(
                 (status = 200, description = "The version.", body = Versioned<$spec>),
-                (status = 404, description = "No such definition or version.", body = super::openapi::ErrorBody),
-                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+                (status = 404, description = "No such definition or version.", body = super::error::ErrorBody),
+                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
             )
         )]
         pub async fn $version(
@@ -158,6 +181,7 @@ registry_reads!(
 #[utoipa::path(
     post,
     path = "/features/entities",
+    security(("bearerAuth" = ["features:write"])),
     tag = "features",
     summary = "Register an entity (a new version when the definition changed)",
     request_body(content = EntitySpec, example = json!({
@@ -166,8 +190,8 @@ registry_reads!(
     responses(
         (status = 201, description = "A new version was created.", body = Registered<EntitySpec>),
         (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<EntitySpec>),
-        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::openapi::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::error::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn register_entity(
@@ -186,14 +210,15 @@ pub async fn register_entity(
 #[utoipa::path(
     post,
     path = "/features/views",
+    security(("bearerAuth" = ["features:write"])),
     tag = "features",
     summary = "Register a feature view (a new version when the definition changed)",
     request_body = FeatureViewSpec,
     responses(
         (status = 201, description = "A new version was created.", body = Registered<FeatureViewSpec>),
         (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<FeatureViewSpec>),
-        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::openapi::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::error::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn register_view(
@@ -212,14 +237,15 @@ pub async fn register_view(
 #[utoipa::path(
     post,
     path = "/features/services",
+    security(("bearerAuth" = ["features:write"])),
     tag = "features",
     summary = "Register a feature service (a new version when the definition changed)",
     request_body = FeatureServiceSpec,
     responses(
         (status = 201, description = "A new version was created.", body = Registered<FeatureServiceSpec>),
         (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<FeatureServiceSpec>),
-        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::openapi::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::error::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn register_service(
@@ -262,6 +288,7 @@ pub(crate) async fn view_or_latest(
 #[utoipa::path(
     post,
     path = "/features/push",
+    security(("bearerAuth" = ["features:write"])),
     tag = "features",
     summary = "Validate and store feature rows, then write them through to the online store",
     request_body(content = PushRequest, example = json!({
@@ -270,9 +297,9 @@ pub(crate) async fn view_or_latest(
     })),
     responses(
         (status = 200, description = "What was accepted and rejected, row by row, once the accepted rows are durable.", body = PushOutcome),
-        (status = 404, description = "No such feature view (or version), or its entity does not exist.", body = super::openapi::ErrorBody),
-        (status = 422, description = "Too many rows, or no row is valid (each problem named in `details.fields`).", body = super::openapi::ErrorBody),
-        (status = 503, description = "The offline store failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such feature view (or version), or its entity does not exist.", body = super::error::ErrorBody),
+        (status = 422, description = "Too many rows, or no row is valid (each problem named in `details.fields`).", body = super::error::ErrorBody),
+        (status = 503, description = "The offline store failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn push_rows(
@@ -377,6 +404,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
 #[utoipa::path(
     post,
     path = "/features/online",
+    security(("bearerAuth" = [])),
     tag = "features",
     summary = "Feature values with per-value status and event time (Feast's get-online-features shape)",
     request_body(content = OnlineFeaturesRequest, example = json!({
@@ -384,9 +412,9 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
     })),
     responses(
         (status = 200, description = "One column per feature, after the join key's.", body = OnlineFeaturesResponse),
-        (status = 404, description = "No such feature view, feature service or version.", body = super::openapi::ErrorBody),
-        (status = 422, description = "A bad feature reference, both or neither of `features` and `feature_service`, not exactly one join key, the wrong join key, too many or invalid entity keys.", body = super::openapi::ErrorBody),
-        (status = 503, description = "The values can be read from neither store, or the registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such feature view, feature service or version.", body = super::error::ErrorBody),
+        (status = 422, description = "A bad feature reference, both or neither of `features` and `feature_service`, not exactly one join key, the wrong join key, too many or invalid entity keys.", body = super::error::ErrorBody),
+        (status = 503, description = "The values can be read from neither store, or the registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn online_features(
@@ -556,24 +584,31 @@ pub struct MaterializeRequest {
     pub version: Option<i64>,
 }
 
+/// `POST /features/materialize`: one report per materialized view version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MaterializeResponse {
+    pub reports: Vec<Report>,
+}
+
 /// `POST /features/materialize`: copies offline values to the online store; reports counts.
 #[utoipa::path(
     post,
     path = "/features/materialize",
+    security(("bearerAuth" = ["features:write"])),
     tag = "features",
     summary = "Copy the latest offline values into the online store; report counts",
     request_body(content = MaterializeRequest, example = json!({"mode": "incremental"})),
     responses(
-        (status = 200, description = "One report per materialized view version.", body = super::openapi::MaterializeResponse),
-        (status = 404, description = "No such feature view or version.", body = super::openapi::ErrorBody),
-        (status = 422, description = "`version` without `view`.", body = super::openapi::ErrorBody),
-        (status = 503, description = "Materialization failed, for example because the online store is down or is not Redis (`unavailable`), or no model is loaded.", body = super::openapi::ErrorBody),
+        (status = 200, description = "One report per materialized view version.", body = MaterializeResponse),
+        (status = 404, description = "No such feature view or version.", body = super::error::ErrorBody),
+        (status = 422, description = "`version` without `view`.", body = super::error::ErrorBody),
+        (status = 503, description = "Materialization failed, for example because the online store is down or is not Redis (`unavailable`), or no model is loaded.", body = super::error::ErrorBody),
     )
 )]
 pub async fn materialize_views(
     State(state): State<AppState>,
     ApiJson(Object(request)): ApiJson<Object<MaterializeRequest>>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<MaterializeResponse>, ApiError> {
     let views = match (&request.view, request.version) {
         (Some(name), version) => vec![view_or_latest(&state, name, version).await?],
         (None, None) => state
@@ -597,5 +632,5 @@ pub async fn materialize_views(
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         reports.push(report);
     }
-    Ok(ApiJson(json!({ "reports": reports })))
+    Ok(ApiJson(MaterializeResponse { reports }))
 }

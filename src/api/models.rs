@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Object};
@@ -18,13 +18,74 @@ use super::state::AppState;
 use crate::core::security::Claims;
 use crate::core::time::parse_rfc3339;
 use crate::feature_store::ValidationErrors;
-use crate::ml::experiment::ExperimentSpec;
-use crate::ml::jobs::{Job, TrainRequest};
+use crate::ml::experiment::{Experiment, ExperimentSpec};
+use crate::ml::jobs::{Job, JobStatus, TrainRequest};
 use crate::ml::lifecycle::{self, TrainingData};
+use crate::ml::model::ModelArtifact;
 use crate::ml::registry::{
     AliasAction, AliasChange, AliasEvent, AliasMove, PRODUCTION, VersionSummary,
 };
 use crate::ml::serving::ActiveExperiment;
+
+/// The model registry.
+pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(protect.route(utoipa_axum::routes!(list)))
+        .routes(protect.route(utoipa_axum::routes!(train)))
+        .routes(protect.route(utoipa_axum::routes!(job)))
+        .routes(protect.route(utoipa_axum::routes!(experiment)))
+        .routes(protect.route(utoipa_axum::routes!(start_experiment)))
+        .routes(protect.route(utoipa_axum::routes!(stop_experiment)))
+        .routes(protect.route(utoipa_axum::routes!(promote)))
+        .routes(protect.route(utoipa_axum::routes!(history)))
+        .routes(protect.route(utoipa_axum::routes!(rollback)))
+        .routes(protect.route(utoipa_axum::routes!(get)))
+}
+
+/// `GET /models/{version}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelDetail {
+    pub version: String,
+    pub aliases: Vec<String>,
+    /// The stored artifact: format version, algorithm, feature service, feature names,
+    /// coefficients, intercept, preprocessing, reference profile, parameters, metrics and
+    /// training data facts (see docs/models.md).
+    #[schema(value_type = Object)]
+    pub artifact: ModelArtifact,
+}
+
+/// `GET /models/aliases/{alias}/history`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AliasHistory {
+    pub alias: String,
+    pub events: Vec<AliasEvent>,
+}
+
+/// `POST /models/train`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrainAccepted {
+    pub job_id: String,
+    pub status: JobStatus,
+    /// `/models/jobs/{job_id}`.
+    pub status_url: String,
+}
+
+/// `GET /models/experiment`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExperimentState {
+    /// `null` when no experiment runs.
+    #[schema(required = true)]
+    pub experiment: Option<Experiment>,
+    /// The candidate version this process has loaded, if any.
+    #[schema(required = true)]
+    pub candidate_loaded: Option<String>,
+}
+
+/// `PUT /models/experiment`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExperimentStarted {
+    pub experiment: Experiment,
+}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelList {
@@ -38,11 +99,12 @@ pub struct ModelList {
 #[utoipa::path(
     get,
     path = "/models",
+    security(("bearerAuth" = [])),
     tag = "models",
     summary = "Every model version with its metrics and aliases, and the version this process serves",
     responses(
         (status = 200, description = "The registry.", body = ModelList),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<ApiJson<ModelList>, ApiError> {
@@ -61,20 +123,21 @@ pub async fn list(State(state): State<AppState>) -> Result<ApiJson<ModelList>, A
 #[utoipa::path(
     get,
     path = "/models/{version}",
+    security(("bearerAuth" = [])),
     tag = "models",
     summary = "One version's whole artifact",
     params(("version" = String, Path, min_length = 1, example = "v1", description = "The model version.")),
     responses(
-        (status = 200, description = "The version, its aliases and its artifact.", body = super::openapi::ModelDetail),
-        (status = 404, description = "No such version.", body = super::openapi::ErrorBody),
-        (status = 422, description = "The stored artifact cannot be read (field `version`).", body = super::openapi::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 200, description = "The version, its aliases and its artifact.", body = ModelDetail),
+        (status = 404, description = "No such version.", body = super::error::ErrorBody),
+        (status = 422, description = "The stored artifact cannot be read (field `version`).", body = super::error::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
     Path(version): Path<String>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<ModelDetail>, ApiError> {
     let artifact = state.stores.models.artifact(&version).await?;
     let aliases: Vec<String> = state
         .stores
@@ -85,31 +148,32 @@ pub async fn get(
         .filter(|(_, v)| *v == version)
         .map(|(a, _)| a)
         .collect();
-    Ok(ApiJson(json!({
-        "version": version,
-        "aliases": aliases,
-        "artifact": artifact,
-    })))
+    Ok(ApiJson(ModelDetail {
+        version,
+        aliases,
+        artifact,
+    }))
 }
 
 /// `GET /models/aliases/{alias}/history`: every move of the alias, oldest first.
 #[utoipa::path(
     get,
     path = "/models/aliases/{alias}/history",
+    security(("bearerAuth" = [])),
     tag = "models",
     summary = "Every move of an alias, oldest first",
     params(("alias" = String, Path, min_length = 1, example = "production", description = "The alias.")),
     responses(
-        (status = 200, description = "The alias's moves (empty for an alias never set).", body = super::openapi::AliasHistory),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 200, description = "The alias's moves (empty for an alias never set).", body = AliasHistory),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn history(
     State(state): State<AppState>,
     Path(alias): Path<String>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<AliasHistory>, ApiError> {
     let events: Vec<AliasEvent> = state.stores.models.history(Some(&alias)).await?;
-    Ok(ApiJson(json!({ "alias": alias, "events": events })))
+    Ok(ApiJson(AliasHistory { alias, events }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -155,15 +219,16 @@ fn moved(state: &AppState, moved: AliasMove, served: crate::ml::Served) -> Moved
 #[utoipa::path(
     put,
     path = "/models/aliases/{alias}",
+    security(("bearerAuth" = ["models:write"])),
     tag = "models",
     summary = "Point an alias at a version (`production` swaps the served model)",
     params(("alias" = String, Path, min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$", example = "production", description = "The alias: 1-64 characters of a-z, 0-9, `_` and `-`.")),
     request_body(content = PromoteRequest, example = json!({"version": "v1", "reason": "back to the first model"})),
     responses(
         (status = 200, description = "The move, and the version this process serves after it.", body = Moved),
-        (status = 404, description = "No such version.", body = super::openapi::ErrorBody),
-        (status = 422, description = "An invalid alias name, or a version that cannot be served.", body = super::openapi::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such version.", body = super::error::ErrorBody),
+        (status = 422, description = "An invalid alias name, or a version that cannot be served.", body = super::error::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn promote(
@@ -202,16 +267,17 @@ fn check_reason(reason: &str) -> Result<(), ApiError> {
 #[utoipa::path(
     post,
     path = "/models/aliases/{alias}/rollback",
+    security(("bearerAuth" = ["models:write"])),
     tag = "models",
     summary = "Move an alias back to the version it held before",
     params(("alias" = String, Path, min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]+$", example = "production", description = "The alias: 1-64 characters of a-z, 0-9, `_` and `-`.")),
     request_body(content = RollbackRequest, example = json!({"reason": "the new version misbehaves"})),
     responses(
         (status = 200, description = "The move, and the version this process serves after it.", body = Moved),
-        (status = 404, description = "The alias was never set.", body = super::openapi::ErrorBody),
-        (status = 409, description = "The alias has no earlier version.", body = super::openapi::ErrorBody),
-        (status = 422, description = "An invalid alias name, or an earlier version that cannot be served.", body = super::openapi::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 404, description = "The alias was never set.", body = super::error::ErrorBody),
+        (status = 409, description = "The alias has no earlier version.", body = super::error::ErrorBody),
+        (status = 422, description = "An invalid alias name, or an earlier version that cannot be served.", body = super::error::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn rollback(
@@ -231,14 +297,15 @@ pub async fn rollback(
 #[utoipa::path(
     post,
     path = "/models/train",
+    security(("bearerAuth" = ["models:write"])),
     tag = "models",
     summary = "Start a training job",
     request_body(content = TrainRequest, example = json!({"promote": false})),
     responses(
-        (status = 202, description = "The job is queued; poll `status_url`.", body = super::openapi::TrainAccepted,
+        (status = 202, description = "The job is queued; poll `status_url`.", body = TrainAccepted,
             headers(("location" = String, description = "The job's status URL, `/models/jobs/{id}`."))),
-        (status = 422, description = "An `as_of` that is not RFC 3339 or lies in the future.", body = super::openapi::ErrorBody),
-        (status = 503, description = "The job could not be recorded (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 422, description = "An `as_of` that is not RFC 3339 or lies in the future.", body = super::error::ErrorBody),
+        (status = 503, description = "The job could not be recorded (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn train(
@@ -272,7 +339,11 @@ pub async fn train(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location.clone())],
-        ApiJson(json!({ "job_id": job.id, "status": job.status, "status_url": location })),
+        ApiJson(TrainAccepted {
+            job_id: job.id,
+            status: job.status,
+            status_url: location,
+        }),
     )
         .into_response())
 }
@@ -311,13 +382,14 @@ async fn run_job(state: AppState, id: String, data: TrainingData, promote: bool,
 #[utoipa::path(
     get,
     path = "/models/jobs/{id}",
+    security(("bearerAuth" = [])),
     tag = "models",
     summary = "A training job's status and outcome",
     params(("id" = String, Path, min_length = 1, description = "The job id from `POST /models/train`.")),
     responses(
         (status = 200, description = "The job.", body = Job),
-        (status = 404, description = "No such job.", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such job.", body = super::error::ErrorBody),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn job(
@@ -338,14 +410,17 @@ pub async fn job(
 #[utoipa::path(
     get,
     path = "/models/experiment",
+    security(("bearerAuth" = [])),
     tag = "models",
     summary = "The running experiment, if any",
     responses(
-        (status = 200, description = "The stored experiment (`null` when none) and the candidate this process loaded.", body = super::openapi::ExperimentState),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 200, description = "The stored experiment (`null` when none) and the candidate this process loaded.", body = ExperimentState),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
-pub async fn experiment(State(state): State<AppState>) -> Result<ApiJson<Value>, ApiError> {
+pub async fn experiment(
+    State(state): State<AppState>,
+) -> Result<ApiJson<ExperimentState>, ApiError> {
     let stored = state
         .stores
         .experiments
@@ -353,10 +428,10 @@ pub async fn experiment(State(state): State<AppState>) -> Result<ApiJson<Value>,
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let active = state.models.experiment();
-    Ok(ApiJson(json!({
-        "experiment": stored,
-        "candidate_loaded": active.map(|a| a.candidate.model.version().to_string()),
-    })))
+    Ok(ApiJson(ExperimentState {
+        experiment: stored,
+        candidate_loaded: active.map(|a| a.candidate.model.version().to_string()),
+    }))
 }
 
 /// `PUT /models/experiment`: starts or changes the experiment (the candidate must load and
@@ -364,21 +439,22 @@ pub async fn experiment(State(state): State<AppState>) -> Result<ApiJson<Value>,
 #[utoipa::path(
     put,
     path = "/models/experiment",
+    security(("bearerAuth" = ["models:write"])),
     tag = "models",
     summary = "Start or change a shadow or canary experiment",
     request_body(content = super::openapi::ExperimentInput, example = json!({"mode": "shadow", "version": "v1"})),
     responses(
-        (status = 200, description = "The experiment as stored.", body = super::openapi::ExperimentStarted),
-        (status = 404, description = "No such candidate version.", body = super::openapi::ErrorBody),
-        (status = 422, description = "A canary `share` outside (0, 1], or a candidate that cannot be served.", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 200, description = "The experiment as stored.", body = ExperimentStarted),
+        (status = 404, description = "No such candidate version.", body = super::error::ErrorBody),
+        (status = 422, description = "A canary `share` outside (0, 1], or a candidate that cannot be served.", body = super::error::ErrorBody),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn start_experiment(
     State(state): State<AppState>,
     Extension(claims): Extension<Arc<Claims>>,
     ApiJson(Object(spec)): ApiJson<Object<ExperimentSpec>>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<ExperimentStarted>, ApiError> {
     spec.check()
         .map_err(|e| ApiError::Validation(ValidationErrors::single("share", e)))?;
     let candidate = lifecycle::load_served(&state.stores, &spec.version).await?;
@@ -393,19 +469,20 @@ pub async fn start_experiment(
         candidate: std::sync::Arc::new(candidate),
     }));
     tracing::info!(experiment = ?stored, "experiment started");
-    Ok(ApiJson(json!({ "experiment": stored })))
+    Ok(ApiJson(ExperimentStarted { experiment: stored }))
 }
 
 /// `DELETE /models/experiment`: ends it; production answers everything again.
 #[utoipa::path(
     delete,
     path = "/models/experiment",
+    security(("bearerAuth" = ["models:write"])),
     tag = "models",
     summary = "End the experiment",
     responses(
         (status = 204, description = "Ended; production answers everything again."),
-        (status = 404, description = "No experiment is running.", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 404, description = "No experiment is running.", body = super::error::ErrorBody),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn stop_experiment(State(state): State<AppState>) -> Result<StatusCode, ApiError> {

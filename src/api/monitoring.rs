@@ -13,10 +13,19 @@ use crate::feature_store::ValidationErrors;
 use crate::monitoring::drift::DriftReport;
 use crate::monitoring::performance::{Feedback, FeedbackError, PerformanceReport, Recorded};
 
+/// Drift, live performance and feedback.
+pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(protect.route(utoipa_axum::routes!(drift)))
+        .routes(protect.route(utoipa_axum::routes!(performance)))
+        .routes(protect.route(utoipa_axum::routes!(feedback)))
+}
+
 /// `GET /monitoring/drift`: per-feature tests and PSI, the dataset drift share and flag.
 #[utoipa::path(
     get,
     path = "/monitoring/drift",
+    security(("bearerAuth" = [])),
     tag = "monitoring",
     summary = "Drift of served passengers against the training data",
     responses((status = 200, description = "Per-feature tests and PSI, the dataset drift share and flag.", body = DriftReport))
@@ -29,6 +38,7 @@ pub async fn drift(State(state): State<AppState>) -> Json<DriftReport> {
 #[utoipa::path(
     get,
     path = "/monitoring/performance",
+    security(("bearerAuth" = [])),
     tag = "monitoring",
     summary = "Live performance per model version, from the labels sent back",
     responses((status = 200, description = "Metrics per model version over the window.", body = PerformanceReport))
@@ -68,15 +78,16 @@ pub enum Label {
 #[utoipa::path(
     post,
     path = "/feedback",
+    security(("bearerAuth" = ["feedback:write"])),
     tag = "monitoring",
     summary = "Send the true outcome of a prediction",
     request_body(content = FeedbackRequest, example = json!({"passenger_id": 892, "survived": false})),
     responses(
         (status = 200, description = "The label is stored, matched with this prediction.", body = Recorded),
-        (status = 404, description = "No prediction matches.", body = super::openapi::ErrorBody),
-        (status = 409, description = "This prediction already has a label.", body = super::openapi::ErrorBody),
-        (status = 422, description = "A bad label, or not enough to pick one prediction (the field to supply is named).", body = super::openapi::ErrorBody),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 404, description = "No prediction matches.", body = super::error::ErrorBody),
+        (status = 409, description = "This prediction already has a label.", body = super::error::ErrorBody),
+        (status = 422, description = "A bad label, or not enough to pick one prediction (the field to supply is named).", body = super::error::ErrorBody),
+        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn feedback(

@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Object, Requested, body_bytes, is_json, json_limits, parse_json};
@@ -20,6 +20,26 @@ use super::routing;
 use super::state::AppState;
 use crate::feature_store::RawPassenger;
 use crate::monitoring::RequestInfo;
+
+/// The Open Inference Protocol.
+pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(protect.route(utoipa_axum::routes!(server_metadata)))
+        .routes(protect.probe(utoipa_axum::routes!(server_live)))
+        .routes(protect.probe(utoipa_axum::routes!(server_ready)))
+        .routes(protect.route(utoipa_axum::routes!(model_metadata)))
+        .routes(protect.route(utoipa_axum::routes!(model_ready)))
+        .routes(protect.route(utoipa_axum::routes!(infer)))
+        .routes(protect.route(utoipa_axum::routes!(version_metadata)))
+        .routes(protect.route(utoipa_axum::routes!(version_ready)))
+        .routes(protect.route(utoipa_axum::routes!(infer_version)))
+        .routes(protect.route(utoipa_axum::routes!(model_config_route)))
+        .routes(protect.route(utoipa_axum::routes!(version_config)))
+        .routes(protect.route(utoipa_axum::routes!(all_stats)))
+        .routes(protect.route(utoipa_axum::routes!(model_stats)))
+        .routes(protect.route(utoipa_axum::routes!(version_stats)))
+        .routes(protect.route(utoipa_axum::routes!(repository_index)))
+}
 
 /// The model name this service serves under the protocol.
 pub const MODEL: &str = "titanic";
@@ -61,6 +81,122 @@ pub struct TensorMetadata {
     shape: [i64; 1],
 }
 
+/// The protocol's error body, on every `/v2` route.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipError {
+    pub error: String,
+}
+
+impl OipError {
+    fn new(message: &str) -> Self {
+        Self {
+            error: message.to_owned(),
+        }
+    }
+}
+
+/// The only model name under the protocol.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OipModelName {
+    Titanic,
+}
+
+/// `GET /v2`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipServerMetadata {
+    pub name: &'static str,
+    pub version: &'static str,
+    /// The protocol extensions served.
+    pub extensions: &'static [&'static str],
+}
+
+/// `GET /v2/health/live`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipLive {
+    pub live: bool,
+}
+
+/// `GET /v2/health/ready`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipReady {
+    pub ready: bool,
+}
+
+/// `GET /v2/models/{model}/ready`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipModelReady {
+    pub name: &'static str,
+    pub ready: bool,
+}
+
+/// `GET /v2/models/{model}/versions/{version}/ready`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipVersionReady {
+    pub name: &'static str,
+    pub version: String,
+    pub ready: bool,
+}
+
+/// `GET /v2/models/{model}` and `GET /v2/models/{model}/versions/{version}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipModelMetadata {
+    pub name: &'static str,
+    /// Every registered version, or the one asked for.
+    pub versions: Vec<String>,
+    pub platform: &'static str,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// An inference response (the JSON part of a binary one).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipInferResponse {
+    pub model_name: &'static str,
+    pub model_version: String,
+    /// The request's `id`, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub id: Option<String>,
+    pub outputs: Vec<OipOutputTensor>,
+}
+
+/// A binary inference response: `Inference-Header-Content-Length` bytes of JSON
+/// (`OipInferResponse`, binary outputs with `parameters.binary_data_size` instead of `data`),
+/// then those outputs' little-endian bytes in order.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct OipBinaryResponse(pub Vec<u8>);
+
+/// One output tensor: `data` in JSON, or `parameters.binary_data_size` bytes after the header.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OipOutputTensor {
+    /// `probability` (FP64) or `survived` (BOOL).
+    pub name: &'static str,
+    pub datatype: &'static str,
+    pub shape: [usize; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub data: Option<TensorData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub parameters: Option<BinaryOutputParameters>,
+}
+
+/// An output's values: numbers for `probability`, booleans for `survived`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum TensorData {
+    Fp64(Vec<f64>),
+    Bool(Vec<bool>),
+}
+
+/// A binary output's size in bytes after the JSON header.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BinaryOutputParameters {
+    pub binary_data_size: usize,
+}
+
 /// Whether a path is under the protocol's `/v2`, where errors have the protocol's shape.
 pub fn is_oip_path(path: &str) -> bool {
     path == "/v2" || path.starts_with("/v2/")
@@ -72,7 +208,7 @@ pub fn is_oip_path(path: &str) -> bool {
 pub async fn flat_error(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
-        return (parts.status, ApiJson(json!({"error": "error"}))).into_response();
+        return (parts.status, ApiJson(OipError::new("error"))).into_response();
     };
     let message = serde_json::from_slice::<Value>(&bytes)
         .ok()
@@ -87,7 +223,7 @@ pub async fn flat_error(response: Response) -> Response {
     } else {
         message
     };
-    let body = serde_json::to_vec(&json!({ "error": message })).unwrap_or_default();
+    let body = serde_json::to_vec(&OipError { error: message }).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
@@ -102,14 +238,14 @@ pub async fn flat_error(response: Response) -> Response {
     path = "/v2",
     tag = "oip",
     summary = "Open Inference Protocol: server metadata",
-    responses((status = 200, description = "Server name, version and extensions.", body = super::openapi::OipServerMetadata))
+    responses((status = 200, description = "Server name, version and extensions.", body = OipServerMetadata))
 )]
-pub async fn server_metadata() -> ApiJson<Value> {
-    ApiJson(json!({
-        "name": MODEL,
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": EXTENSIONS,
-    }))
+pub async fn server_metadata() -> ApiJson<OipServerMetadata> {
+    ApiJson(OipServerMetadata {
+        name: MODEL,
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: EXTENSIONS,
+    })
 }
 
 /// `GET /v2/health/live`
@@ -118,10 +254,10 @@ pub async fn server_metadata() -> ApiJson<Value> {
     path = "/v2/health/live",
     tag = "oip",
     summary = "Open Inference Protocol: liveness",
-    responses((status = 200, description = "Always live.", body = super::openapi::OipLive))
+    responses((status = 200, description = "Always live.", body = OipLive))
 )]
-pub async fn server_live() -> ApiJson<Value> {
-    ApiJson(json!({ "live": true }))
+pub async fn server_live() -> ApiJson<OipLive> {
+    ApiJson(OipLive { live: true })
 }
 
 /// `GET /v2/health/ready`: ready when a model is loaded and the process is not draining.
@@ -131,8 +267,8 @@ pub async fn server_live() -> ApiJson<Value> {
     tag = "oip",
     summary = "Open Inference Protocol: readiness",
     responses(
-        (status = 200, description = "Ready.", body = super::openapi::OipReady),
-        (status = 503, description = "No model is loaded, or the process is draining (`ready` is false).", body = super::openapi::OipReady),
+        (status = 200, description = "Ready.", body = OipReady),
+        (status = 503, description = "No model is loaded, or the process is draining (`ready` is false).", body = OipReady),
     )
 )]
 pub async fn server_ready(State(state): State<AppState>) -> Response {
@@ -142,7 +278,7 @@ pub async fn server_ready(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, ApiJson(json!({ "ready": ready }))).into_response()
+    (status, ApiJson(OipReady { ready })).into_response()
 }
 
 fn check_model(model: &str) -> Result<(), ApiError> {
@@ -155,7 +291,7 @@ fn check_model(model: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn metadata(state: &AppState, version: Option<&str>) -> Result<Value, ApiError> {
+async fn metadata(state: &AppState, version: Option<&str>) -> Result<OipModelMetadata, ApiError> {
     let versions: Vec<String> = match version {
         Some(v) => {
             state.stores.models.artifact(v).await?;
@@ -186,32 +322,33 @@ async fn metadata(state: &AppState, version: Option<&str>) -> Result<Value, ApiE
             shape: [-1],
         })
         .collect();
-    Ok(json!({
-        "name": MODEL,
-        "versions": versions,
-        "platform": PLATFORM,
-        "inputs": inputs,
-        "outputs": outputs,
-    }))
+    Ok(OipModelMetadata {
+        name: MODEL,
+        versions,
+        platform: PLATFORM,
+        inputs,
+        outputs,
+    })
 }
 
 /// `GET /v2/models/{model}`
 #[utoipa::path(
     get,
     path = "/v2/models/{model}",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: model metadata",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`.")),
     responses(
-        (status = 200, description = "The model's versions, inputs and outputs.", body = super::openapi::OipModelMetadata),
-        (status = 404, description = "No such model.", body = super::openapi::OipError),
-        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+        (status = 200, description = "The model's versions, inputs and outputs.", body = OipModelMetadata),
+        (status = 404, description = "No such model.", body = OipError),
+        (status = 503, description = "The registry's database failed.", body = OipError),
     )
 )]
 pub async fn model_metadata(
     State(state): State<AppState>,
     Path(model): Path<String>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<OipModelMetadata>, ApiError> {
     check_model(&model)?;
     Ok(ApiJson(metadata(&state, None).await?))
 }
@@ -220,20 +357,21 @@ pub async fn model_metadata(
 #[utoipa::path(
     get,
     path = "/v2/models/{model}/versions/{version}",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: metadata of one model version",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
     responses(
-        (status = 200, description = "The version, inputs and outputs.", body = super::openapi::OipModelMetadata),
-        (status = 404, description = "No such model or version.", body = super::openapi::OipError),
-        (status = 422, description = "The stored artifact cannot be read.", body = super::openapi::OipError),
-        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+        (status = 200, description = "The version, inputs and outputs.", body = OipModelMetadata),
+        (status = 404, description = "No such model or version.", body = OipError),
+        (status = 422, description = "The stored artifact cannot be read.", body = OipError),
+        (status = 503, description = "The registry's database failed.", body = OipError),
     )
 )]
 pub async fn version_metadata(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<OipModelMetadata>, ApiError> {
     check_model(&model)?;
     Ok(ApiJson(metadata(&state, Some(&version)).await?))
 }
@@ -242,13 +380,14 @@ pub async fn version_metadata(
 #[utoipa::path(
     get,
     path = "/v2/models/{model}/ready",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: model readiness",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`.")),
     responses(
-        (status = 200, description = "A model is loaded.", body = super::openapi::OipModelReady),
-        (status = 503, description = "No model is loaded (`ready` is false).", body = super::openapi::OipModelReady),
-        (status = 404, description = "No such model.", body = super::openapi::OipError),
+        (status = 200, description = "A model is loaded.", body = OipModelReady),
+        (status = 503, description = "No model is loaded (`ready` is false).", body = OipModelReady),
+        (status = 404, description = "No such model.", body = OipError),
     )
 )]
 pub async fn model_ready(
@@ -262,32 +401,35 @@ pub async fn model_ready(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    Ok((status, ApiJson(json!({ "name": MODEL, "ready": ready }))).into_response())
+    Ok((status, ApiJson(OipModelReady { name: MODEL, ready })).into_response())
 }
 
 /// `GET /v2/models/{model}/versions/{version}/ready`: the version loads and can be served.
 #[utoipa::path(
     get,
     path = "/v2/models/{model}/versions/{version}/ready",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: readiness of one model version",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
     responses(
-        (status = 200, description = "The version loads and can be served.", body = super::openapi::OipVersionReady),
-        (status = 404, description = "No such model or version.", body = super::openapi::OipError),
-        (status = 422, description = "The version cannot be served.", body = super::openapi::OipError),
-        (status = 503, description = "No model is loaded, or the registry's database failed.", body = super::openapi::OipError),
+        (status = 200, description = "The version loads and can be served.", body = OipVersionReady),
+        (status = 404, description = "No such model or version.", body = OipError),
+        (status = 422, description = "The version cannot be served.", body = OipError),
+        (status = 503, description = "No model is loaded, or the registry's database failed.", body = OipError),
     )
 )]
 pub async fn version_ready(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
-) -> Result<ApiJson<Value>, ApiError> {
+) -> Result<ApiJson<OipVersionReady>, ApiError> {
     check_model(&model)?;
     routing::choose(&state, &HeaderMap::new(), Some(&version)).await?;
-    Ok(ApiJson(
-        json!({ "name": MODEL, "version": version, "ready": true }),
-    ))
+    Ok(ApiJson(OipVersionReady {
+        name: MODEL,
+        version,
+        ready: true,
+    }))
 }
 
 /// A tensor in a model configuration (Triton's `ModelInput` / `ModelOutput`).
@@ -314,9 +456,18 @@ pub struct ModelConfig {
     input: Vec<ConfigTensor>,
     output: Vec<ConfigTensor>,
     /// Every registered version can be asked for (`versions/{version}/infer`).
-    #[schema(value_type = Object)]
-    version_policy: Value,
+    version_policy: VersionPolicy,
 }
+
+/// Triton's version policy: `{"all": {}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionPolicy {
+    all: AllVersions,
+}
+
+/// Every version (an empty object).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AllVersions {}
 
 /// A count and its cumulative duration in nanoseconds.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -397,7 +548,9 @@ fn model_config(state: &AppState) -> ModelConfig {
                 optional: None,
             })
             .collect(),
-        version_policy: json!({ "all": {} }),
+        version_policy: VersionPolicy {
+            all: AllVersions {},
+        },
     }
 }
 
@@ -405,12 +558,13 @@ fn model_config(state: &AppState) -> ModelConfig {
 #[utoipa::path(
     get,
     path = "/v2/models/{model}/config",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: model configuration",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`.")),
     responses(
         (status = 200, description = "The model's configuration in Triton's form: inputs and outputs with their datatypes and dimensions, and the largest batch.", body = ModelConfig),
-        (status = 404, description = "No such model.", body = super::openapi::OipError),
+        (status = 404, description = "No such model.", body = OipError),
     )
 )]
 pub async fn model_config_route(
@@ -425,14 +579,15 @@ pub async fn model_config_route(
 #[utoipa::path(
     get,
     path = "/v2/models/{model}/versions/{version}/config",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: configuration of one model version",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
     responses(
         (status = 200, description = "The configuration (the same for every version).", body = ModelConfig),
-        (status = 404, description = "No such model or version.", body = super::openapi::OipError),
-        (status = 422, description = "The stored artifact cannot be read.", body = super::openapi::OipError),
-        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+        (status = 404, description = "No such model or version.", body = OipError),
+        (status = 422, description = "The stored artifact cannot be read.", body = OipError),
+        (status = 503, description = "The registry's database failed.", body = OipError),
     )
 )]
 pub async fn version_config(
@@ -490,11 +645,12 @@ async fn statistics(state: &AppState, version: Option<&str>) -> Result<Statistic
 #[utoipa::path(
     get,
     path = "/v2/models/stats",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: inference statistics of every model version",
     responses(
         (status = 200, description = "Per registered version, since the process started: requests and rows scored, successes and failures with their cumulative durations (any route that scores counts).", body = Statistics),
-        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+        (status = 503, description = "The registry's database failed.", body = OipError),
     )
 )]
 pub async fn all_stats(State(state): State<AppState>) -> Result<ApiJson<Statistics>, ApiError> {
@@ -505,13 +661,14 @@ pub async fn all_stats(State(state): State<AppState>) -> Result<ApiJson<Statisti
 #[utoipa::path(
     get,
     path = "/v2/models/{model}/stats",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: inference statistics of a model",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`.")),
     responses(
         (status = 200, description = "Per registered version, as `GET /v2/models/stats`.", body = Statistics),
-        (status = 404, description = "No such model.", body = super::openapi::OipError),
-        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+        (status = 404, description = "No such model.", body = OipError),
+        (status = 503, description = "The registry's database failed.", body = OipError),
     )
 )]
 pub async fn model_stats(
@@ -526,14 +683,15 @@ pub async fn model_stats(
 #[utoipa::path(
     get,
     path = "/v2/models/{model}/versions/{version}/stats",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: inference statistics of one model version",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
     responses(
         (status = 200, description = "The version's statistics, as `GET /v2/models/stats`.", body = Statistics),
-        (status = 404, description = "No such model or version.", body = super::openapi::OipError),
-        (status = 422, description = "The stored artifact cannot be read.", body = super::openapi::OipError),
-        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+        (status = 404, description = "No such model or version.", body = OipError),
+        (status = 422, description = "The stored artifact cannot be read.", body = OipError),
+        (status = 503, description = "The registry's database failed.", body = OipError),
     )
 )]
 pub async fn version_stats(
@@ -548,11 +706,12 @@ pub async fn version_stats(
 #[utoipa::path(
     post,
     path = "/v2/repository/index",
+    security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: the model repository's index",
     responses(
         (status = 200, description = "Every registered version of the model, each `READY` (any can be asked for by version). The request body, if any, is ignored.", body = Vec<RepositoryEntry>),
-        (status = 503, description = "The registry's database failed.", body = super::openapi::OipError),
+        (status = 503, description = "The registry's database failed.", body = OipError),
     )
 )]
 pub async fn repository_index(
@@ -1181,18 +1340,13 @@ async fn infer_with(
     })
     .await?;
     let mut data = Vec::new();
-    let outputs: Vec<Value> = wanted
+    let outputs: Vec<OipOutputTensor> = wanted
         .iter()
         .map(|&(name, binary)| {
-            let (datatype, values, bytes): (_, Value, Vec<u8>) = match name {
+            let (datatype, values, bytes): (_, TensorData, Vec<u8>) = match name {
                 "probability" => (
                     "FP64",
-                    json!(
-                        predictions
-                            .iter()
-                            .map(|p| p.probability)
-                            .collect::<Vec<_>>()
-                    ),
+                    TensorData::Fp64(predictions.iter().map(|p| p.probability).collect()),
                     predictions
                         .iter()
                         .flat_map(|p| p.probability.to_le_bytes())
@@ -1200,30 +1354,37 @@ async fn infer_with(
                 ),
                 _ => (
                     "BOOL",
-                    json!(predictions.iter().map(|p| p.survived).collect::<Vec<_>>()),
+                    TensorData::Bool(predictions.iter().map(|p| p.survived).collect()),
                     predictions.iter().map(|p| u8::from(p.survived)).collect(),
                 ),
             };
-            if binary {
+            let (data_field, parameters) = if binary {
                 let size = bytes.len();
                 data.extend_from_slice(&bytes);
-                json!({
-                    "name": name, "datatype": datatype, "shape": [n],
-                    "parameters": {"binary_data_size": size},
-                })
+                (
+                    None,
+                    Some(BinaryOutputParameters {
+                        binary_data_size: size,
+                    }),
+                )
             } else {
-                json!({"name": name, "datatype": datatype, "shape": [n], "data": values})
+                (Some(values), None)
+            };
+            OipOutputTensor {
+                name,
+                datatype,
+                shape: [n],
+                data: data_field,
+                parameters,
             }
         })
         .collect();
-    let mut response = json!({
-        "model_name": MODEL,
-        "model_version": choice.served.model.version().as_ref(),
-        "outputs": outputs,
-    });
-    if let Some(id) = request.id {
-        response["id"] = Value::String(id);
-    }
+    let response = OipInferResponse {
+        model_name: MODEL,
+        model_version: choice.served.model.version().to_string(),
+        id: request.id,
+        outputs,
+    };
     if !wanted.iter().any(|(_, binary)| *binary) {
         return Ok(ApiJson(response).into_response());
     }
@@ -1248,9 +1409,10 @@ async fn infer_with(
 #[utoipa::path(
     post,
     path = "/v2/models/{model}/infer",
+    security(("bearerAuth" = ["predict"])),
     tag = "oip",
     summary = "Open Inference Protocol: inference with tensors",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), super::openapi::ModelVersionHeader),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), super::openapi::ModelVersionHeader),
     request_body(content = InferRequest, example = json!({"inputs": [
         {"name": "pclass", "datatype": "INT64", "shape": [2], "data": [3, 1]},
         {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]},
@@ -1260,13 +1422,13 @@ async fn infer_with(
     ]})),
     responses(
         (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
-            (super::openapi::OipInferResponse = "application/json"),
-            (super::openapi::OipBinaryResponse = "application/octet-stream"),
+            (OipInferResponse = "application/json"),
+            (OipBinaryResponse = "application/octet-stream"),
         )),
-        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = super::openapi::OipError),
-        (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = super::openapi::OipError),
-        (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = super::openapi::OipError),
-        (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = super::openapi::OipError),
+        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = OipError),
+        (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = OipError),
+        (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = OipError),
+        (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = OipError),
     )
 )]
 pub async fn infer(
@@ -1283,9 +1445,10 @@ pub async fn infer(
 #[utoipa::path(
     post,
     path = "/v2/models/{model}/versions/{version}/infer",
+    security(("bearerAuth" = ["predict"])),
     tag = "oip",
     summary = "Open Inference Protocol: inference with tensors, by one model version",
-    params(("model" = super::openapi::OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
     request_body(content = InferRequest, example = json!({"inputs": [
         {"name": "pclass", "datatype": "INT64", "shape": [2], "data": [3, 1]},
         {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]},
@@ -1295,13 +1458,13 @@ pub async fn infer(
     ]})),
     responses(
         (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
-            (super::openapi::OipInferResponse = "application/json"),
-            (super::openapi::OipBinaryResponse = "application/octet-stream"),
+            (OipInferResponse = "application/json"),
+            (OipBinaryResponse = "application/octet-stream"),
         )),
-        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = super::openapi::OipError),
-        (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = super::openapi::OipError),
-        (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = super::openapi::OipError),
-        (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = super::openapi::OipError),
+        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = OipError),
+        (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = OipError),
+        (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = OipError),
+        (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = OipError),
     )
 )]
 pub async fn infer_version(

@@ -1,12 +1,11 @@
 //! The OpenAPI 3.1 document of the HTTP API, served at `GET /openapi.json`.
 //!
-//! Operations come from the handlers' `#[utoipa::path]` attributes, bodies from the
-//! `ToSchema` derives of the request and response types (the types in `src/api`, and the
-//! domain types that are themselves the wire format, such as `EntitySpec` or `DriftReport`).
-//! What every route shares is added here, from [`super::ROUTES`]: the security requirement
-//! (a bearer JWT, listing the scope the route needs) and the error responses that the
-//! middleware layers can give on any route. This module also holds the schemas of bodies that
-//! handlers build with `json!` and of inputs whose rules live in validation code.
+//! Each operation is declared once, by its handler's `#[utoipa::path]` (path, method, who may
+//! call it as `security`, bodies as the `ToSchema` types the handler returns), and collected by
+//! [`super::api`], the same declaration the router is built from. What every route shares is
+//! added here: the bearer scheme and the error responses that the middleware layers and
+//! authentication can give on any route. This module also holds the schemas of inputs whose
+//! rules live in validation code.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -16,78 +15,44 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa::openapi::content::ContentBuilder;
-use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{
     AdditionalProperties, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
 };
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Header, OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{dashboard, feast, features, health, models, monitoring, oip, predict};
+use super::error::ErrorBody;
+use super::{Access, feast, oip, predict};
 use crate::feature_store::FEATURE_NAMES;
 use crate::feature_store::passenger::{MAX_AGE, MAX_FARE, MAX_RELATIVES, MAX_TEXT_CHARS};
-use crate::ml::experiment::Experiment;
-use crate::ml::jobs::JobStatus;
-use crate::ml::registry::AliasEvent;
+
+/// This document.
+pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<super::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(protect.route(utoipa_axum::routes!(openapi_json)))
+}
 
 /// The name of the bearer-token security scheme.
 pub const BEARER: &str = "bearerAuth";
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// No token needed.
-    Open,
-    /// Any valid token, whatever its scopes.
-    Token,
-    /// A valid token with this scope (one of [`crate::core::security::scopes`]).
-    Scope(&'static str),
+/// A route's method and path, for what depends on where it is (the error body's shape).
+#[derive(Debug, Clone, Copy)]
+struct Route<'a> {
+    path: &'a str,
+    access: Access,
 }
 
-/// One method on one path of the router, and who may call it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    /// Upper case, as in `GET`.
-    pub method: &'static str,
-    /// With `{placeholders}`, as in the router.
-    pub path: &'static str,
-    pub access: Access,
-}
-
-impl Route {
-    pub const fn open(method: &'static str, path: &'static str) -> Self {
-        Self {
-            method,
-            path,
-            access: Access::Open,
-        }
-    }
-
-    pub const fn token(method: &'static str, path: &'static str) -> Self {
-        Self {
-            method,
-            path,
-            access: Access::Token,
-        }
-    }
-
-    pub const fn scope(method: &'static str, path: &'static str, scope: &'static str) -> Self {
-        Self {
-            method,
-            path,
-            access: Access::Scope(scope),
-        }
-    }
-
+impl Route<'_> {
     /// The Open Inference Protocol routes, whose handlers answer `{"error": "..."}`.
-    pub fn is_oip(&self) -> bool {
+    fn is_oip(&self) -> bool {
         self.path == "/v2" || self.path.starts_with("/v2/")
     }
 
     /// Feast's feature-server routes, whose handlers answer Feast's error detail.
-    pub fn is_feast(&self) -> bool {
+    fn is_feast(&self) -> bool {
         matches!(self.path, "/get-online-features" | "/push")
     }
 }
@@ -106,63 +71,7 @@ impl Route {
             envelope. Responses carry `x-request-id`. A 500 (`internal`) is always a \
             bug and is not listed. Integers are read strictly: `3`, not `3.0`. See docs/api.md."
     ),
-    paths(
-        health::live,
-        health::ready,
-        health::metrics,
-        dashboard::page,
-        dashboard::assets,
-        openapi_json,
-        predict::predict,
-        predict::predict_batch,
-        features::list_entities,
-        features::register_entity,
-        features::entity_versions,
-        features::entity_version,
-        features::list_views,
-        features::register_view,
-        features::view_versions,
-        features::view_version,
-        features::list_services,
-        features::register_service,
-        features::service_versions,
-        features::service_version,
-        features::online_features,
-        features::push_rows,
-        features::materialize_views,
-        feast::get_online_features,
-        feast::push,
-        models::list,
-        models::train,
-        models::job,
-        models::experiment,
-        models::start_experiment,
-        models::stop_experiment,
-        models::promote,
-        models::history,
-        models::rollback,
-        models::get,
-        monitoring::drift,
-        monitoring::performance,
-        monitoring::feedback,
-        oip::server_metadata,
-        oip::server_live,
-        oip::server_ready,
-        oip::model_metadata,
-        oip::model_ready,
-        oip::infer,
-        oip::version_metadata,
-        oip::version_ready,
-        oip::infer_version,
-        oip::model_config_route,
-        oip::version_config,
-        oip::all_stats,
-        oip::model_stats,
-        oip::version_stats,
-        oip::repository_index,
-    ),
-    components(schemas(ErrorBody, OipError, OipModelName, AssetName, feast::FeastErrorBody)),
-    modifiers(&Shared),
+    components(schemas(ErrorBody, oip::OipError, oip::OipModelName, AssetName, feast::FeastErrorBody)),
     tags(
         (name = "health", description = "Liveness, readiness, metrics and this document; no token."),
         (name = "predict", description = "Online and batch prediction (scope `predict`)."),
@@ -175,9 +84,19 @@ impl Route {
 )]
 struct ApiDoc;
 
-/// The document (built once).
+/// What the routes' operations do not say: the title and description, the tags and the
+/// schemas no operation names. [`super::api`] adds the operations.
+pub fn base() -> Document {
+    ApiDoc::openapi()
+}
+
+/// The document (built once): the operations of [`super::api`], then what every route shares.
 pub fn document() -> &'static Document {
-    static DOC: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
+    static DOC: LazyLock<Document> = LazyLock::new(|| {
+        let mut doc = super::api(&super::Protect::Describe).into_openapi();
+        Shared.modify(&mut doc);
+        doc
+    });
     &DOC
 }
 
@@ -224,23 +143,24 @@ impl Modify for Shared {
         );
         open_flattened(components);
         close_variants(components, "Rule");
-        for route in super::ROUTES {
-            let Some(op) = doc
-                .paths
-                .paths
-                .get_mut(route.path)
-                .and_then(|item| operation_mut(item, route.method))
-            else {
-                // Missing documentation: the tests name the route.
-                continue;
-            };
-            op.security = match route.access {
-                Access::Open => None,
-                Access::Token => Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]),
-                Access::Scope(scope) => Some(vec![SecurityRequirement::new(BEARER, [scope])]),
-            };
-            for (status, response) in layer_responses(route) {
-                merge_response(op, status, response);
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let route = Route {
+                    path,
+                    access: Access::of(op),
+                };
+                for (status, response) in layer_responses(&route) {
+                    merge_response(op, status, response);
+                }
             }
         }
     }
@@ -289,17 +209,6 @@ fn close_variants(components: &mut utoipa::openapi::Components, name: &str) {
                 o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
             }
         }
-    }
-}
-
-fn operation_mut<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operation> {
-    match method {
-        "GET" => item.get.as_mut(),
-        "POST" => item.post.as_mut(),
-        "PUT" => item.put.as_mut(),
-        "DELETE" => item.delete.as_mut(),
-        "PATCH" => item.patch.as_mut(),
-        _ => None,
     }
 }
 
@@ -576,73 +485,6 @@ fn either(a: RefOr<Schema>, b: RefOr<Schema>) -> RefOr<Schema> {
             .fold(AnyOfBuilder::new(), AnyOfBuilder::item)
             .into()
     }
-}
-
-// ----- Error bodies -----
-
-/// The error envelope of every error response outside `/v2`.
-#[derive(ToSchema)]
-#[schema(as = Error)]
-pub struct ErrorBody {
-    pub error: ErrorObject,
-}
-
-#[derive(ToSchema)]
-pub struct ErrorObject {
-    pub code: ErrorCode,
-    /// Human-readable; branch on `code` and the status instead.
-    pub message: String,
-    /// An object for `unauthorized`, `forbidden`, `validation_failed`, `rate_limited` and
-    /// `headers_too_large`; `null` otherwise.
-    #[schema(required = true)]
-    pub details: Option<ErrorDetails>,
-}
-
-/// Every error code (see `ApiError::code`).
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    Conflict,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    ValidationFailed,
-    RateLimited,
-    HeadersTooLarge,
-    Timeout,
-    Unavailable,
-    Overloaded,
-    Internal,
-}
-
-#[derive(ToSchema)]
-pub struct ErrorDetails {
-    /// `validation_failed`: every bad field.
-    #[schema(nullable = false)]
-    pub fields: Option<Vec<crate::feature_store::FieldError>>,
-    /// `unauthorized`: `missing`, `malformed`, `bad_signature`, `algorithm`, `expired` or
-    /// `not_yet_valid`.
-    #[schema(nullable = false)]
-    pub reason: Option<String>,
-    /// `forbidden`: the scope the route needs.
-    #[schema(nullable = false)]
-    pub required_scope: Option<String>,
-    /// `rate_limited`: as `Retry-After`.
-    #[schema(nullable = false)]
-    pub retry_after_secs: Option<u64>,
-    /// `headers_too_large`: the limit on the request's headers.
-    #[schema(nullable = false)]
-    pub limit_bytes: Option<u64>,
-}
-
-/// The Open Inference Protocol's error body, on the `/v2` routes.
-#[derive(ToSchema)]
-pub struct OipError {
-    pub error: String,
 }
 
 // ----- Inputs whose rules live in validation code -----
@@ -976,113 +818,6 @@ impl ToSchema for CsvOutput {}
 
 // ----- Bodies the handlers build with `json!` -----
 
-#[derive(ToSchema)]
-pub struct Liveness {
-    pub status: LiveStatus,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LiveStatus {
-    Alive,
-}
-
-/// `GET /health/ready`.
-#[derive(ToSchema)]
-pub struct Readiness {
-    pub status: ReadinessStatus,
-    pub components: ReadinessComponents,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReadinessStatus {
-    Ready,
-    Degraded,
-    NotReady,
-    ShuttingDown,
-}
-
-#[derive(ToSchema)]
-pub struct ReadinessComponents {
-    pub model: ComponentState,
-    pub database: ComponentState,
-    pub online_store: ComponentState,
-}
-
-#[derive(ToSchema)]
-pub struct ComponentState {
-    pub status: ComponentStatus,
-    #[schema(nullable = false)]
-    pub message: Option<String>,
-    /// model: the served version.
-    #[schema(nullable = false)]
-    pub version: Option<String>,
-    /// model: its feature service, `name@version`.
-    #[schema(nullable = false)]
-    pub feature_service: Option<String>,
-    /// online_store: `redis` or `memory`.
-    #[schema(nullable = false)]
-    pub kind: Option<String>,
-    /// online_store while degraded: `offline_store`.
-    #[schema(nullable = false)]
-    pub fallback: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ComponentStatus {
-    Up,
-    Down,
-    Degraded,
-}
-
-#[derive(ToSchema)]
-pub struct MaterializeResponse {
-    pub reports: Vec<crate::feature_store::materialize::Report>,
-}
-
-/// `GET /models/{version}`.
-#[derive(ToSchema)]
-pub struct ModelDetail {
-    pub version: String,
-    pub aliases: Vec<String>,
-    /// The stored artifact: format version, algorithm, feature service, feature names,
-    /// coefficients, intercept, preprocessing, reference profile, parameters, metrics and
-    /// training data facts (see docs/models.md).
-    #[schema(value_type = Object)]
-    pub artifact: Value,
-}
-
-#[derive(ToSchema)]
-pub struct AliasHistory {
-    pub alias: String,
-    pub events: Vec<AliasEvent>,
-}
-
-#[derive(ToSchema)]
-pub struct TrainAccepted {
-    pub job_id: String,
-    pub status: JobStatus,
-    /// `/models/jobs/{job_id}`.
-    pub status_url: String,
-}
-
-#[derive(ToSchema)]
-pub struct ExperimentState {
-    /// `null` when no experiment runs.
-    #[schema(required = true)]
-    pub experiment: Option<Experiment>,
-    /// The candidate version this process has loaded, if any.
-    #[schema(required = true)]
-    pub candidate_loaded: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct ExperimentStarted {
-    pub experiment: Experiment,
-}
-
 /// The monitoring page's assets.
 #[derive(ToSchema)]
 pub enum AssetName {
@@ -1092,130 +827,13 @@ pub enum AssetName {
     StyleSheet,
 }
 
-/// The only model name under the Open Inference Protocol.
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OipModelName {
-    Titanic,
-}
-
-#[derive(ToSchema)]
-pub struct OipServerMetadata {
-    pub name: String,
-    pub version: String,
-    pub extensions: Vec<String>,
-}
-
-#[derive(ToSchema)]
-pub struct OipLive {
-    pub live: bool,
-}
-
-#[derive(ToSchema)]
-pub struct OipReady {
-    pub ready: bool,
-}
-
-#[derive(ToSchema)]
-pub struct OipModelReady {
-    pub name: String,
-    pub ready: bool,
-}
-
-#[derive(ToSchema)]
-pub struct OipVersionReady {
-    pub name: String,
-    pub version: String,
-    pub ready: bool,
-}
-
-#[derive(ToSchema)]
-pub struct OipModelMetadata {
-    pub name: String,
-    /// Every registered version, or the one asked for.
-    pub versions: Vec<String>,
-    pub platform: String,
-    pub inputs: Vec<oip::TensorMetadata>,
-    pub outputs: Vec<oip::TensorMetadata>,
-}
-
-#[derive(ToSchema)]
-pub struct OipInferResponse {
-    pub model_name: String,
-    pub model_version: String,
-    /// The request's `id`, when it had one.
-    #[schema(nullable = false)]
-    pub id: Option<String>,
-    pub outputs: Vec<OipOutputTensor>,
-}
-
-/// A binary inference response: `Inference-Header-Content-Length` bytes of JSON
-/// (`OipInferResponse`, binary outputs with `parameters.binary_data_size` instead of `data`),
-/// then those outputs' little-endian bytes in order.
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-pub struct OipBinaryResponse(pub Vec<u8>);
-
-#[derive(ToSchema)]
-pub struct OipOutputTensor {
-    /// `probability` (FP64) or `survived` (BOOL).
-    pub name: String,
-    pub datatype: String,
-    pub shape: Vec<i64>,
-    /// Numbers for `probability`, booleans for `survived`.
-    pub data: Vec<Value>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    use crate::api::ApiError;
-    use crate::core::rate_limit::{Allowance, RateLimited};
-    use crate::core::security::TokenError;
-    use crate::feature_store::ValidationErrors;
 
     fn schema(name: &str) -> Value {
         let doc = serde_json::to_value(document()).unwrap();
         doc["components"]["schemas"][name].clone()
-    }
-
-    #[test]
-    fn every_error_code_the_service_sends_is_in_the_schema() {
-        let codes = schema("ErrorCode")["enum"].clone();
-        let errors = [
-            ApiError::BadRequest(String::new()),
-            ApiError::Unauthorized(TokenError::Missing),
-            ApiError::Forbidden("predict"),
-            ApiError::NotFound(String::new()),
-            ApiError::MethodNotAllowed,
-            ApiError::Conflict(String::new()),
-            ApiError::PayloadTooLarge,
-            ApiError::UnsupportedMediaType(String::new()),
-            ApiError::Validation(ValidationErrors::single("a", "b")),
-            ApiError::RateLimited(RateLimited {
-                retry_after: Duration::from_secs(1),
-                allowance: Allowance {
-                    limit: 1,
-                    remaining: 0,
-                    reset: Duration::from_secs(1),
-                    per_second: 1,
-                },
-            }),
-            ApiError::HeadersTooLarge(1),
-            ApiError::Overloaded,
-            ApiError::Timeout,
-            ApiError::Unavailable(String::new()),
-            ApiError::Internal(String::new()),
-        ];
-        for e in errors {
-            assert!(
-                codes.as_array().unwrap().iter().any(|c| c == e.code()),
-                "{} is not in ErrorCode",
-                e.code()
-            );
-        }
     }
 
     #[test]

@@ -24,6 +24,13 @@ use crate::feature_store::{
 use crate::ml::Served;
 use crate::monitoring::{Record, RequestInfo};
 
+/// Online and batch prediction.
+pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(protect.route(utoipa_axum::routes!(predict)))
+        .routes(protect.route(utoipa_axum::routes!(predict_batch)))
+}
+
 /// Per-feature contributions, serialized as `{"feature": value, ...}` without allocating.
 #[derive(Debug, Clone, Copy)]
 pub struct Contributions(pub FeatureVector);
@@ -332,16 +339,17 @@ async fn score_all(
 #[utoipa::path(
     post,
     path = "/predict",
+    security(("bearerAuth" = ["predict"])),
     tag = "predict",
     summary = "Score one passenger",
     params(super::openapi::ModelVersionHeader),
     request_body = super::openapi::PassengerInput,
     responses(
         (status = 200, description = "The prediction.", body = PredictionResponse),
-        (status = 400, description = "An `x-model-version` header that is not text.", body = super::openapi::ErrorBody),
-        (status = 404, description = "No stored passenger with this `passenger_id`, or no model version named by `x-model-version`.", body = super::openapi::ErrorBody),
-        (status = 422, description = "Invalid passenger fields (each named in `details.fields`), or a pinned version that cannot be served.", body = super::openapi::ErrorBody),
-        (status = 503, description = "No model is loaded, or stored features can be read from neither store (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 400, description = "An `x-model-version` header that is not text.", body = super::error::ErrorBody),
+        (status = 404, description = "No stored passenger with this `passenger_id`, or no model version named by `x-model-version`.", body = super::error::ErrorBody),
+        (status = 422, description = "Invalid passenger fields (each named in `details.fields`), or a pinned version that cannot be served.", body = super::error::ErrorBody),
+        (status = 503, description = "No model is loaded, or stored features can be read from neither store (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn predict(
@@ -374,6 +382,7 @@ pub async fn predict(
 #[utoipa::path(
     post,
     path = "/predict/batch",
+    security(("bearerAuth" = ["predict"])),
     tag = "predict",
     summary = "Score several passengers (JSON), or stream a Kaggle-format CSV",
     description = "JSON: `{\"instances\": [...]}` scored by one model version, in order. \
@@ -396,10 +405,10 @@ pub async fn predict(
                 (super::openapi::CsvOutput = "text/csv"),
             ),
             headers(("x-model-version" = String, description = "The version that scored a CSV batch (CSV responses only)."))),
-        (status = 400, description = "An `x-model-version` header that is not text.", body = super::openapi::ErrorBody),
-        (status = 404, description = "No model version named by `x-model-version`.", body = super::openapi::ErrorBody),
-        (status = 422, description = "Too many instances, invalid fields or unknown stored ids (each named in `details.fields`), a pinned version that cannot be served, or a CSV whose header lacks a column.", body = super::openapi::ErrorBody),
-        (status = 503, description = "No model is loaded, or stored features can be read from neither store (`unavailable`).", body = super::openapi::ErrorBody),
+        (status = 400, description = "An `x-model-version` header that is not text.", body = super::error::ErrorBody),
+        (status = 404, description = "No model version named by `x-model-version`.", body = super::error::ErrorBody),
+        (status = 422, description = "Too many instances, invalid fields or unknown stored ids (each named in `details.fields`), a pinned version that cannot be served, or a CSV whose header lacks a column.", body = super::error::ErrorBody),
+        (status = 503, description = "No model is loaded, or stored features can be read from neither store (`unavailable`).", body = super::error::ErrorBody),
     )
 )]
 pub async fn predict_batch(

@@ -156,6 +156,29 @@ impl TokenError {
     ];
 }
 
+/// A refusal is written as its [`TokenError::reason`].
+impl Serialize for TokenError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.reason())
+    }
+}
+
+impl utoipa::PartialSchema for TokenError {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(TokenError::ALL.iter().map(|e| e.reason())))
+            .description(Some("Why the token was refused."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TokenError {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("TokenErrorReason")
+    }
+}
+
 /// Where the current secret came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
