@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod api_docs;
 mod auth;
 mod dashboard;
 mod feast;
