@@ -69,24 +69,7 @@ TOLERATED = [
          "called below"),
         [],
     ),
-    (
-        "Unable to process schema /components/schemas/Rule_type_0:",
-        'Attempted to generate duplicate models with name "RuleType0Range"',
-        ("A DEFECT OF THE DOCUMENT, TO BE FIXED: components/schemas/Rule is a oneOf of inline "
-         "objects, the first of which (`{\"range\": {...}}`) has an inline object property; the "
-         "generator names that object twice and drops the model RuleType0, so FeatureSpec "
-         "imports a module that does not exist and every feature view (GET/POST "
-         "/features/views...) fails to parse. Naming the variants (or the range object) as "
-         "component schemas fixes it"),
-        ["rule_type_0"],
-    ),
 ]
-# Generated operations that fail to work while a tolerated defect of the document lasts
-# (strict: one that starts working fails the check until it is removed from here).
-KNOWN_BROKEN = {
-    ("GET", "/features/views"): "Rule_type_0",
-}
-
 PASSENGER = {"pclass": 3, "sex": "male", "age": 22.0, "sibsp": 1, "parch": 0, "fare": 7.25,
              "embarked": "S", "name": "Braund, Mr. Owen Harris", "ticket": "A/5 21171"}
 PUSHED_ID = 424242
@@ -412,18 +395,22 @@ def check_feedback(gen, client, first, request_id):
               repr(response.parsed)[:300])
 
 
-def check_known_broken(gen, client):
-    """The operations KNOWN_BROKEN lists still fail (else they must leave the list)."""
-    for (method, path), cause in KNOWN_BROKEN.items():
-        try:
-            response = gen.endpoint(method, path).sync_detailed(client=client)
-            works = response.status_code == HTTPStatus.OK and response.parsed is not None
-            outcome = f"{int(response.status_code)}, parsed {type(response.parsed).__name__}"
-        except Exception as e:  # noqa: BLE001 (the generated code's own failure is the point)
-            works, outcome = False, f"{type(e).__name__}: {e}"
-        print(f"     known broken ({cause}): {method} {path}: {outcome}")
-        check(f"{method} {path} still fails from {cause} (else remove it from KNOWN_BROKEN)",
-              not works)
+def check_views(gen, client):
+    """GET /features/views: the feature views, their validation rules included, parse into the
+    generated models."""
+    response = gen.endpoint("GET", "/features/views").sync_detailed(client=client)
+    check("GET /features/views: 200", response.status_code == HTTPStatus.OK,
+          f"{int(response.status_code)} {response.content[:300]!r}")
+    parsed = response.parsed
+    check("GET /features/views: parsed", parsed is not None and hasattr(parsed, "to_dict"),
+          repr(parsed)[:300])
+    if parsed is None or not hasattr(parsed, "to_dict"):
+        return
+    rules = [f.get("validation") for item in parsed.to_dict().get("items", [])
+             for f in item.get("spec", {}).get("features", []) if f.get("validation")]
+    kinds = sorted({next(iter(rule)) for rule in rules if isinstance(rule, dict)})
+    check("GET /features/views: range and one_of rules parse", {"range", "one_of"} <= set(kinds),
+          f"rule kinds {kinds}")
 
 
 def main(base, token, out):
@@ -439,7 +426,7 @@ def main(base, token, out):
         first, request_id = check_predictions(gen, client, gen.client(base))
         check_features(gen, client)
         check_feedback(gen, client, first, request_id)
-        check_known_broken(gen, client)
+        check_views(gen, client)
     except Stop as stop:
         check("the checks could go on", False, str(stop))
     if failures:

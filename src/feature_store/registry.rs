@@ -30,12 +30,20 @@ pub enum ValueType {
     Bool,
 }
 
+/// An inclusive numeric range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: f64,
+    pub max: f64,
+}
+
 /// A validation rule beyond the value type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// Inclusive numeric range.
-    Range { min: f64, max: f64 },
+    Range(Range),
     /// One of these strings (case-insensitive).
     OneOf(Vec<String>),
     /// Text of at most this many characters.
@@ -217,7 +225,7 @@ impl FeatureSpec {
             (t, v) => return Err(format!("expected {t:?}, got {v}").to_lowercase()),
         };
         match (&self.validation, number, value) {
-            (Some(Rule::Range { min, max }), Some(x), _) if !(x >= *min && x <= *max) => {
+            (Some(Rule::Range(Range { min, max })), Some(x), _) if !(x >= *min && x <= *max) => {
                 Err(format!("must be between {min} and {max}, got {x}"))
             }
             (Some(Rule::OneOf(allowed)), _, Value::String(s))
@@ -309,7 +317,7 @@ pub fn builtin_entities() -> Vec<EntitySpec> {
 
 pub fn builtin_views() -> Vec<FeatureViewSpec> {
     use ValueType::*;
-    let range = |min: f64, max: f64| Some(Rule::Range { min, max });
+    let range = |min: f64, max: f64| Some(Rule::Range(Range { min, max }));
     let text = Some(Rule::MaxLength(MAX_TEXT_CHARS));
     let relatives = MAX_RELATIVES as f64;
     vec![
@@ -483,9 +491,9 @@ impl FeatureRegistry {
                 );
             }
             match (&f.validation, f.value_type) {
-                (Some(Rule::Range { min, max }), ValueType::Int64 | ValueType::Float64)
+                (Some(Rule::Range(Range { min, max })), ValueType::Int64 | ValueType::Float64)
                     if min.is_finite() && max.is_finite() && min <= max => {}
-                (Some(Rule::Range { .. }), ValueType::Int64 | ValueType::Float64) => push_err(
+                (Some(Rule::Range(_)), ValueType::Int64 | ValueType::Float64) => push_err(
                     &mut errors,
                     format!("features[{i}].validation"),
                     "range needs finite min <= max",

@@ -1,16 +1,15 @@
 //! `GET /openapi.json`: the document is served and parses; every operation it describes is
 //! answered by the router; the router enforces exactly the access each operation declares
 //! (no token, a token without the scope, a token without scopes); every operation documents
-//! the error responses of the layers; and the route table at the top of `docs/api.md` lists
-//! the same operations with the same access.
+//! the error responses of the layers. (`api_docs.rs` checks docs/api.md against the document.)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 use titanic::api::Access;
 use titanic::core::security::scopes;
 
-use crate::helpers::{TestApp, repo};
+use crate::helpers::TestApp;
 
 type Op = (String, String);
 
@@ -385,66 +384,5 @@ async fn every_operation_documents_the_errors_of_the_layers() {
         .collect();
     required.sort();
     assert_eq!(required, ["code", "details", "message"]);
-    app.stop().await;
-}
-
-/// The `METHOD /path` operations of the route table at the top of `docs/api.md`, with the
-/// access its Auth column gives (`None` for "as for entities").
-fn table_of_docs() -> BTreeMap<Op, Option<Access>> {
-    let text = std::fs::read_to_string(repo().join("docs/api.md")).unwrap();
-    let mut rows = BTreeMap::new();
-    let table = text
-        .lines()
-        .skip_while(|l| !l.starts_with("| Method and path"))
-        .skip(2)
-        .take_while(|l| l.starts_with('|'));
-    for line in table {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let (ops, auth) = (cells[1], cells[2]);
-        let access = if auth == "open" {
-            Some(Access::Open)
-        } else if auth.contains("any scope") {
-            Some(Access::Token)
-        } else if let Some(scope) = auth.split('`').nth(1).filter(|_| auth.contains("scope `")) {
-            Some(Access::Scope(
-                scopes::ALL
-                    .iter()
-                    .copied()
-                    .find(|s| *s == scope)
-                    .unwrap_or_else(|| panic!("unknown scope {scope} in docs/api.md")),
-            ))
-        } else {
-            assert!(auth.starts_with("as for"), "unknown Auth cell {auth:?}");
-            None
-        };
-        for op in ops.split('`').skip(1).step_by(2) {
-            let (method, path) = op
-                .split_once(' ')
-                .unwrap_or_else(|| panic!("not METHOD /path: {op:?}"));
-            let previous = rows.insert((method.to_owned(), path.to_owned()), access);
-            assert!(previous.is_none(), "{op} is in the table twice");
-        }
-    }
-    rows
-}
-
-#[tokio::test]
-async fn the_route_table_of_docs_api_md_agrees_with_the_document() {
-    let app = TestApp::spawn().await;
-    let doc = document(&app).await;
-    let documented = documented(&doc);
-    let table = table_of_docs();
-    let in_table: BTreeSet<Op> = table.keys().cloned().collect();
-    assert!(
-        in_table == documented,
-        "docs/api.md and the document differ: only in docs/api.md: {:?}; not in docs/api.md: {:?}",
-        diff(&in_table, &documented),
-        diff(&documented, &in_table)
-    );
-    for (op, declared) in routes(&doc) {
-        if let Some(Some(access)) = table.get(&op) {
-            assert_eq!(*access, declared, "docs/api.md: {} {}", op.0, op.1);
-        }
-    }
     app.stop().await;
 }
