@@ -88,10 +88,6 @@ fn is_feast(path: &str) -> bool {
     matches!(path, "/get-online-features" | "/push")
 }
 
-fn diff(a: &BTreeSet<Op>, b: &BTreeSet<Op>) -> Vec<String> {
-    a.difference(b).map(|(m, p)| format!("{m} {p}")).collect()
-}
-
 /// One operation and who may call it.
 struct Route<'a> {
     method: &'a str,
