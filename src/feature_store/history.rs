@@ -112,7 +112,7 @@ pub async fn training_rows(
     let labels = offline.latest_as_of(SURVIVAL, as_of, None).await?;
     let mut per_view: Vec<HashMap<String, OnlineRow>> = Vec::new();
     for (_, view) in service.projections() {
-        let rows = offline.latest_as_of(&view.name, as_of, None).await?;
+        let rows = offline.latest_of(view, as_of, None).await?;
         per_view.push(
             rows.iter()
                 .map(|r| (r.entity_key.clone(), as_online(r)))

@@ -54,7 +54,7 @@ pub async fn refresh(
     let features: Vec<String> = view.spec.features.iter().map(|f| f.name.clone()).collect();
     let rows: Vec<(String, OnlineRow)> = server
         .offline()
-        .latest_as_of(&view.name, now, Some(keys))
+        .latest_of(view, now, Some(keys))
         .await?
         .into_iter()
         .map(|r| {
@@ -202,6 +202,48 @@ mod tests {
                 .unwrap();
             assert_eq!(due.watermark, 2);
             assert_eq!(online_age(&server).await, Some(21.0), "served when its time came");
+        }
+    }
+
+    crate::core::db::testing::on_both_backends! {
+        async fn each_view_version_has_its_own_watermark_and_rules(pool) {
+            let server = FeatureServer::new(
+                Arc::new(InProcessStore::new()),
+                OfflineStore::new(pool),
+                None,
+                FeatureStoreMetrics::new().unwrap(),
+            );
+            let v1 = view();
+            server.offline().append("v", 1, &[row(1_000, 130.0)], "t").await.unwrap();
+            let first = materialize_as_of(&server, &v1, Mode::Incremental, 10, 2_000)
+                .await
+                .unwrap();
+            assert_eq!(first.watermark, 1);
+            // Version 2 bounds ages to 120: its first incremental run reads the whole history
+            // (its own watermark starts at 0) and serves version 1's row revalidated.
+            let v2 = crate::feature_store::registry::test_view(
+                "v",
+                2,
+                json!([{"name": "age", "value_type": "float64", "validation": {"range": {"min": 0, "max": 120}}}]),
+            );
+            let report = materialize_as_of(&server, &v2, Mode::Incremental, 10, 2_000)
+                .await
+                .unwrap();
+            assert_eq!((report.version, report.watermark), (2, 1));
+            let read = |version| {
+                let server = &server;
+                async move {
+                    server
+                        .online()
+                        .read(&ViewKey::new("v", version), &["1".to_owned()])
+                        .await
+                        .unwrap()
+                        .remove(0)
+                        .map(|r| r.values)
+                }
+            };
+            assert_eq!(read(1).await.unwrap()["age"], 130.0);
+            assert!(read(2).await.unwrap().get("age").is_none(), "refused by version 2's rule");
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::core::db::{Backend, Pool};
 use serde_json::{Map, Value};
 use sqlx::Row;
 
+use super::registry::{FeatureViewSpec, Versioned};
 use crate::core::time::{Micros, now_micros};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,8 @@ pub struct NewRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureRow {
     pub entity_key: String,
+    /// The version of the view the row was written under.
+    pub view_version: i64,
     pub event_time: Micros,
     pub write_time: Micros,
     pub values: Values,
@@ -62,8 +65,8 @@ pub struct OfflineStore {
 macro_rules! latest_rows {
     ($filter:literal) => {
         concat!(
-            "SELECT entity_key, event_time, write_time, feature_values FROM (\
-               SELECT entity_key, event_time, write_time, feature_values, \
+            "SELECT entity_key, view_version, event_time, write_time, feature_values FROM (\
+               SELECT entity_key, view_version, event_time, write_time, feature_values, \
                  ROW_NUMBER() OVER (PARTITION BY entity_key \
                    ORDER BY event_time DESC, write_time DESC, id DESC) AS rn \
                FROM feature_rows WHERE view = $1 AND event_time <= $2 ",
@@ -188,6 +191,23 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         fetch_latest(&mut *conn, Backend::of(&self.pool), view, as_of, keys).await
     }
 
+    /// [`OfflineStore::latest_as_of`] for one view version. The history is the view's, whatever
+    /// version wrote each row; a row written under another version is revalidated against this
+    /// one ([`FeatureViewSpec::conform`]): features it does not define are left out and a value
+    /// its rules refuse reads as missing.
+    pub async fn latest_of(
+        &self,
+        view: &Versioned<FeatureViewSpec>,
+        as_of: Micros,
+        keys: Option<&[&str]>,
+    ) -> Result<Vec<FeatureRow>, OfflineError> {
+        let mut rows = self.latest_as_of(&view.name, as_of, keys).await?;
+        for row in rows.iter_mut().filter(|r| r.view_version != view.version) {
+            view.spec.conform(&mut row.values);
+        }
+        Ok(rows)
+    }
+
     /// Entities of `view` with rows whose id is in `(after_id, upto_id]`, at most `limit` of
     /// them, in key order after `after_key` (keyset pagination for bounded chunks). Row ids
     /// grow in commit order (one writer at a time: `db::begin_write`), so an id watermark misses nothing.
@@ -295,6 +315,7 @@ where
             };
             Ok(FeatureRow {
                 entity_key,
+                view_version: row.try_get("view_version")?,
                 event_time: row.try_get("event_time")?,
                 write_time: row.try_get("write_time")?,
                 values,
@@ -395,6 +416,40 @@ mod tests {
             let only_2 = s.latest_as_of("v", 1000, Some(&["2"])).await.unwrap();
             assert_eq!(only_2.len(), 1);
             assert_eq!(only_2[0].entity_key, "2");
+        }
+    }
+
+    crate::core::db::testing::on_both_backends! {
+        async fn a_view_version_reads_other_versions_rows_revalidated(pool) {
+            use crate::feature_store::registry::test_view;
+            let s = OfflineStore::new(pool);
+            let values = |v: Value| v.as_object().unwrap().clone();
+            let v1_rows = [
+                NewRow { entity_key: "1".into(), event_time: 10, values: values(json!({"age": 30, "fare": 7.25, "old": 1})) },
+                NewRow { entity_key: "2".into(), event_time: 10, values: values(json!({"age": 200, "fare": 8.0})) },
+            ];
+            s.append("v", 1, &v1_rows, "t").await.unwrap();
+            s.append("v", 2, &[row("3", 10, 150.0)], "t").await.unwrap();
+            // Version 2 drops `old` and bounds ages to [0, 120].
+            let v2 = test_view(
+                "v",
+                2,
+                json!([
+                    {"name": "age", "value_type": "float64", "validation": {"range": {"min": 0, "max": 120}}},
+                    {"name": "fare", "value_type": "float64"},
+                ]),
+            );
+            let rows = s.latest_of(&v2, 100, None).await.unwrap();
+            let by_key: HashMap<&str, &FeatureRow> = rows.iter().map(|r| (r.entity_key.as_str(), r)).collect();
+            assert_eq!(Value::Object(by_key["1"].values.clone()), json!({"age": 30, "fare": 7.25}), "undefined features left out");
+            assert_eq!(Value::Object(by_key["2"].values.clone()), json!({"fare": 8.0}), "a refused value reads as missing");
+            // A row written under version 2 is read as written (its push was validated).
+            assert_eq!(by_key["3"].view_version, 2);
+            assert_eq!(by_key["3"].values["age"], 150.0);
+            // Version 1 reads its own rows unchanged.
+            let v1 = test_view("v", 1, json!([{"name": "age", "value_type": "float64"}]));
+            let rows = s.latest_of(&v1, 100, Some(&["1"])).await.unwrap();
+            assert_eq!(rows[0].values["old"], 1);
         }
     }
 

@@ -249,6 +249,18 @@ impl FeatureViewSpec {
         self.features.iter().find(|f| f.name == name)
     }
 
+    /// Keeps of a row written under another version of this view only what this version
+    /// accepts: its features, each null or passing its type and rule. Returns how many values
+    /// were left out.
+    pub fn conform(&self, values: &mut serde_json::Map<String, Value>) -> usize {
+        let before = values.len();
+        values.retain(|name, value| {
+            self.feature(name)
+                .is_some_and(|f| value.is_null() || f.check(value).is_ok())
+        });
+        before - values.len()
+    }
+
     /// Validates a row of values: every required feature present, every value of the right
     /// type and within its rule, no unknown feature. Names every problem.
     pub fn validate_values(&self, values: &serde_json::Map<String, Value>) -> Vec<FieldError> {
@@ -705,4 +717,21 @@ fn decode<T: for<'de> Deserialize<'de>>(
         created_by: row.try_get("created_by")?,
         spec,
     })
+}
+
+/// A view version for tests: `features` as in a registration (`[{"name", "value_type", ...}]`).
+#[cfg(test)]
+pub fn test_view(name: &str, version: i64, features: Value) -> Versioned<FeatureViewSpec> {
+    let spec: FeatureViewSpec = serde_json::from_value(serde_json::json!({
+        "name": name, "entity": "passenger", "source": "push", "ttl_secs": 0,
+        "features": features,
+    }))
+    .expect("a valid view");
+    Versioned {
+        name: name.to_owned(),
+        version,
+        created_at: String::new(),
+        created_by: String::new(),
+        spec,
+    }
 }

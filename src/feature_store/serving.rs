@@ -262,10 +262,12 @@ impl FeatureServer {
     /// none, is cached too. A cached row may hold more features than `features`.
     pub async fn read(
         &self,
-        view: &ViewKey,
+        spec: &Versioned<FeatureViewSpec>,
         features: &[String],
         keys: &[String],
     ) -> Result<ViewRead, FeatureReadError> {
+        let key = ViewKey::new(&spec.name, spec.version);
+        let view = &key;
         let mut rows: Vec<Option<Arc<OnlineRow>>> = vec![None; keys.len()];
         let mut sources = vec![ReadSource::OnlineStore; keys.len()];
         let mut missing: Vec<usize> = Vec::with_capacity(keys.len());
@@ -326,9 +328,7 @@ impl FeatureServer {
             return Ok(ViewRead { rows, sources });
         }
         let refs: Vec<&str> = absent.iter().map(|&i| keys[i].as_str()).collect();
-        let offline_read = self
-            .offline
-            .latest_as_of(&view.name, now_micros(), Some(&refs));
+        let offline_read = self.offline.latest_of(spec, now_micros(), Some(&refs));
         let latest = match deps
             .time(
                 self.offline.backend().as_str(),
@@ -428,8 +428,7 @@ impl FeatureServer {
         let now = now_micros();
         let mut columns = Vec::new();
         for (view, features) in requests {
-            let key = ViewKey::new(&view.name, view.version);
-            let read = self.read(&key, features, keys).await?;
+            let read = self.read(view, features, keys).await?;
             for feature in features {
                 let mut column = FeatureColumn {
                     view: view.name.clone(),
@@ -460,8 +459,7 @@ impl FeatureServer {
         let keys: Vec<String> = ids.iter().map(i64::to_string).collect();
         let mut per_view = Vec::with_capacity(service.views.len());
         for (projection, view) in service.projections() {
-            let key = ViewKey::new(&view.name, view.version);
-            per_view.push(self.read(&key, &projection.features, &keys).await?);
+            per_view.push(self.read(view, &projection.features, &keys).await?);
         }
         let now = now_micros();
         Ok(ids
@@ -813,10 +811,15 @@ mod tests {
                 values: json!({"age": 30, "fare": 7.25}).as_object().unwrap().clone(),
             };
             server.offline().append("v", 1, &[row], "t").await.unwrap();
+            let spec = crate::feature_store::registry::test_view(
+                "v",
+                1,
+                json!([{"name": "age", "value_type": "int64"}, {"name": "fare", "value_type": "float64"}]),
+            );
             let view = ViewKey::new("v", 1);
             let keys = ["1".to_owned(), "2".to_owned()];
             let features = ["age".to_owned()];
-            let first = server.read(&view, &features, &keys).await.unwrap();
+            let first = server.read(&spec, &features, &keys).await.unwrap();
             assert_eq!(first.sources[0], ReadSource::OfflineStore);
             assert_eq!(Value::Object(first.rows[0].as_ref().unwrap().values.clone()), json!({"age": 30}));
             assert!(first.rows[1].is_none());
@@ -824,19 +827,19 @@ mod tests {
             assert_eq!(fallbacks(), 1);
             let hits = server.metrics().cache_hits.get();
             // Again: both answered by the cache, the row and the miss, with no offline read.
-            let again = server.read(&view, &features, &keys).await.unwrap();
+            let again = server.read(&spec, &features, &keys).await.unwrap();
             assert_eq!(again.sources, [ReadSource::Cache, ReadSource::Cache]);
             assert_eq!(again.rows[0].as_ref().unwrap().values["age"], 30);
             assert!(again.rows[1].is_none());
             assert_eq!(fallbacks(), 1);
             assert_eq!(server.metrics().cache_hits.get(), hits + 2);
             // Another projection of the same cached row still has its features.
-            let fare = server.read(&view, &["fare".to_owned()], &keys[..1]).await.unwrap();
+            let fare = server.read(&spec, &["fare".to_owned()], &keys[..1]).await.unwrap();
             assert_eq!(fare.rows[0].as_ref().unwrap().values["fare"], 7.25);
             // A write through this server drops the cached miss.
             let pushed = OnlineRow { event_time: 9, write_time: 9, values: json!({"age": 4}).as_object().unwrap().clone() };
             server.write(&view, 0, vec![("2".into(), pushed)]).await.unwrap();
-            let after = server.read(&view, &features, &keys[1..]).await.unwrap();
+            let after = server.read(&spec, &features, &keys[1..]).await.unwrap();
             assert_eq!(after.rows[0].as_ref().unwrap().values["age"], 4);
         }
     }
