@@ -208,6 +208,73 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         Ok(rows)
     }
 
+    /// Historical retrieval for one view version: for each entity row (an entity and a time),
+    /// the row in effect at that time as it was known at `created_as_of` (written at or
+    /// before it; every row when `None`), no older than the view's TTL (a TTL of 0: any
+    /// age), revalidated like [`OfflineStore::latest_of`]. The same call answers the same
+    /// rows for as long as nothing is written with a write time at or before `created_as_of`
+    /// (write times are the store's clock, so nothing is once that time has passed). The
+    /// caller bounds `entities` (one query reads every row of their keys up to their latest
+    /// time).
+    pub async fn rows_at(
+        &self,
+        view: &Versioned<FeatureViewSpec>,
+        entities: &[(&str, Micros)],
+        created_as_of: Option<Micros>,
+    ) -> Result<Vec<Option<FeatureRow>>, OfflineError> {
+        const SQLITE: &str = "SELECT entity_key, view_version, event_time, write_time, \
+            feature_values FROM feature_rows WHERE view = $1 \
+            AND entity_key IN (SELECT value FROM json_each($2)) \
+            AND event_time <= $3 AND write_time <= $4 \
+            ORDER BY entity_key, event_time, write_time, id";
+        const POSTGRES: &str = "SELECT entity_key, view_version, event_time, write_time, \
+            feature_values FROM feature_rows WHERE view = $1 \
+            AND entity_key IN (SELECT json_array_elements_text(CAST($2 AS json))) \
+            AND event_time <= $3 AND write_time <= $4 \
+            ORDER BY entity_key, event_time, write_time, id";
+        let Some(latest) = entities.iter().map(|&(_, t)| t).max() else {
+            return Ok(Vec::new());
+        };
+        let mut keys: Vec<&str> = entities.iter().map(|&(k, _)| k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let sql = match self.backend() {
+            Backend::Sqlite => SQLITE,
+            Backend::Postgres => POSTGRES,
+        };
+        let rows = sqlx::query(sql)
+            .bind(&view.name)
+            .bind(serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned()))
+            .bind(latest)
+            .bind(created_as_of.unwrap_or(Micros::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        // Each key's rows in point-in-time order (event time, then write time, then id).
+        let mut history: HashMap<String, Vec<FeatureRow>> = HashMap::new();
+        for row in &rows {
+            let row = feature_row(&view.name, row)?;
+            history.entry(row.entity_key.clone()).or_default().push(row);
+        }
+        let ttl =
+            Micros::try_from(view.spec.ttl_secs.saturating_mul(1_000_000)).unwrap_or(Micros::MAX);
+        Ok(entities
+            .iter()
+            .map(|&(key, at)| {
+                let rows = history.get(key)?;
+                let before = rows.partition_point(|r| r.event_time <= at);
+                let row = rows.get(before.checked_sub(1)?)?;
+                if ttl > 0 && row.event_time < at.saturating_sub(ttl) {
+                    return None;
+                }
+                let mut row = row.clone();
+                if row.view_version != view.version {
+                    view.spec.conform(&mut row.values);
+                }
+                Some(row)
+            })
+            .collect())
+    }
+
     /// Entities of `view` with rows whose id is in `(after_id, upto_id]`, at most `limit` of
     /// them, in key order after `after_key` (keyset pagination for bounded chunks). Row ids
     /// grow in commit order (one writer at a time: `db::begin_write`), so an id watermark misses nothing.
@@ -299,29 +366,31 @@ where
                 .await?
         }
     };
-    rows.iter()
-        .map(|row| {
-            let entity_key: String = row.try_get("entity_key")?;
-            let text: String = row.try_get("feature_values")?;
-            let values = match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(map)) => map,
-                Ok(_) | Err(_) => {
-                    return Err(OfflineError::Corrupt {
-                        view: view.to_owned(),
-                        entity_key,
-                        message: "feature values are not a JSON object".to_owned(),
-                    });
-                }
-            };
-            Ok(FeatureRow {
+    rows.iter().map(|row| feature_row(view, row)).collect()
+}
+
+/// A `feature_rows` row as selected by the reads (`entity_key`, `view_version`, `event_time`,
+/// `write_time`, `feature_values`).
+fn feature_row(view: &str, row: &sqlx::any::AnyRow) -> Result<FeatureRow, OfflineError> {
+    let entity_key: String = row.try_get("entity_key")?;
+    let text: String = row.try_get("feature_values")?;
+    let values = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) | Err(_) => {
+            return Err(OfflineError::Corrupt {
+                view: view.to_owned(),
                 entity_key,
-                view_version: row.try_get("view_version")?,
-                event_time: row.try_get("event_time")?,
-                write_time: row.try_get("write_time")?,
-                values,
-            })
-        })
-        .collect()
+                message: "feature values are not a JSON object".to_owned(),
+            });
+        }
+    };
+    Ok(FeatureRow {
+        entity_key,
+        view_version: row.try_get("view_version")?,
+        event_time: row.try_get("event_time")?,
+        write_time: row.try_get("write_time")?,
+        values,
+    })
 }
 
 /// The values in effect at exactly each of `times` for each of `keys` (the row written last
@@ -450,6 +519,33 @@ mod tests {
             let v1 = test_view("v", 1, json!([{"name": "age", "value_type": "float64"}]));
             let rows = s.latest_of(&v1, 100, Some(&["1"])).await.unwrap();
             assert_eq!(rows[0].values["old"], 1);
+        }
+    }
+
+    crate::core::db::testing::on_both_backends! {
+        async fn historical_rows_are_as_of_each_row_and_as_known_then(pool) {
+            use crate::feature_store::registry::test_view;
+            let s = OfflineStore::new(pool);
+            s.append("v", 1, &[row("1", 100, 20.0), row("1", 300, 30.0)], "t").await.unwrap();
+            let known = now_micros();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            // A late correction for time 150, written after `known`.
+            s.append("v", 1, &[row("1", 150, 21.0)], "t").await.unwrap();
+            let mut view = test_view("v", 1, json!([{"name": "age", "value_type": "float64"}]));
+            let entities = [("1", 99), ("1", 200), ("1", 400), ("2", 400)];
+            let ages = |rows: Vec<Option<FeatureRow>>| -> Vec<Option<f64>> {
+                rows.iter().map(|r| r.as_ref().map(|r| r.values["age"].as_f64().unwrap())).collect()
+            };
+            let now = ages(s.rows_at(&view, &entities, None).await.unwrap());
+            assert_eq!(now, [None, Some(21.0), Some(30.0), None]);
+            let then = ages(s.rows_at(&view, &entities, Some(known)).await.unwrap());
+            assert_eq!(then, [None, Some(20.0), Some(30.0), None], "the correction was not known yet");
+            assert_eq!(ages(s.rows_at(&view, &entities, Some(known)).await.unwrap()), then, "repeatable");
+            // With a TTL of one second, a value older than that at the row's time is not used.
+            view.spec.ttl_secs = 1;
+            let late = ages(s.rows_at(&view, &[("1", 300 + 999_999), ("1", 300 + 1_000_001)], None).await.unwrap());
+            assert_eq!(late, [Some(30.0), None]);
+            assert!(s.rows_at(&view, &[], None).await.unwrap().is_empty());
         }
     }
 
