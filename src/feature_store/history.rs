@@ -2,8 +2,6 @@
 //! and survival views, and training sets are read back point-in-time through a feature
 //! service, with the same assembly code serving uses.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
 use super::offline::{Appended, FeatureRow, NewRow, OfflineError, OfflineStore};
@@ -102,25 +100,50 @@ fn as_online(row: &FeatureRow) -> OnlineRow {
     }
 }
 
-/// Every passenger labelled as of `as_of`, with the service's features as they were at that
-/// time: no value with a later event time can leak in.
+/// Entity rows per historical-retrieval query: bounds the rows one query reads.
+const HISTORICAL_CHUNK: usize = 5_000;
+
+/// Historical retrieval for a feature service's views: for each entity row, each view's row
+/// as of that row's own time, as known at `created_as_of` ([`OfflineStore::rows_at`]), in
+/// bounded chunks.
+pub async fn historical_rows(
+    offline: &OfflineStore,
+    service: &ServiceViews,
+    entities: &[(&str, Micros)],
+    created_as_of: Option<Micros>,
+) -> Result<Vec<Vec<Option<OnlineRow>>>, OfflineError> {
+    let mut per_view = Vec::with_capacity(service.views.len());
+    for (_, view) in service.projections() {
+        let mut rows = Vec::with_capacity(entities.len());
+        for chunk in entities.chunks(HISTORICAL_CHUNK) {
+            let found = offline.rows_at(view, chunk, created_as_of).await?;
+            rows.extend(found.iter().map(|r| r.as_ref().map(as_online)));
+        }
+        per_view.push(rows);
+    }
+    Ok(per_view)
+}
+
+/// Every passenger labelled as of `as_of`, each with the service's features as of its label's
+/// own event time (within each view's TTL): no value from after a label can leak into its row.
+/// With `created_as_of`, only rows written by then are seen, so the same call always gives the
+/// same set.
 pub async fn training_rows(
     offline: &OfflineStore,
     service: &ServiceViews,
     as_of: Micros,
+    created_as_of: Option<Micros>,
 ) -> Result<TrainingRows, OfflineError> {
-    let labels = offline.latest_as_of(SURVIVAL, as_of, None).await?;
-    let mut per_view: Vec<HashMap<String, OnlineRow>> = Vec::new();
-    for (_, view) in service.projections() {
-        let rows = offline.latest_of(view, as_of, None).await?;
-        per_view.push(
-            rows.iter()
-                .map(|r| (r.entity_key.clone(), as_online(r)))
-                .collect(),
-        );
-    }
+    let labels = offline
+        .latest_as_of(SURVIVAL, as_of, created_as_of, None)
+        .await?;
+    let entities: Vec<(&str, Micros)> = labels
+        .iter()
+        .map(|l| (l.entity_key.as_str(), l.event_time))
+        .collect();
+    let per_view = historical_rows(offline, service, &entities, created_as_of).await?;
     let mut out = TrainingRows::default();
-    for label in &labels {
+    for (i, label) in labels.iter().enumerate() {
         let (Ok(id), Some(Value::Bool(survived))) = (
             label.entity_key.parse::<i64>(),
             label.values.get("survived"),
@@ -128,12 +151,11 @@ pub async fn training_rows(
             out.unusable += 1;
             continue;
         };
-        let rows: Vec<Option<&OnlineRow>> =
-            per_view.iter().map(|m| m.get(&label.entity_key)).collect();
+        let rows: Vec<Option<&OnlineRow>> = per_view.iter().map(|v| v[i].as_ref()).collect();
         match service.assemble(
             id,
             &rows,
-            as_of,
+            label.event_time,
             ReadSource::OfflineStore,
             StaleValues::Impute,
         ) {
@@ -221,7 +243,8 @@ mod tests {
                 .await
                 .unwrap();
 
-            let at_200 = training_rows(&offline, &service, 200).await.unwrap();
+            let at = |as_of| training_rows(&offline, &service, as_of, None);
+            let at_200 = at(200).await.unwrap();
             assert_eq!(
                 at_200.records.len(),
                 1,
@@ -237,24 +260,35 @@ mod tests {
             );
             assert_eq!(p1.passenger.pclass.number(), 3);
 
-            let at_300 = training_rows(&offline, &service, 300).await.unwrap();
-            assert_eq!(at_300.records.len(), 2);
-            assert_eq!(at_300.records[0].passenger.age, Some(80.0));
+            // At 300 the labels are still those of 100, so the features are those of 100:
+            // passenger 2's first features came after its label.
+            let at_300 = at(300).await.unwrap();
+            assert_eq!(at_300.records.len(), 1);
+            assert_eq!(at_300.without_features, 1);
+            assert_eq!(at_300.records[0].passenger.age, Some(22.0), "as of the label's time");
             assert_eq!(
                 at_300.records[0].survived,
                 Some(false),
                 "label of 400 not yet known"
             );
 
-            let at_400 = training_rows(&offline, &service, 400).await.unwrap();
+            // The label of 400 comes with the features of its own time.
+            let at_400 = at(400).await.unwrap();
             assert_eq!(at_400.records[0].survived, Some(true));
-            assert!(
-                training_rows(&offline, &service, 99)
-                    .await
-                    .unwrap()
-                    .records
-                    .is_empty()
-            );
+            assert_eq!(at_400.records[0].passenger.age, Some(80.0));
+            assert!(at(99).await.unwrap().records.is_empty());
+
+            // As known before the correction of 400 was written: its label was not there.
+            let known = crate::core::time::now_micros();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            offline
+                .append(SURVIVAL, 1, &[label("1", 400, false)], "t")
+                .await
+                .unwrap();
+            let then = training_rows(&offline, &service, 400, Some(known)).await.unwrap();
+            assert_eq!(then.records[0].survived, Some(true));
+            let now = at(400).await.unwrap();
+            assert_eq!(now.records[0].survived, Some(false), "the later write wins now");
         }
     }
 

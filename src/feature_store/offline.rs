@@ -69,7 +69,7 @@ macro_rules! latest_rows {
                SELECT entity_key, view_version, event_time, write_time, feature_values, \
                  ROW_NUMBER() OVER (PARTITION BY entity_key \
                    ORDER BY event_time DESC, write_time DESC, id DESC) AS rn \
-               FROM feature_rows WHERE view = $1 AND event_time <= $2 ",
+               FROM feature_rows WHERE view = $1 AND event_time <= $2 AND write_time <= $3 ",
             $filter,
             ") AS latest WHERE rn = 1 ORDER BY entity_key"
         )
@@ -129,7 +129,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         // entity and event time (the row in effect at exactly that time); updated as the
         // batch is written, so duplicates inside it are caught too.
         let mut current: HashMap<(String, Micros), Values> = if ignore_time {
-            fetch_latest(&mut *tx, backend, view, Micros::MAX, Some(&keys))
+            fetch_latest(&mut *tx, backend, view, Micros::MAX, None, Some(&keys))
                 .await?
                 .into_iter()
                 .map(|r| ((r.entity_key, 0), r.values))
@@ -179,16 +179,19 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         )
     }
 
-    /// The latest row per entity with event time at or before `as_of`: every entity, or only
-    /// `keys`. Ties on event time go to the later write.
+    /// The latest row per entity with event time at or before `as_of`, among the rows written
+    /// at or before `created_as_of` (all when `None`): every entity, or only `keys`. Ties on
+    /// event time go to the later write.
     pub async fn latest_as_of(
         &self,
         view: &str,
         as_of: Micros,
+        created_as_of: Option<Micros>,
         keys: Option<&[&str]>,
     ) -> Result<Vec<FeatureRow>, OfflineError> {
         let mut conn = self.pool.acquire().await?;
-        fetch_latest(&mut *conn, Backend::of(&self.pool), view, as_of, keys).await
+        let backend = Backend::of(&self.pool);
+        fetch_latest(&mut *conn, backend, view, as_of, created_as_of, keys).await
     }
 
     /// [`OfflineStore::latest_as_of`] for one view version. The history is the view's, whatever
@@ -201,7 +204,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         as_of: Micros,
         keys: Option<&[&str]>,
     ) -> Result<Vec<FeatureRow>, OfflineError> {
-        let mut rows = self.latest_as_of(&view.name, as_of, keys).await?;
+        let mut rows = self.latest_as_of(&view.name, as_of, None, keys).await?;
         for row in rows.iter_mut().filter(|r| r.view_version != view.version) {
             view.spec.conform(&mut row.values);
         }
@@ -334,21 +337,24 @@ async fn fetch_latest<'c, E>(
     backend: Backend,
     view: &str,
     as_of: Micros,
+    created_as_of: Option<Micros>,
     keys: Option<&[&str]>,
 ) -> Result<Vec<FeatureRow>, OfflineError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
+    let known_at = created_as_of.unwrap_or(Micros::MAX);
     const ALL: &str = latest_rows!("");
     // The keys travel as one JSON array, expanded by each backend's own JSON function.
-    const SOME_SQLITE: &str = latest_rows!("AND entity_key IN (SELECT value FROM json_each($3))");
+    const SOME_SQLITE: &str = latest_rows!("AND entity_key IN (SELECT value FROM json_each($4))");
     const SOME_POSTGRES: &str =
-        latest_rows!("AND entity_key IN (SELECT json_array_elements_text(CAST($3 AS json)))");
+        latest_rows!("AND entity_key IN (SELECT json_array_elements_text(CAST($4 AS json)))");
     let rows = match keys {
         None => {
             sqlx::query(ALL)
                 .bind(view)
                 .bind(as_of)
+                .bind(known_at)
                 .fetch_all(executor)
                 .await?
         }
@@ -361,6 +367,7 @@ where
             sqlx::query(some)
                 .bind(view)
                 .bind(as_of)
+                .bind(known_at)
                 .bind(list)
                 .fetch_all(executor)
                 .await?
@@ -471,7 +478,7 @@ mod tests {
 
             let at = |t| {
                 let s = s.clone();
-                async move { s.latest_as_of("v", t, None).await.unwrap() }
+                async move { s.latest_as_of("v", t, None, None).await.unwrap() }
             };
             assert!(at(99).await.is_empty(), "nothing existed yet");
             let at_200 = at(200).await;
@@ -482,7 +489,7 @@ mod tests {
             );
             assert_eq!(at(120).await[0].values["age"], 22.0);
             assert_eq!(at(300).await[0].values["age"], 80.0);
-            let only_2 = s.latest_as_of("v", 1000, Some(&["2"])).await.unwrap();
+            let only_2 = s.latest_as_of("v", 1000, None, Some(&["2"])).await.unwrap();
             assert_eq!(only_2.len(), 1);
             assert_eq!(only_2[0].entity_key, "2");
         }

@@ -190,7 +190,7 @@ pub async fn train_model(
                 TrainingData::AsOf(t) => *t,
                 _ => now_micros(),
             };
-            let rows = history::training_rows(&stores.offline, &service, as_of).await?;
+            let rows = history::training_rows(&stores.offline, &service, as_of, None).await?;
             let skipped = rows.without_features + rows.unusable;
             (rows.records, as_of, skipped)
         }
