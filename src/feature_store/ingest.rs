@@ -104,17 +104,96 @@ fn too_long(limit: usize) -> String {
     format!("the record is longer than {limit} bytes (data.max_csv_record_bytes)")
 }
 
-/// A streaming reader of Kaggle-format passenger rows.
-pub struct PassengerCsv<R: Read> {
+/// A streaming CSV reader whose records (rows and header) are at most a given number of bytes
+/// long: a longer one is an error naming its line, and memory stays within that bound whatever
+/// the input holds. Lines are counted here rather than taken from the csv reader, whose line
+/// numbers run one behind for `\r\n` files.
+pub struct BoundedCsv<R: Read> {
     reader: csv::Reader<Bounded<R>>,
     headers: csv::StringRecord,
-    has_label: bool,
     record: csv::StringRecord,
-    /// The line the next record starts on. Counted here rather than taken from the csv
-    /// reader, whose line numbers run one behind for `\r\n` files.
+    /// The line the next record starts on.
     next_line: u64,
     /// The line the current record started on.
     line: u64,
+}
+
+impl<R: Read> BoundedCsv<R> {
+    pub fn new(input: R, max_record_bytes: usize) -> Result<Self, CsvError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(false)
+            .buffer_capacity(CSV_BUFFER)
+            .from_reader(Bounded {
+                inner: input,
+                read: 0,
+                record_start: 0,
+                limit: max_record_bytes,
+            });
+        let header_error = |message: String| CsvError::Row { line: 1, message };
+        let headers = reader
+            .headers()
+            .map_err(|e| header_error(e.to_string()))?
+            .clone();
+        if reader.position().byte() > max_record_bytes as u64 {
+            return Err(header_error(too_long(max_record_bytes)));
+        }
+        reader.get_mut().record_start = reader.position().byte();
+        let next_line = 2 + extra_lines(&headers);
+        Ok(Self {
+            reader,
+            headers,
+            record: csv::StringRecord::new(),
+            next_line,
+            line: next_line,
+        })
+    }
+
+    pub fn headers(&self) -> &csv::StringRecord {
+        &self.headers
+    }
+
+    /// The line the current record started on.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Bytes consumed so far (for progress).
+    pub fn position(&self) -> u64 {
+        self.reader.position().byte()
+    }
+
+    /// The next record, or `None` at the end; an error names its line.
+    pub fn next_raw(&mut self) -> Option<Result<&csv::StringRecord, CsvError>> {
+        let start = self.reader.get_ref().record_start;
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => None,
+            Ok(true) => {
+                self.line = self.next_line;
+                self.next_line = self.line + 1 + extra_lines(&self.record);
+                let end = self.reader.position().byte();
+                self.reader.get_mut().record_start = end;
+                let limit = self.reader.get_ref().limit;
+                if end - start > limit as u64 {
+                    return Some(Err(CsvError::Row {
+                        line: self.line,
+                        message: too_long(limit),
+                    }));
+                }
+                Some(Ok(&self.record))
+            }
+            Err(e) => Some(Err(CsvError::Row {
+                line: self.next_line,
+                message: e.to_string(),
+            })),
+        }
+    }
+}
+
+/// A streaming reader of Kaggle-format passenger rows.
+pub struct PassengerCsv<R: Read> {
+    csv: BoundedCsv<R>,
+    has_label: bool,
 }
 
 /// Lines a record spans beyond its first (newlines inside quoted fields).
@@ -141,40 +220,14 @@ impl<R: Read> PassengerCsv<R> {
     /// longer one is an error naming its line, and memory stays within that bound whatever
     /// the input holds.
     pub fn new(input: R, max_record_bytes: usize) -> Result<Self, CsvError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .flexible(false)
-            .buffer_capacity(CSV_BUFFER)
-            .from_reader(Bounded {
-                inner: input,
-                read: 0,
-                record_start: 0,
-                limit: max_record_bytes,
-            });
-        let header_error = |message: String| CsvError::Row { line: 1, message };
-        let headers = reader
-            .headers()
-            .map_err(|e| header_error(e.to_string()))?
-            .clone();
-        if reader.position().byte() > max_record_bytes as u64 {
-            return Err(header_error(too_long(max_record_bytes)));
-        }
-        reader.get_mut().record_start = reader.position().byte();
+        let csv = BoundedCsv::new(input, max_record_bytes)?;
         for column in REQUIRED_COLUMNS {
-            if !headers.iter().any(|h| h == *column) {
+            if !csv.headers().iter().any(|h| h == *column) {
                 return Err(CsvError::MissingColumn(column));
             }
         }
-        let has_label = headers.iter().any(|h| h == "Survived");
-        let next_line = 2 + extra_lines(&headers);
-        Ok(Self {
-            reader,
-            headers,
-            has_label,
-            record: csv::StringRecord::new(),
-            next_line,
-            line: next_line,
-        })
+        let has_label = csv.headers().iter().any(|h| h == "Survived");
+        Ok(Self { csv, has_label })
     }
 
     /// True when the input has a `Survived` column.
@@ -184,44 +237,27 @@ impl<R: Read> PassengerCsv<R> {
 
     /// Bytes consumed so far (for progress).
     pub fn position(&self) -> u64 {
-        self.reader.position().byte()
+        self.csv.position()
     }
 
     /// The next row, or `None` at the end. A malformed or invalid row is an error naming its
     /// line and fields.
     pub fn next_record(&mut self) -> Option<Result<PassengerRecord, CsvError>> {
-        let start = self.reader.get_ref().record_start;
-        match self.reader.read_record(&mut self.record) {
-            Ok(false) => None,
-            Ok(true) => {
-                self.line = self.next_line;
-                self.next_line = self.line + 1 + extra_lines(&self.record);
-                let end = self.reader.position().byte();
-                self.reader.get_mut().record_start = end;
-                let limit = self.reader.get_ref().limit;
-                if end - start > limit as u64 {
-                    return Some(Err(CsvError::Row {
-                        line: self.line,
-                        message: too_long(limit),
-                    }));
-                }
-                Some(self.parse_current())
-            }
-            Err(e) => Some(Err(CsvError::Row {
-                line: self.next_line,
-                message: e.to_string(),
-            })),
+        match self.csv.next_raw()? {
+            Ok(_) => Some(self.parse_current()),
+            Err(e) => Some(Err(e)),
         }
     }
 
     fn parse_current(&self) -> Result<PassengerRecord, CsvError> {
-        let line = self.line;
+        let line = self.csv.line;
+        let headers = &self.csv.headers;
         let row_error = |message: String| CsvError::Row { line, message };
-        let row: CsvRow = self.record.deserialize(Some(&self.headers)).map_err(|e| {
+        let row: CsvRow = self.csv.record.deserialize(Some(headers)).map_err(|e| {
             let column = match e.kind() {
                 csv::ErrorKind::Deserialize { err, .. } => err
                     .field()
-                    .and_then(|i| self.headers.get(i as usize))
+                    .and_then(|i| headers.get(i as usize))
                     .unwrap_or("?"),
                 _ => "?",
             };
