@@ -16,7 +16,8 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Object};
 use super::state::AppState;
 use crate::core::security::Claims;
-use crate::core::time::micros_to_rfc3339;
+use crate::core::time::{Micros, micros_to_rfc3339, parse_rfc3339};
+use crate::feature_store::history;
 use crate::feature_store::materialize::{self, Mode, Report};
 use crate::feature_store::push::{self, PushOptions, PushOutcome, PushRow};
 use crate::feature_store::registry::{
@@ -40,6 +41,7 @@ pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<Ap
         .routes(protect.route(utoipa_axum::routes!(service_versions)))
         .routes(protect.route(utoipa_axum::routes!(service_version)))
         .routes(protect.route(utoipa_axum::routes!(online_features)))
+        .routes(protect.route(utoipa_axum::routes!(historical_features)))
         .routes(protect.route(utoipa_axum::routes!(push_rows)))
         .routes(protect.route(utoipa_axum::routes!(materialize_views)))
 }
@@ -429,6 +431,28 @@ pub async fn read_online(
     state: &AppState,
     request: OnlineFeaturesRequest,
 ) -> Result<OnlineFeaturesResponse, ApiError> {
+    let full_feature_names = request.full_feature_names;
+    let named = resolve(state, request).await?;
+    let columns = state
+        .features
+        .online_features(&named.requests, &named.keys)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(respond(named, columns, full_feature_names))
+}
+
+/// What a feature request names: the view versions with their features, the join key and the
+/// entity keys (as given, and as stored).
+struct Named {
+    requests: Vec<(Versioned<FeatureViewSpec>, Vec<String>)>,
+    join_key: String,
+    values: Vec<Value>,
+    keys: Vec<String>,
+}
+
+/// Resolves `features` or `feature_service` (one of them) against the registry, and checks the
+/// one join key and its values.
+async fn resolve(state: &AppState, request: OnlineFeaturesRequest) -> Result<Named, ApiError> {
     let registry = &state.stores.features;
     // Which view versions and features.
     let mut requests: Vec<(Versioned<FeatureViewSpec>, Vec<String>)> = Vec::new();
@@ -539,19 +563,31 @@ pub async fn read_online(
             }
         }
     }
-    let columns = state
-        .features
-        .online_features(&requests, &keys)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let mut feature_names = vec![join_key.clone()];
+    Ok(Named {
+        requests,
+        join_key,
+        values,
+        keys,
+    })
+}
+
+/// The columnar answer (Feast's shape): the join key's column, then one per feature.
+fn respond(
+    named: Named,
+    columns: Vec<crate::feature_store::serving::FeatureColumn>,
+    full_feature_names: bool,
+) -> OnlineFeaturesResponse {
+    let Named {
+        join_key, values, ..
+    } = named;
+    let mut feature_names = vec![join_key];
     let mut results = vec![OnlineColumn {
         statuses: vec![crate::feature_store::serving::FeatureStatus::Present; values.len()],
         event_timestamps: vec![EPOCH.to_owned(); values.len()],
         values,
     }];
     for c in columns {
-        feature_names.push(if request.full_feature_names {
+        feature_names.push(if full_feature_names {
             format!("{}__{}", c.view, c.feature)
         } else {
             c.feature
@@ -566,10 +602,109 @@ pub async fn read_online(
                 .collect(),
         });
     }
-    Ok(OnlineFeaturesResponse {
+    OnlineFeaturesResponse {
         metadata: OnlineMetadata { feature_names },
         results,
-    })
+    }
+}
+
+/// `POST /features/historical`: Feast's `get_historical_features` for a bounded entity table.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoricalFeaturesRequest {
+    /// `view:feature` or `view@version:feature` references.
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub feature_service: Option<String>,
+    /// Version of `feature_service`; default: its latest.
+    #[serde(default)]
+    pub feature_service_version: Option<i64>,
+    /// The entity table's join key column, e.g. `{"passenger_id": [1, 1, 2]}`.
+    #[schema(value_type = BTreeMap<String, Vec<super::openapi::EntityKey>>)]
+    pub entities: BTreeMap<String, Vec<Value>>,
+    /// The entity table's time column: one RFC 3339 time per entity row, the time its
+    /// features are wanted as of.
+    pub event_timestamps: Vec<String>,
+    /// Only rows written at or before this time (RFC 3339), so that the same call always
+    /// answers the same values; default: every row written so far.
+    #[serde(default)]
+    pub created_as_of: Option<String>,
+    /// Name features `view__feature` instead of `feature`.
+    #[serde(default)]
+    pub full_feature_names: bool,
+}
+
+/// `POST /features/historical`: each entity row's features as of its own time.
+#[utoipa::path(
+    post,
+    path = "/features/historical",
+    security(("bearerAuth" = [])),
+    tag = "features",
+    summary = "Each entity row's features as of its own time (Feast's get_historical_features)",
+    description = "Each row of the entity table (a key and a time) gets, per feature, the value \
+        of the latest row of its view at or before that time, no older than the view's TTL, \
+        among the rows written at or before `created_as_of`. Statuses are judged as of each \
+        row's time. The table is at most `server.max_batch_size` rows; larger tables go \
+        through `titanic historical`, which streams a CSV.",
+    request_body(content = HistoricalFeaturesRequest, example = json!({
+        "feature_service": "titanic_survival",
+        "entities": {"passenger_id": [1, 1]},
+        "event_timestamps": ["2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"],
+        "created_as_of": "2026-12-01T00:00:00Z"
+    })),
+    responses(
+        (status = 200, description = "One column per feature, after the join key's; a value per entity row.", body = OnlineFeaturesResponse),
+        (status = 404, description = "No such feature view, feature service or version.", body = super::error::ErrorBody),
+        (status = 422, description = "A bad feature reference, both or neither of `features` and `feature_service`, not exactly one join key, the wrong join key, invalid entity keys, a time that is not RFC 3339, or a different number of `event_timestamps` than entity keys.", body = super::error::ErrorBody),
+        (status = 503, description = "The offline store or the registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+    )
+)]
+pub async fn historical_features(
+    State(state): State<AppState>,
+    ApiJson(Object(request)): ApiJson<Object<HistoricalFeaturesRequest>>,
+) -> Result<ApiJson<OnlineFeaturesResponse>, ApiError> {
+    let created_as_of = match request.created_as_of.as_deref().map(parse_rfc3339) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return Err(invalid("created_as_of", e)),
+    };
+    let mut times = Vec::with_capacity(request.event_timestamps.len());
+    for (i, text) in request.event_timestamps.iter().enumerate() {
+        times.push(parse_rfc3339(text).map_err(|e| invalid(format!("event_timestamps[{i}]"), e))?);
+    }
+    let full_feature_names = request.full_feature_names;
+    let named = resolve(
+        &state,
+        OnlineFeaturesRequest {
+            features: request.features,
+            feature_service: request.feature_service,
+            feature_service_version: request.feature_service_version,
+            entities: request.entities,
+            full_feature_names,
+        },
+    )
+    .await?;
+    if times.len() != named.keys.len() {
+        return Err(invalid(
+            "event_timestamps",
+            format!(
+                "{} times for {} entity keys: give one per entity row",
+                times.len(),
+                named.keys.len()
+            ),
+        ));
+    }
+    let entities: Vec<(&str, Micros)> = named.keys.iter().map(String::as_str).zip(times).collect();
+    let columns = history::historical_features(
+        state.features.offline(),
+        &named.requests,
+        &entities,
+        created_as_of,
+    )
+    .await
+    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(ApiJson(respond(named, columns, full_feature_names)))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

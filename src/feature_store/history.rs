@@ -7,11 +7,12 @@ use serde_json::Value;
 use super::offline::{Appended, FeatureRow, NewRow, OfflineError, OfflineStore};
 use super::online::OnlineRow;
 use super::passenger::PassengerRecord;
+use super::registry::Versioned;
 use super::registry::{
     DEMOGRAPHICS, FeatureRegistry, FeatureServiceSpec, FeatureViewSpec, Kind, RegistryError,
     SURVIVAL,
 };
-use super::serving::{ReadSource, ServeFeaturesError, ServiceViews};
+use super::serving::{FeatureColumn, ReadSource, ServeFeaturesError, ServiceViews, status_of};
 use crate::core::config::StaleValues;
 use crate::core::time::Micros;
 
@@ -114,14 +115,57 @@ pub async fn historical_rows(
 ) -> Result<Vec<Vec<Option<OnlineRow>>>, OfflineError> {
     let mut per_view = Vec::with_capacity(service.views.len());
     for (_, view) in service.projections() {
-        let mut rows = Vec::with_capacity(entities.len());
-        for chunk in entities.chunks(HISTORICAL_CHUNK) {
-            let found = offline.rows_at(view, chunk, created_as_of).await?;
-            rows.extend(found.iter().map(|r| r.as_ref().map(as_online)));
-        }
-        per_view.push(rows);
+        per_view.push(rows_at(offline, view, entities, created_as_of).await?);
     }
     Ok(per_view)
+}
+
+/// [`OfflineStore::rows_at`] in bounded chunks.
+async fn rows_at(
+    offline: &OfflineStore,
+    view: &Versioned<FeatureViewSpec>,
+    entities: &[(&str, Micros)],
+    created_as_of: Option<Micros>,
+) -> Result<Vec<Option<OnlineRow>>, OfflineError> {
+    let mut rows = Vec::with_capacity(entities.len());
+    for chunk in entities.chunks(HISTORICAL_CHUNK) {
+        let found = offline.rows_at(view, chunk, created_as_of).await?;
+        rows.extend(found.iter().map(|r| r.as_ref().map(as_online)));
+    }
+    Ok(rows)
+}
+
+/// Historical retrieval (Feast's `get_historical_features`): for each entity row (an entity
+/// and a time), each requested feature as of that row's own time, within its view's TTL, as
+/// known at `created_as_of`; statuses are judged as of each row's time. Columns in request
+/// order, a value per entity row.
+pub async fn historical_features(
+    offline: &OfflineStore,
+    requests: &[(Versioned<FeatureViewSpec>, Vec<String>)],
+    entities: &[(&str, Micros)],
+    created_as_of: Option<Micros>,
+) -> Result<Vec<FeatureColumn>, OfflineError> {
+    let mut columns = Vec::new();
+    for (view, features) in requests {
+        let rows = rows_at(offline, view, entities, created_as_of).await?;
+        for feature in features {
+            let mut column = FeatureColumn {
+                view: view.name.clone(),
+                feature: feature.clone(),
+                values: Vec::with_capacity(entities.len()),
+                statuses: Vec::with_capacity(entities.len()),
+                event_times: Vec::with_capacity(entities.len()),
+            };
+            for (row, &(_, at)) in rows.iter().zip(entities) {
+                let (status, value) = status_of(row.as_ref(), feature, view.spec.ttl_secs, at);
+                column.values.push(value.cloned().unwrap_or(Value::Null));
+                column.statuses.push(status);
+                column.event_times.push(row.as_ref().map(|r| r.event_time));
+            }
+            columns.push(column);
+        }
+    }
+    Ok(columns)
 }
 
 /// Every passenger labelled as of `as_of`, each with the service's features as of its label's

@@ -353,3 +353,83 @@ async fn materialization_is_idempotent_and_reports_counts() {
     assert_eq!(denied.status(), 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn historical_features_are_as_of_each_row_and_as_known_then() {
+    let app = TestApp::spawn().await;
+    let token = app.token(WRITE);
+    let hour = 3_600_000_000;
+    let now = now_micros();
+    let push = |age: i64, at: i64| {
+        json!({"view": "passenger_demographics", "rows": [
+            {"entity": 6000, "event_time": micros_to_rfc3339(at),
+             "values": {"pclass": 2, "sex": "male", "age": age, "sibsp": 0, "parch": 0}}
+        ]})
+    };
+    let first = app
+        .post_as("/features/push", &push(30, now - 3 * hour), &token)
+        .await;
+    assert_eq!(first.status(), 200);
+    let known = micros_to_rfc3339(now_micros());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = app
+        .post_as("/features/push", &push(31, now - hour), &token)
+        .await;
+    assert_eq!(second.status(), 200);
+
+    let times = [now - 4 * hour, now - 2 * hour, now].map(micros_to_rfc3339);
+    let ask = |created_as_of: Option<&str>| {
+        let mut request = json!({
+            "features": ["passenger_demographics:age"],
+            "entities": {"passenger_id": [6000, 6000, 6000]},
+            "event_timestamps": times,
+        });
+        if let Some(t) = created_as_of {
+            request["created_as_of"] = json!(t);
+        }
+        request
+    };
+    let read = app
+        .post_as("/features/historical", &ask(None), &token)
+        .await;
+    assert_eq!(read.status(), 200);
+    let body: Value = read.json().await.unwrap();
+    assert_eq!(
+        body["metadata"]["feature_names"],
+        json!(["passenger_id", "age"])
+    );
+    assert_eq!(body["results"][1]["values"], json!([null, 30, 31]));
+    assert_eq!(body["results"][1]["statuses"][0], "NOT_FOUND");
+    assert_eq!(body["results"][1]["statuses"][2], "PRESENT");
+    // As known before the second push: the same call, the same answer, every time.
+    for _ in 0..2 {
+        let then: Value = app
+            .post_as("/features/historical", &ask(Some(&known)), &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(then["results"][1]["values"], json!([null, 30, 30]));
+    }
+
+    // Bad input names the field.
+    let mut short = ask(None);
+    short["event_timestamps"] = json!([times[0]]);
+    let response = app.post_as("/features/historical", &short, &token).await;
+    assert_eq!(response.status(), 422);
+    let (code, body) = error_of(response).await;
+    assert_eq!(code, "validation_failed");
+    assert_eq!(
+        body["error"]["details"]["fields"][0]["field"],
+        "event_timestamps"
+    );
+    let mut bad = ask(None);
+    bad["event_timestamps"][1] = json!("yesterday");
+    let response = app.post_as("/features/historical", &bad, &token).await;
+    assert_eq!(response.status(), 422);
+    let (_, body) = error_of(response).await;
+    assert_eq!(
+        body["error"]["details"]["fields"][0]["field"],
+        "event_timestamps[1]"
+    );
+}
