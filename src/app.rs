@@ -632,3 +632,69 @@ pub async fn models_history(stores: &Stores, alias: Option<&str>) -> anyhow::Res
     }
     Ok(out)
 }
+
+/// `titanic historical`: streams an entity table through historical retrieval for a feature
+/// service (`name` or `name@version`; default: the latest titanic_survival), into `output`
+/// (written to a temporary file beside it, renamed when complete).
+pub async fn historical_file(
+    stores: &Stores,
+    input: &Path,
+    output: &Path,
+    service: Option<&str>,
+    created_as_of: Option<crate::core::time::Micros>,
+) -> anyhow::Result<u64> {
+    use crate::feature_store::history;
+    use crate::feature_store::registry::{
+        EntitySpec, FeatureServiceSpec, SURVIVAL_SERVICE, Versioned,
+    };
+    let registry = &stores.features;
+    let service = service.unwrap_or(SURVIVAL_SERVICE);
+    let (name, version) = match service.split_once('@') {
+        None => (service, None),
+        Some((name, v)) => (
+            name,
+            Some(
+                v.parse::<i64>()
+                    .with_context(|| format!("--feature-service: bad version {v:?}"))?,
+            ),
+        ),
+    };
+    let service: Versioned<FeatureServiceSpec> = match version {
+        Some(v) => registry.get(Kind::Service, name, v).await?,
+        None => registry.latest(Kind::Service, name).await?,
+    };
+    let service = history::resolve_service(registry, &service.name, service.version).await?;
+    let requests: Vec<_> = service
+        .projections()
+        .map(|(p, v)| (v.clone(), p.features.clone()))
+        .collect();
+    let Some((first, _)) = requests.first() else {
+        anyhow::bail!("feature service {} reads no view", service.service.name);
+    };
+    let entity: Versioned<EntitySpec> = registry.latest(Kind::Entity, &first.spec.entity).await?;
+    let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let partial = output.with_extension("partial");
+    let out = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let streamed = history::historical_csv(
+        &stores.offline,
+        &requests,
+        &entity.spec.join_key,
+        std::io::BufReader::new(file),
+        BufWriter::new(out),
+        created_as_of,
+        stores.max_csv_record_bytes,
+    )
+    .await
+    .with_context(|| format!("{}", input.display()));
+    let rows = match streamed {
+        Ok(rows) => rows,
+        Err(e) => {
+            // Nothing half-written is left behind.
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, output)
+        .with_context(|| format!("renaming {} to {}", partial.display(), output.display()))?;
+    Ok(rows)
+}

@@ -69,6 +69,24 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Historical retrieval: each row of an entity table with its features as of its own time.
+    Historical {
+        /// A CSV with the join key's column (`passenger_id`) and `event_timestamp` (RFC 3339);
+        /// other columns are carried through. Streamed: any size.
+        #[arg(long)]
+        entities: PathBuf,
+        /// Where to write the rows, each followed by one column per feature.
+        #[arg(long)]
+        output: PathBuf,
+        /// The feature service whose features to read, `name` or `name@version` (default: the
+        /// latest titanic_survival).
+        #[arg(long)]
+        feature_service: Option<String>,
+        /// Only rows written at or before this time (RFC 3339): the same call then always
+        /// gives the same file.
+        #[arg(long)]
+        created_as_of: Option<String>,
+    },
     /// Model versions and aliases: list, promote, roll back, history.
     Models {
         #[command(subcommand)]
@@ -199,6 +217,29 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
         } => {
             let rows = app::predict_file(settings, &input, &output, model.as_deref()).await?;
             eprintln!("wrote {rows} predictions to {}", output.display());
+            Ok(())
+        }
+        Command::Historical {
+            entities,
+            output,
+            feature_service,
+            created_as_of,
+        } => {
+            let created_as_of = created_as_of
+                .as_deref()
+                .map(titanic::core::time::parse_rfc3339)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--created-as-of: {e}"))?;
+            let stores = Stores::open(settings).await?;
+            let rows = app::historical_file(
+                &stores,
+                &entities,
+                &output,
+                feature_service.as_deref(),
+                created_as_of,
+            )
+            .await?;
+            eprintln!("wrote {rows} rows to {}", output.display());
             Ok(())
         }
         Command::Models { command } => {

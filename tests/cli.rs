@@ -794,3 +794,67 @@ async fn materialize_fills_redis_and_is_incremental() {
         .await
         .unwrap();
 }
+
+#[test]
+fn historical_streams_an_entity_table_as_of_each_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(titanic(dir.path()).arg("train"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let entities = dir.path().join("entities.csv");
+    std::fs::write(
+        &entities,
+        "passenger_id,event_timestamp,note\n1,2020-01-01T00:00:00Z,before\n1,2999-01-01T00:00:00Z,after\n",
+    )
+    .unwrap();
+    let output = dir.path().join("features.csv");
+    let args = |created_as_of: &str| {
+        let mut v = vec![
+            "historical".to_owned(),
+            "--entities".to_owned(),
+            entities.display().to_string(),
+            "--output".to_owned(),
+            output.display().to_string(),
+        ];
+        if !created_as_of.is_empty() {
+            v.extend(["--created-as-of".to_owned(), created_as_of.to_owned()]);
+        }
+        v
+    };
+    let out = run(titanic(dir.path()).args(args("")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "passenger_id,event_timestamp,note,pclass,sex,age,sibsp,parch,fare,embarked,name,ticket,cabin",
+            "1,2020-01-01T00:00:00Z,before,,,,,,,,,,",
+            "1,2999-01-01T00:00:00Z,after,3,male,22.0,1,0,7.25,S,\"Braund, Mr. Owen Harris\",A/5 21171,",
+        ]
+    );
+    // As known before anything was written: no values.
+    let out = run(titanic(dir.path()).args(args("2000-01-01T00:00:00Z")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let before = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        before.lines().nth(2).unwrap().ends_with(",after,,,,,,,,,,"),
+        "{before}"
+    );
+    // A bad row names its line and leaves no partial file.
+    std::fs::write(&entities, "passenger_id,event_timestamp\n1,soon\n").unwrap();
+    let bad = dir.path().join("bad.csv");
+    let out = run(titanic(dir.path()).args([
+        "historical",
+        "--entities",
+        entities.to_str().unwrap(),
+        "--output",
+        bad.to_str().unwrap(),
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("line 2: event_timestamp"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!bad.exists() && !dir.path().join("bad.partial").exists());
+}
