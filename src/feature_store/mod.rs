@@ -7,6 +7,8 @@
 pub mod history;
 pub mod ingest;
 pub mod materialize;
+#[cfg(test)]
+mod model_check;
 pub mod offline;
 pub mod online;
 pub mod passenger;
