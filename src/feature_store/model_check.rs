@@ -123,6 +123,9 @@ fn entity() -> EntitySpec {
     }
 }
 
+/// A historical read to repeat: `created_as_of`, the entity rows, the answer.
+type Remembered = (Micros, Vec<(String, Micros)>, Vec<Option<FeatureRow>>);
+
 async fn run_case(pool: &Pool, online: &Online, case: usize, ops: &[Op]) {
     let view: Versioned<FeatureViewSpec> = test_view(
         &format!("model_check_{case}"),
@@ -134,7 +137,7 @@ async fn run_case(pool: &Pool, online: &Online, case: usize, ops: &[Op]) {
     let start = now_micros();
     let mut clock = start;
     let keys: Vec<String> = (0..KEYS).map(|k| k.to_string()).collect();
-    let mut remembered: Vec<(Micros, Vec<(String, Micros)>, Vec<Option<FeatureRow>>)> = Vec::new();
+    let mut remembered: Vec<Remembered> = Vec::new();
     for (step, op) in ops.iter().enumerate() {
         let at = format!("case {case} step {step} {op:?}");
         match op {
