@@ -164,8 +164,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         Duration::from_secs(settings.server.shutdown_drain_secs),
         Duration::from_secs(settings.server.shutdown_timeout_secs),
     )
-    .await
-    .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
+    .await?;
     let writer = tokio::spawn(log_writer.run());
     Ok(server.with_task(supervisor).with_final_task(writer))
 }
