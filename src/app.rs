@@ -303,9 +303,11 @@ async fn follow_production_alias(state: &AppState, refused: &mut Option<String>)
 /// `titanic serve`: bootstrap, then serve until SIGTERM/SIGINT.
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let server = build_server(settings).await?;
+    // The handlers first: from the `listening` line on, SIGTERM drains.
+    let signal = termination_signal();
     let addr = server.local_addr()?;
     tracing::info!(addr = %addr, profile = %settings.profile, "listening");
-    server.run(termination_signal()).await?;
+    server.run(signal).await?;
     Ok(())
 }
 

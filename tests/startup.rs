@@ -2,12 +2,15 @@
 //! non-zero with one log line that names the path or address, the user the process runs as,
 //! and what to change. The cases a superuser would not meet (a directory or file it may not
 //! use) run the binary as uid 65532, the image's user, through `setpriv`; they need root, and
-//! skip without it (fail in CI, where `.ci/run` runs as root).
+//! skip without it (fail in CI, where `.ci/run` runs as root). And the other end of a
+//! container's life: SIGTERM, the drain, exit 0 at once.
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -59,6 +62,12 @@ impl Sandbox {
     /// `titanic serve` with a clean environment, its state in this sandbox; as uid 65532
     /// when `as_service_user` (this process must be root then).
     fn serve(&self, as_service_user: bool, vars: &[(&str, &str)]) -> Output {
+        self.serve_command(as_service_user, vars)
+            .output()
+            .expect("run titanic")
+    }
+
+    fn serve_command(&self, as_service_user: bool, vars: &[(&str, &str)]) -> Command {
         let mut cmd = if as_service_user {
             let mut cmd = Command::new("setpriv");
             let id = SERVICE_UID.to_string();
@@ -100,7 +109,7 @@ impl Sandbox {
         for (key, value) in vars {
             cmd.env(key, value);
         }
-        cmd.output().expect("run titanic")
+        cmd
     }
 }
 
@@ -379,4 +388,50 @@ fn a_database_that_does_not_answer_is_named_with_its_address() {
         ],
     );
     assert!(!error.contains("hunter2"), "{error}");
+}
+
+#[test]
+fn sigterm_drains_then_exits_zero_without_waiting_out_a_timeout() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox
+        .serve_command(
+            false,
+            &[
+                ("TITANIC__AUTH__JWT_SECRET", SECRET),
+                ("TITANIC__LOG__LEVEL", "info"),
+                ("TITANIC__SERVER__SHUTDOWN_DRAIN_SECS", "1"),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start titanic");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("\"listening\""));
+    assert!(listening.is_some(), "the server did not start");
+    let signalled = Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::Term,
+    )
+    .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}\n{}", rest.join("\n"));
+    // The drain (1 s) and nothing else: no task waited out its bound.
+    assert!(
+        took < Duration::from_secs(4),
+        "exit {took:?} after SIGTERM\n{}",
+        rest.join("\n")
+    );
+    let warnings: Vec<&String> = rest.iter().filter(|l| l.contains("\"WARN\"")).collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("server stopped")),
+        "{rest:?}"
+    );
 }

@@ -198,6 +198,9 @@ impl Server {
             );
         }
         connections.shutdown().await;
+        // The router holds the state too: a writer that finishes when the state is gone (the
+        // request log's, once every sender is dropped) would otherwise wait out FINISH_WITHIN.
+        drop(app);
         for task in background {
             task.abort();
             // Wait for the abort, so the state the task held is released.
