@@ -1,23 +1,34 @@
-# syntax=docker/dockerfile:1.7
-#
 # The titanic service as a small, non-root, read-only-friendly image.
 #
-#   docker build -t titanic:dev .
+#   docker build -t titanic:dev .          (or podman build, buildah bud; BuildKit or not)
 #   docker run --rm -p 8080:8080 --read-only --tmpfs /tmp -v titanic-data:/var/lib/titanic \
 #     -e TITANIC__AUTH__JWT_SECRET="$(openssl rand -hex 48)" titanic:dev
 #
 # Stage 1 compiles the dependencies alone (a layer reused until Cargo.toml, Cargo.lock or
 # .cargo/config.toml change), then the crate. Stage 2 is distroless: glibc, libgcc, CA
 # certificates, no shell and no package manager. The binary needs nothing else: SQLite is
-# compiled in (libsqlite3-sys, bundled), TLS is not used, and config/default.toml and
-# config/production.toml are compiled in. Builder and runtime are the same Debian release,
-# so the glibc the binary was linked against is the one it runs with. Both tags move with
-# security updates: a release pipeline that wants reproducible images pins them by digest
-# (`FROM image:tag@sha256:...`).
+# compiled in (libsqlite3-sys, bundled), and config/default.toml and config/production.toml
+# are compiled in (include_str!, hence config/ in the build context). Builder and runtime are
+# the same Debian release, so the glibc the binary was linked against is the one it runs with.
+#
+# The base images are build arguments: the official images by default, or any image with the
+# same contents (a mirror, a digest, or the stand-ins scripts/container-smoke.sh makes from
+# debootstrap for air-gapped builds; docs/deployment.md, Building the image):
+#   docker build --build-arg BUILDER_IMAGE=registry.example/rust:1.95-slim-bookworm@sha256:... \
+#     --build-arg RUNTIME_IMAGE=registry.example/distroless/cc-debian12:nonroot@sha256:... .
+# No `# syntax=` line and no BuildKit-only instruction (RUN --mount): Docker's classic builder,
+# BuildKit's built-in frontend and buildah/podman all build this file, and none fetches a
+# frontend image first. The dependency layer is the build cache. Once the base images are
+# present, the only network access is cargo downloading the crates in Cargo.lock, and none at
+# all when the builder image already holds them (CARGO_NET_OFFLINE=true in its environment).
 #
 # checkov:skip=CKV_DOCKER_2: no HEALTHCHECK: the runtime image has no shell or HTTP client to run one, and the orchestrators this image is for ignore it (Kubernetes uses the /health/live and /health/ready probes in kubernetes/base/deployment.yaml).
+# checkov:skip=CKV_DOCKER_7: the base images are the build arguments below, whose defaults carry version tags (rust:1.95-slim-bookworm, cc-debian12:nonroot); checkov reads FROM ${...} as an image without a tag.
 
-FROM docker.io/library/rust:1.95-slim-bookworm AS builder
+ARG BUILDER_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${BUILDER_IMAGE} AS builder
 WORKDIR /build
 # No sqlx query macros are used (only sqlx::migrate!, which reads migrations/ at compile time),
 # so the build never needs a database; SQLX_OFFLINE makes any future query! macro use a
@@ -31,8 +42,7 @@ ENV CARGO_TERM_COLOR=never \
 # .cargo/config.toml holds settings every build shares (the bundled SQLite's compile flags).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo/config.toml ./.cargo/config.toml
-RUN --mount=type=cache,id=titanic-cargo-registry,target=/usr/local/cargo/registry \
-    mkdir -p src benches migrations \
+RUN mkdir -p src benches migrations \
     && echo 'fn main() {}' > src/main.rs \
     && : > src/lib.rs \
     && echo 'fn main() {}' > benches/predict.rs \
@@ -43,10 +53,10 @@ RUN --mount=type=cache,id=titanic-cargo-registry,target=/usr/local/cargo/registr
 # The crate itself. touch: COPY keeps the sources' timestamps, which can be older than the
 # placeholder build's outputs.
 COPY migrations ./migrations
+COPY config ./config
 COPY benches ./benches
 COPY src ./src
-RUN --mount=type=cache,id=titanic-cargo-registry,target=/usr/local/cargo/registry \
-    touch build.rs src/main.rs src/lib.rs \
+RUN touch build.rs src/main.rs src/lib.rs \
     && cargo build --release --locked --bin titanic \
     && install -D -m 0755 target/release/titanic /out/bin/titanic \
     && install -d -m 0755 /out/app/data/titanic \
@@ -55,7 +65,7 @@ RUN --mount=type=cache,id=titanic-cargo-registry,target=/usr/local/cargo/registr
 # The bundled data set, ingested by `titanic serve` into an empty store.
 COPY data/titanic/train.csv data/titanic/test.csv data/titanic/PROVENANCE.md /out/app/data/titanic/
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="titanic" \
       org.opencontainers.image.description="Titanic survival prediction service: feature store, model registry, online and batch prediction" \
       org.opencontainers.image.licenses="MIT"

@@ -164,8 +164,7 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         Duration::from_secs(settings.server.shutdown_drain_secs),
         Duration::from_secs(settings.server.shutdown_timeout_secs),
     )
-    .await
-    .with_context(|| format!("binding {}:{}", settings.server.host, settings.server.port))?;
+    .await?;
     let writer = tokio::spawn(log_writer.run());
     Ok(server.with_task(supervisor).with_final_task(writer))
 }
@@ -304,9 +303,11 @@ async fn follow_production_alias(state: &AppState, refused: &mut Option<String>)
 /// `titanic serve`: bootstrap, then serve until SIGTERM/SIGINT.
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let server = build_server(settings).await?;
+    // The handlers first: from the `listening` line on, SIGTERM drains.
+    let signal = termination_signal();
     let addr = server.local_addr()?;
     tracing::info!(addr = %addr, profile = %settings.profile, "listening");
-    server.run(termination_signal()).await?;
+    server.run(signal).await?;
     Ok(())
 }
 

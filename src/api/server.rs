@@ -16,6 +16,50 @@ use tokio::task::JoinSet;
 use super::connection::{self, Timeouts};
 use super::router;
 use super::state::AppState;
+use crate::core::os_user::OsUser;
+
+/// A listener that could not be opened: the address, this process's user and what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} (this process: {user}): {cause}; {fix}")]
+pub struct BindError {
+    pub address: String,
+    pub user: String,
+    pub cause: std::io::Error,
+    pub fix: String,
+}
+
+impl BindError {
+    fn new(host: &str, port: u16, cause: std::io::Error) -> Self {
+        let address = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let fix = match cause.kind() {
+            std::io::ErrorKind::AddrInUse => "another process listens there: stop it, or set \
+                 TITANIC__SERVER__PORT to a free port"
+                .to_owned(),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "ports below 1024 need CAP_NET_BIND_SERVICE, which this user does not have: set \
+                 TITANIC__SERVER__PORT to {} or another port from 1024 up",
+                if port < 1024 { 8080 } else { port }
+            ),
+            std::io::ErrorKind::AddrNotAvailable => format!(
+                "{host} is not an address of this host: set TITANIC__SERVER__HOST to one of its \
+                 addresses, or 0.0.0.0 for every interface"
+            ),
+            _ => "set TITANIC__SERVER__HOST to an address of this host (0.0.0.0: every \
+                  interface) and TITANIC__SERVER__PORT to a free port"
+                .to_owned(),
+        };
+        Self {
+            address,
+            user: OsUser::current().to_string(),
+            cause,
+            fix,
+        }
+    }
+}
 
 pub struct Server {
     listener: TcpListener,
@@ -38,8 +82,10 @@ impl Server {
         state: AppState,
         drain: Duration,
         grace: Duration,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind((host, port)).await?;
+    ) -> Result<Self, BindError> {
+        let listener = TcpListener::bind((host, port))
+            .await
+            .map_err(|cause| BindError::new(host, port, cause))?;
         Ok(Self {
             listener,
             state,
@@ -152,6 +198,9 @@ impl Server {
             );
         }
         connections.shutdown().await;
+        // The router holds the state too: a writer that finishes when the state is gone (the
+        // request log's, once every sender is dropped) would otherwise wait out FINISH_WITHIN.
+        drop(app);
         for task in background {
             task.abort();
             // Wait for the abort, so the state the task held is released.

@@ -15,6 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::core::config::DatabaseSettings;
+use crate::core::os_user::{self, Access, OsUser};
 
 /// The pool every store uses, whatever the backend.
 pub type Pool = sqlx::AnyPool;
@@ -27,8 +28,22 @@ pub type DbRow = sqlx::any::AnyRow;
 pub enum DbError {
     #[error("database url {url:?}: {message}")]
     Url { url: String, message: String },
-    #[error("creating the database directory {dir}: {cause}")]
-    Directory { dir: String, cause: std::io::Error },
+    /// A SQLite file, or the directory that holds it, that this process may not use.
+    #[error("the SQLite database {file} cannot be used (this process: {user}): {problem}; {fix}")]
+    Access {
+        file: String,
+        user: String,
+        problem: String,
+        fix: String,
+    },
+    /// The database named by the URL (password hidden) could not be opened at start.
+    #[error("cannot open the database {url} (this process: {user}): {cause}; {fix}")]
+    Unavailable {
+        url: String,
+        user: String,
+        cause: String,
+        fix: String,
+    },
     #[error("opening the database: {0}")]
     Connect(sqlx::Error),
     #[error("applying migrations: {0}")]
@@ -169,6 +184,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
     }
     let options =
         AnyConnectOptions::from_str(&settings.url).map_err(|e| url_error(e.to_string()))?;
+    let connect_options = options.clone();
     let pool = AnyPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -189,8 +205,13 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
             })
         })
         .connect_with(options)
-        .await
-        .map_err(DbError::Connect)?;
+        .await;
+    let pool = match pool {
+        Ok(pool) => pool,
+        Err(cause) => {
+            return Err(unavailable(&settings.url, backend, &connect_options, cause).await);
+        }
+    };
     match backend {
         Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
         Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
@@ -212,9 +233,57 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// The start-up error for a database that did not open: the cause (for a pool that timed out,
+/// what one more attempt says, since the pool's error does not tell), this process's user and
+/// what to check.
+async fn unavailable(
+    url: &str,
+    backend: Backend,
+    options: &AnyConnectOptions,
+    cause: sqlx::Error,
+) -> DbError {
+    let cause = match cause {
+        sqlx::Error::PoolTimedOut => {
+            match tokio::time::timeout(Duration::from_secs(5), options.connect()).await {
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    "no connection within 5 s".to_owned()
+                }
+                Err(_) => "no answer within 5 s".to_owned(),
+            }
+        }
+        cause => cause.to_string(),
+    };
+    let fix = match backend {
+        Backend::Sqlite => "check that this user may read and write the file and create files \
+                            in its directory, or set TITANIC__DATABASE__URL to another path"
+            .to_owned(),
+        Backend::Postgres => {
+            let address = options.database_url.host_str().map_or_else(
+                || "the URL's host".to_owned(),
+                |host| format!("{host}:{}", options.database_url.port().unwrap_or(5432)),
+            );
+            format!(
+                "check that PostgreSQL answers at {address} from this host and that the URL's role, \
+                 password and database exist (createdb), or correct TITANIC__DATABASE__URL"
+            )
+        }
+    };
+    DbError::Unavailable {
+        url: redacted(url),
+        user: OsUser::current().to_string(),
+        cause,
+        fix,
+    }
+}
+
 /// Creates the SQLite file (and its directory, owner-only) if missing and puts it in WAL mode,
 /// once, on a connection of its own: the journal mode is a property of the file, kept by every
-/// later connection, and changing it needs a lock no busy timeout waits for.
+/// later connection, and changing it needs a lock no busy timeout waits for. First checks
+/// that this process may create files in the directory and read and write the database files
+/// (SQLite would otherwise open an unwritable file read-only without a word, or fail with
+/// "unable to open database file", naming neither the path nor the user).
 async fn prepare_sqlite(url: &str, url_error: &dyn Fn(String) -> DbError) -> Result<(), DbError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| url_error(e.to_string()))?
@@ -224,17 +293,99 @@ async fn prepare_sqlite(url: &str, url_error: &dyn Fn(String) -> DbError) -> Res
         // which is what an acknowledged write promises.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT);
-    if let Some(parent) = options.get_filename().parent()
-        && !parent.as_os_str().is_empty()
-        && !parent.exists()
-    {
-        crate::core::security::create_private_dir(parent).map_err(|cause| DbError::Directory {
-            dir: parent.display().to_string(),
-            cause,
-        })?;
+    if !in_memory(url) {
+        check_sqlite_access(options.get_filename())?;
     }
-    let conn = options.connect().await.map_err(DbError::Connect)?;
+    let conn = options.connect().await;
+    let conn = match conn {
+        Ok(conn) => conn,
+        Err(cause) => {
+            let any = AnyConnectOptions::from_str(url).map_err(|e| url_error(e.to_string()))?;
+            return Err(unavailable(url, Backend::Sqlite, &any, cause).await);
+        }
+    };
     conn.close().await.map_err(DbError::Connect)
+}
+
+/// `sqlite::memory:` and `?mode=memory` databases have no file.
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// The database file's directory exists (created owner-only when missing) and this process
+/// may create files in it, and the database, its WAL and its shared-memory index, where they
+/// exist, may be read and written by it. The error names the path, its owner and mode, this
+/// process's user and the fix.
+fn check_sqlite_access(file: &std::path::Path) -> Result<(), DbError> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let user = OsUser::current();
+    let error = |problem: String, fix: String| DbError::Access {
+        file: file.display().to_string(),
+        user: user.to_string(),
+        problem,
+        fix,
+    };
+    let elsewhere =
+        "or set TITANIC__DATABASE__URL to sqlite://PATH in a directory this user may write";
+    let shown = dir.display();
+    if !dir.exists() {
+        if let Err(cause) = crate::core::security::create_private_dir(dir) {
+            let existing = dir.ancestors().skip(1).find(|a| a.exists());
+            let parent = existing.map_or_else(String::new, |a| {
+                format!(" ({} is {})", a.display(), os_user::describe(a))
+            });
+            return Err(error(
+                format!(
+                    "its directory {shown} does not exist and cannot be created: {cause}{parent}"
+                ),
+                format!(
+                    "mount a volume this user may write at {shown} (Kubernetes: with \
+                     securityContext.fsGroup: {gid}), {elsewhere}",
+                    gid = user.gid
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if !os_user::may(dir, Access::CreateIn) {
+        return Err(error(
+            format!(
+                "this user may not create files in its directory {shown} ({})",
+                os_user::describe(dir)
+            ),
+            format!(
+                "give the directory to this user (chown -R {owner} {shown}; Kubernetes: \
+                 securityContext.fsGroup: {gid} on the pod, which makes a volume the group's; \
+                 Docker or Podman: a named volume, or chown the host directory), {elsewhere}",
+                owner = user.owner(),
+                gid = user.gid
+            ),
+        ));
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = file.as_os_str().to_owned();
+        path.push(suffix);
+        let path = std::path::PathBuf::from(path);
+        if (path.exists() || path.is_symlink()) && !os_user::may(&path, Access::ReadWrite) {
+            return Err(error(
+                format!(
+                    "this user may not read and write {} ({})",
+                    path.display(),
+                    os_user::describe(&path)
+                ),
+                format!(
+                    "give the database files to this user (chown {owner} {file}*; a volume \
+                     written before by another user keeps that user's files), {elsewhere}",
+                    owner = user.owner(),
+                    file = file.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How long a statement waits for another connection's write lock.

@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod dependency;
 pub mod json;
+pub mod os_user;
 pub mod rate_limit;
 pub mod security;
 pub mod shutdown;

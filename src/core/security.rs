@@ -22,6 +22,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::core::config::{Secret, Settings};
+use crate::core::os_user::{self, OsUser};
 use crate::core::time::unix_now;
 
 /// HS256 wants a key at least as long as its hash (RFC 7518 §3.2).
@@ -83,12 +84,42 @@ pub enum SecretError {
     Missing { profile: String },
     #[error("{what} is {len} bytes; HS256 needs at least {MIN_SECRET_BYTES}")]
     TooShort { what: &'static str, len: usize },
-    #[error("JWT key file {path}: {cause}")]
-    File { path: String, cause: std::io::Error },
-    #[error("JWT key file {path} has mode {mode:04o}: {problem}; {fix}")]
+    /// A key file that could not be read: the error names the file, how it looks to this
+    /// process (owner and mode, or missing), the process's user, and the setting to change.
+    #[error(
+        "JWT key file {path}: {cause} ({state}; this process: {user}); {}",
+        read_fix(cause, path, *ids, setting)
+    )]
+    File {
+        path: String,
+        cause: std::io::Error,
+        state: String,
+        user: String,
+        /// The process's uid and gid, for the fix.
+        ids: (u32, u32),
+        /// The setting that names the file.
+        setting: &'static str,
+    },
+    /// The secret file that `serve` or `token` generates outside production could not be
+    /// created.
+    #[error(
+        "cannot create the JWT secret file {path}: {cause} ({directory}; this process: {user}); {fix}"
+    )]
+    Generate {
+        path: String,
+        cause: std::io::Error,
+        /// The directory (or the nearest existing one above it) and how it looks.
+        directory: String,
+        user: String,
+        fix: String,
+    },
+    /// A secret file others could read or replace. `owners` says whose it is and who this
+    /// process is.
+    #[error("JWT key file {path} has mode {mode:04o} ({owners}): {problem}; {fix}")]
     Exposed {
         path: String,
         mode: u32,
+        owners: String,
         problem: String,
         fix: String,
     },
@@ -610,10 +641,17 @@ fn key_material(
     read: fn(&Path) -> Result<String, SecretError>,
 ) -> Result<Option<String>, SecretError> {
     let file = file.trim();
+    let setting = match field {
+        "previous_jwt_secret" => "TITANIC__AUTH__PREVIOUS_SECRET_FILE",
+        "public_key" => "TITANIC__AUTH__PUBLIC_KEY_FILE",
+        _ => "TITANIC__AUTH__SECRET_FILE",
+    };
     match (inline.is_empty(), file.is_empty()) {
         (true, true) => Ok(None),
         (false, true) => Ok(Some(inline.expose().to_owned())),
-        (true, false) => read(Path::new(file)).map(Some),
+        (true, false) => read(Path::new(file))
+            .map(Some)
+            .map_err(|e| e.named_by(setting)),
         (false, false) => Err(SecretError::Invalid {
             field,
             message: "set either the value or its file, not both".to_owned(),
@@ -621,11 +659,61 @@ fn key_material(
     }
 }
 
+/// A key file that could not be read (named by `TITANIC__AUTH__SECRET_FILE` until
+/// [`SecretError::named_by`] says otherwise).
 fn file_error(path: &Path) -> impl Fn(std::io::Error) -> SecretError {
-    let path = path.display().to_string();
-    move |cause| SecretError::File {
-        path: path.clone(),
-        cause,
+    let path = path.to_owned();
+    move |cause| {
+        let user = OsUser::current();
+        SecretError::File {
+            path: path.display().to_string(),
+            cause,
+            state: os_user::describe(&path),
+            user: user.to_string(),
+            ids: (user.uid, user.gid),
+            setting: "TITANIC__AUTH__SECRET_FILE",
+        }
+    }
+}
+
+/// What to change when a key file cannot be read, by the cause.
+fn read_fix(cause: &std::io::Error, path: &str, (uid, gid): (u32, u32), setting: &str) -> String {
+    match cause.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "put the key in that file (on Kubernetes: mount the Secret that holds it there), \
+             or set {setting} to the file that holds it"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "let this user read it: chown {uid}:{gid} {path} && chmod 400 {path}, or give it to \
+             one of this user's groups with chmod 440 (on Kubernetes: defaultMode: 0440 and \
+             securityContext.fsGroup: {gid}); every directory above it must let this user \
+             through (x)"
+        ),
+        _ => format!("set {setting} to a readable file that holds the key"),
+    }
+}
+
+impl SecretError {
+    /// The same error, naming `setting` as the one that names the file.
+    fn named_by(self, setting: &'static str) -> Self {
+        match self {
+            Self::File {
+                path,
+                cause,
+                state,
+                user,
+                ids,
+                ..
+            } => Self::File {
+                path,
+                cause,
+                state,
+                user,
+                ids,
+                setting,
+            },
+            other => other,
+        }
     }
 }
 
@@ -658,6 +746,12 @@ fn read_private_file(path: &Path) -> Result<String, SecretError> {
             return Err(SecretError::Exposed {
                 path: shown.to_string(),
                 mode,
+                owners: format!(
+                    "owner {}:{}; this process: {}",
+                    meta.uid(),
+                    meta.gid(),
+                    OsUser::current()
+                ),
                 problem,
                 fix,
             });
@@ -746,10 +840,28 @@ fn resolve_secret(settings: &Settings) -> Result<(Secret, SecretSource), SecretE
 /// directory when it has to create one. Never overwrites: if another process created the file
 /// first, its secret is used (after the same check as any secret file).
 fn generate_secret_file(path: &Path) -> Result<Secret, SecretError> {
-    let file_err = file_error(path);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_private_dir(dir).map_err(&file_err)?;
-    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_err = |cause: std::io::Error| {
+        // The directory, or the nearest one above it that exists.
+        let shown = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+        let user = OsUser::current();
+        let dir = shown.display();
+        SecretError::Generate {
+            path: path.display().to_string(),
+            cause,
+            directory: format!("its directory {dir} is {}", os_user::describe(shown)),
+            user: user.to_string(),
+            fix: format!(
+                "let this user create files there (chown {} {dir}), or configure a secret: \
+                 TITANIC__AUTH__JWT_SECRET or TITANIC__AUTH__SECRET_FILE",
+                user.owner()
+            ),
+        }
+    };
+    create_private_dir(dir).map_err(file_err)?;
     let mut bytes = [0u8; 48];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -759,8 +871,8 @@ fn generate_secret_file(path: &Path) -> Result<Secret, SecretError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(path) {
         Ok(mut file) => {
-            file.write_all(hex.as_bytes()).map_err(&file_err)?;
-            file.sync_all().map_err(&file_err)?;
+            file.write_all(hex.as_bytes()).map_err(file_err)?;
+            file.sync_all().map_err(file_err)?;
             Ok(Secret::new(hex))
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
