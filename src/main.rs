@@ -46,6 +46,11 @@ enum Command {
         /// Make the new version the served one (alias `production`).
         #[arg(long)]
         promote: bool,
+        /// Instead of training a new version: rebuild this version's training set from what
+        /// it recorded, check its hash, train again with its parameters and seed, and report
+        /// whether the coefficients match (exit status 1 when anything differs).
+        #[arg(long, value_name = "VERSION", conflicts_with_all = ["data", "as_of", "promote"])]
+        reproduce: Option<String>,
     },
     /// Copy the latest offline feature values into the online store (Redis when configured).
     Materialize {
@@ -172,9 +177,29 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => app::serve(settings).await,
         Command::Train {
+            reproduce: Some(version),
+            ..
+        } => {
+            let stores = Stores::open(settings).await?;
+            let r = lifecycle::reproduce(&stores, &version).await?;
+            println!("model version:   {}", r.version);
+            let source = serde_json::to_string(&r.source).unwrap_or_default();
+            println!("training set:    {} rows from {source}", r.rows);
+            println!("recorded hash:   {}", r.recorded_hash);
+            println!("rebuilt hash:    {}", r.data_hash);
+            println!("max coefficient difference: {:e}", r.max_difference);
+            if r.identical() {
+                println!("reproduced: the same training set and the same coefficients");
+                Ok(())
+            } else {
+                anyhow::bail!("version {version} was not reproduced (see the differences above)")
+            }
+        }
+        Command::Train {
             data,
             as_of,
             promote,
+            reproduce: None,
         } => {
             let source = match (data, as_of) {
                 (Some(path), _) => TrainingData::File(path),

@@ -858,3 +858,54 @@ fn historical_streams_an_entity_table_as_of_each_row() {
     );
     assert!(!bad.exists() && !dir.path().join("bad.partial").exists());
 }
+
+#[test]
+fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(titanic(dir.path()).arg("train"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Later facts: a file with one more labelled passenger, trained on as v2. Its rows are
+    // written after v1 was trained, so v1's rebuilt set does not see them.
+    let file = dir.path().join("more.csv");
+    let mut csv = std::fs::read_to_string(repo().join("data/titanic/train.csv")).unwrap();
+    csv.push_str("5000,1,1,\"Doe, Mrs. Jane\",female,30,0,0,X1,80,,C\n");
+    std::fs::write(&file, &csv).unwrap();
+    let out = run(titanic(dir.path()).args(["train", "--data", file.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    for version in ["v1", "v2"] {
+        let out = run(titanic(dir.path()).args(["train", "--reproduce", version]));
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{version}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.contains("reproduced: the same training set"),
+            "{stdout}"
+        );
+        let rows = if version == "v1" {
+            "891 rows"
+        } else {
+            "892 rows"
+        };
+        assert!(stdout.contains(rows), "{version}: {stdout}");
+    }
+    // v1 came from the feature store, v2 from the file (by its hash).
+    let v1 = text(&run(titanic(dir.path()).args(["train", "--reproduce", "v1"])).stdout);
+    assert!(
+        v1.contains("\"kind\":\"feature_store\"") && v1.contains("created_as_of"),
+        "{v1}"
+    );
+
+    // The file changed: v2 cannot be reproduced, and the error says so.
+    std::fs::write(&file, csv.replace("Doe, Mrs. Jane", "Doe, Mrs. Joan")).unwrap();
+    let out = run(titanic(dir.path()).args(["train", "--reproduce", "v2"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("has changed since model version v2"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -363,9 +363,12 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Unservable { .. } => {
                 ApiError::Validation(ValidationErrors::single("version", e.to_string()))
             }
-            LifecycleError::Csv { .. } | LifecycleError::Train(_) | LifecycleError::NoData => {
-                ApiError::Conflict(e.to_string())
-            }
+            LifecycleError::Csv { .. }
+            | LifecycleError::Train(_)
+            | LifecycleError::NoData
+            | LifecycleError::NotReproducible(_)
+            | LifecycleError::SourceChanged { .. }
+            | LifecycleError::Read { .. } => ApiError::Conflict(e.to_string()),
             LifecycleError::Task(_) => ApiError::Internal(e.to_string()),
             LifecycleError::AsOfInFuture(_) => {
                 ApiError::Validation(ValidationErrors::single("as_of", e.to_string()))

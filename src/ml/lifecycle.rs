@@ -10,7 +10,7 @@ use crate::core::db::Pool;
 use super::dataset::TrainingSet;
 use super::experiment::ExperimentStore;
 use super::jobs::TrainingJobs;
-use super::model::{FeatureServiceRef, Model, ModelArtifact, ModelError};
+use super::model::{DataSource, FeatureServiceRef, Model, ModelArtifact, ModelError};
 use super::registry::{
     AliasAction, AliasChange, AliasMove, ModelRegistry, PRODUCTION, RegistryError,
 };
@@ -18,7 +18,7 @@ use super::serving::Served;
 use super::train::{self, TrainError, TrainParams};
 use crate::core::config::Settings;
 use crate::core::db::{self, DbError};
-use crate::core::time::{Micros, now_micros};
+use crate::core::time::{Micros, micros_to_rfc3339, now_micros, parse_rfc3339};
 use crate::feature_store::PassengerRecord;
 use crate::feature_store::history::{self, resolve_service};
 use crate::feature_store::ingest::{self, CsvError};
@@ -53,6 +53,21 @@ pub enum LifecycleError {
     Task(String),
     #[error("as-of time {0} is in the future")]
     AsOfInFuture(String),
+    #[error(
+        "model version {0} does not record where its training set came from (trained before it was recorded)"
+    )]
+    NotReproducible(String),
+    #[error(
+        "{path} has changed since model version {version} was trained on it: {recorded} then, {now} now"
+    )]
+    SourceChanged {
+        version: String,
+        path: String,
+        recorded: String,
+        now: String,
+    },
+    #[error("reading {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
 }
 
 /// The stores every command works on.
@@ -182,17 +197,46 @@ pub async fn train_model(
         ));
     }
     let service = current_service(stores).await?;
-    let (records, as_of, skipped) = match data {
-        TrainingData::File(path) => (ingest_file(stores, path).await?, now_micros(), 0),
+    let (records, as_of, skipped, source) = match data {
+        TrainingData::File(path) => {
+            let source = DataSource::File {
+                path: std::fs::canonicalize(path)
+                    .unwrap_or_else(|_| path.clone())
+                    .display()
+                    .to_string(),
+                file_hash: file_hash(path).await?,
+            };
+            (ingest_file(stores, path).await?, now_micros(), 0, source)
+        }
         TrainingData::AsOf(_) | TrainingData::Latest => {
             ingest_bundled(settings, stores).await?;
             let as_of = match data {
                 TrainingData::AsOf(t) => *t,
                 _ => now_micros(),
             };
-            let rows = history::training_rows(&stores.offline, &service, as_of, None).await?;
+            // What is known now: a rebuild reading as known at this time gets the same set.
+            let created_as_of = now_micros();
+            let rows =
+                history::training_rows(&stores.offline, &service, as_of, Some(created_as_of))
+                    .await?;
             let skipped = rows.without_features + rows.unusable;
-            (rows.records, as_of, skipped)
+            let source = DataSource::FeatureStore {
+                feature_service: FeatureServiceRef {
+                    name: service.service.name.clone(),
+                    version: service.service.version,
+                },
+                views: service
+                    .views
+                    .iter()
+                    .map(|v| FeatureServiceRef {
+                        name: v.name.clone(),
+                        version: v.version,
+                    })
+                    .collect(),
+                as_of: micros_to_rfc3339(as_of),
+                created_as_of: micros_to_rfc3339(created_as_of),
+            };
+            (rows.records, as_of, skipped, source)
         }
     };
     let set = TrainingSet::from_records(&records);
@@ -211,10 +255,11 @@ pub async fn train_model(
         "training started"
     );
     let started = std::time::Instant::now();
-    let artifact =
+    let mut artifact =
         tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of))
             .await
             .map_err(|e| LifecycleError::Task(e.to_string()))??;
+    artifact.training.source = Some(source);
     // Refuse to register anything that could not serve.
     Model::from_artifact("candidate", artifact.clone())
         .and_then(|model| Served::new(model, service))
@@ -247,6 +292,113 @@ pub async fn train_model(
         artifact,
         promoted: promote_by.is_some(),
         skipped,
+    })
+}
+
+/// `sha256:<hex>` of a file's bytes.
+async fn file_hash(path: &Path) -> Result<String, LifecycleError> {
+    use sha2::{Digest, Sha256};
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|cause| LifecycleError::Read {
+            path: path.display().to_string(),
+            cause,
+        })?;
+    Ok(format!("sha256:{:x}", Sha256::digest(&bytes)))
+}
+
+/// What rebuilding a version's training set and training again gave.
+#[derive(Debug, Clone)]
+pub struct Reproduction {
+    pub version: String,
+    pub source: DataSource,
+    pub rows: usize,
+    /// The data hash the version recorded, and the rebuilt set's.
+    pub recorded_hash: String,
+    pub data_hash: String,
+    /// The largest difference between a recorded and a retrained coefficient (intercept
+    /// included).
+    pub max_difference: f64,
+}
+
+impl Reproduction {
+    /// The same training set, and the same coefficients to the last bit.
+    pub fn identical(&self) -> bool {
+        self.recorded_hash == self.data_hash && self.max_difference == 0.0
+    }
+}
+
+/// `titanic train --reproduce`: rebuilds a version's training set from what it recorded (the
+/// same labels and features as known when it was trained, or the same file, checked by its
+/// hash), trains again with its parameters and seed, and compares.
+pub async fn reproduce(stores: &Stores, version: &str) -> Result<Reproduction, LifecycleError> {
+    let artifact = stores.models.artifact(version).await?;
+    let source = artifact
+        .training
+        .source
+        .clone()
+        .ok_or_else(|| LifecycleError::NotReproducible(version.to_owned()))?;
+    let time = |text: &str| {
+        parse_rfc3339(text).map_err(|_| LifecycleError::NotReproducible(version.to_owned()))
+    };
+    let (records, as_of) = match &source {
+        DataSource::File {
+            path,
+            file_hash: recorded,
+        } => {
+            let now = file_hash(Path::new(path)).await?;
+            if now != *recorded {
+                return Err(LifecycleError::SourceChanged {
+                    version: version.to_owned(),
+                    path: path.clone(),
+                    recorded: recorded.clone(),
+                    now,
+                });
+            }
+            let records = read_csv(PathBuf::from(path), stores.max_csv_record_bytes).await?;
+            (records, time(&artifact.training.as_of)?)
+        }
+        DataSource::FeatureStore {
+            feature_service,
+            as_of,
+            created_as_of,
+            ..
+        } => {
+            let service = resolve_service(
+                &stores.features,
+                &feature_service.name,
+                feature_service.version,
+            )
+            .await?;
+            let (as_of, created_as_of) = (time(as_of)?, time(created_as_of)?);
+            let rows =
+                history::training_rows(&stores.offline, &service, as_of, Some(created_as_of))
+                    .await?;
+            (rows.records, as_of)
+        }
+    };
+    let set = TrainingSet::from_records(&records);
+    let data_hash = set.data_hash.clone();
+    let params = artifact.params.clone();
+    let service_ref = artifact.feature_service.clone();
+    let again =
+        tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of))
+            .await
+            .map_err(|e| LifecycleError::Task(e.to_string()))??;
+    let max_difference = artifact
+        .coefficients
+        .iter()
+        .chain([&artifact.intercept])
+        .zip(again.coefficients.iter().chain([&again.intercept]))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    Ok(Reproduction {
+        version: version.to_owned(),
+        source,
+        rows: again.training.rows,
+        recorded_hash: artifact.training.data_hash,
+        data_hash,
+        max_difference,
     })
 }
 

@@ -39,6 +39,27 @@ pub struct TrainingInfo {
     pub trained_at: String,
     /// The point in time the training set was read as of (RFC 3339, UTC).
     pub as_of: String,
+    /// Where the training set came from, enough to rebuild it (`titanic train --reproduce`);
+    /// absent in artifacts made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<DataSource>,
+}
+
+/// Where a training set came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DataSource {
+    /// The offline store: every passenger labelled as of `as_of`, each with the feature
+    /// service's features as of its label's event time, among the rows written by
+    /// `created_as_of` (RFC 3339, UTC), read through these view versions.
+    FeatureStore {
+        feature_service: FeatureServiceRef,
+        views: Vec<FeatureServiceRef>,
+        as_of: String,
+        created_as_of: String,
+    },
+    /// Exactly the labelled rows of a CSV file (`titanic train --data`), by its SHA-256.
+    File { path: String, file_hash: String },
 }
 
 /// Everything needed to score with a trained model, stored as JSON in the registry.
@@ -306,6 +327,7 @@ pub(crate) mod tests_support {
                 data_hash: "sha256:0".into(),
                 trained_at: "2026-01-01T00:00:00Z".into(),
                 as_of: "2026-01-01T00:00:00Z".into(),
+                source: None,
             },
         }
     }

@@ -220,6 +220,7 @@ pub fn train(
             data_hash: set.data_hash.clone(),
             trained_at: now_rfc3339(),
             as_of: micros_to_rfc3339(as_of),
+            source: None,
         },
     })
 }
