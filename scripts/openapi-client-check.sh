@@ -22,14 +22,9 @@ set -euo pipefail
 SPEC_VALIDATOR_VERSION=0.9.0
 CLIENT_GENERATOR_VERSION=0.29.1
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-
-bin=${1:-${TITANIC_BIN:-}}
-if [ -z "$bin" ]; then
-  # From the repository, so that .cargo/config.toml (the bundled SQLite's flags) applies.
-  (cd "$root" && cargo build --release --locked --quiet --bin titanic)
-  bin="$target/release/titanic"
-fi
+source "$root/scripts/lib/serve.sh"
+TITANIC_BIN=${1:-${TITANIC_BIN:-}}
+titanic_binary
 [ -x "$bin" ] || { echo "no titanic binary at $bin" >&2; exit 1; }
 
 cache=${TITANIC_FUZZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/titanic}
@@ -48,41 +43,8 @@ EOF
     "openapi-python-client==$CLIENT_GENERATOR_VERSION"
 fi
 
-work=$(mktemp -d)
-server=""
-cleanup() {
-  if [ -n "$server" ]; then
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export TITANIC_CONFIG_DIR="$root/config"
-export TITANIC_ENV=production
-TITANIC__AUTH__JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-export TITANIC__AUTH__JWT_SECRET
-export TITANIC__SERVER__HOST=127.0.0.1
-export TITANIC__SERVER__PORT="$port"
-export TITANIC__DATABASE__URL="sqlite://$work/titanic.db"
-export TITANIC__DATA__DIR="$work"
-export TITANIC__DATA__TRAIN_CSV="$root/data/titanic/train.csv"
-export TITANIC__DATA__TEST_CSV="$root/data/titanic/test.csv"
-export TITANIC__TRAINING__ALPHA_GRID=""
-export TITANIC__LOG__LEVEL=warn
-
-"$bin" serve >"$work/serve.log" 2>&1 &
-server=$!
-base="http://127.0.0.1:$port"
-for _ in $(seq 1 1200); do
-  curl -sf "$base/health/ready" >/dev/null && break
-  kill -0 "$server" 2>/dev/null || break
-  sleep 0.1
-done
-curl -sf "$base/health/ready" >/dev/null || { cat "$work/serve.log"; exit 1; }
-token=$("$bin" token --sub openapi-client --scopes "predict,features:write,feedback:write" --ttl 600)
+titanic_start 120
+token=$(titanic_token openapi-client "predict,features:write,feedback:write")
 
 status=0
 (cd "$work" && timeout 300 "$venv/bin/python" "$root/scripts/openapi_client_check.py" "$base" "$token" "$work/generated") ||

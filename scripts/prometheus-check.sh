@@ -17,19 +17,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$root/target}
-
-work=$(mktemp -d)
-server=""
-prom=""
-cleanup() {
-  for pid in $prom $server; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/scripts/lib/serve.sh"
 
 prometheus=${1:-$(command -v prometheus || true)}
 if [ ! -x "$prometheus" ]; then
@@ -40,41 +28,10 @@ if [ ! -x "$prometheus" ]; then
 fi
 "$prometheus" --version | head -n 1
 
-bin=${TITANIC_BIN:-}
-if [ -z "$bin" ]; then
-  # From the repository, so that .cargo/config.toml (the bundled SQLite's flags) applies.
-  (cd "$root" && cargo build --release --locked --quiet --bin titanic)
-  bin="$target/release/titanic"
-fi
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-port=$(free_port)
+titanic_binary
+titanic_start 60
 prom_port=$(free_port)
-export TITANIC_CONFIG_DIR="$root/config"
-export TITANIC_ENV=production
-TITANIC__AUTH__JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-export TITANIC__AUTH__JWT_SECRET
-export TITANIC__SERVER__HOST=127.0.0.1
-export TITANIC__SERVER__PORT="$port"
-export TITANIC__DATABASE__URL="sqlite://$work/titanic.db"
-export TITANIC__DATA__DIR="$work"
-export TITANIC__DATA__TRAIN_CSV="$root/data/titanic/train.csv"
-export TITANIC__DATA__TEST_CSV="$root/data/titanic/test.csv"
-export TITANIC__TRAINING__ALPHA_GRID=""
-export TITANIC__LOG__LEVEL=warn
-
-"$bin" serve >"$work/serve.log" 2>&1 &
-server=$!
-base="http://127.0.0.1:$port"
-for _ in $(seq 1 600); do
-  curl -sf "$base/health/ready" >/dev/null && break
-  kill -0 "$server" 2>/dev/null || break
-  sleep 0.1
-done
-curl -sf "$base/health/ready" >/dev/null || { cat "$work/serve.log"; exit 1; }
-token=$("$bin" token --sub prometheus-check --scopes predict,features:write,models:write,feedback:write --ttl 600)
+token=$(titanic_token prometheus-check predict,features:write,models:write,feedback:write)
 
 # The recording group every second instead of every 30 s, so that its series exist at once.
 sed "s/interval: 30s/interval: 1s/" "$root/docs/monitoring/alerts.yml" >"$work/alerts.yml"
@@ -91,6 +48,7 @@ YAML
 "$prometheus" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
   --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
 prom=$!
+stop_on_exit="$prom"
 prom_url="http://127.0.0.1:$prom_port"
 
 # Until Prometheus holds at least three scrapes of the service (a rate needs two).

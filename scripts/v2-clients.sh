@@ -18,9 +18,8 @@ set -euo pipefail
 TRITONCLIENT_VERSION=2.73.0
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-# From the repository, so that .cargo/config.toml (the bundled SQLite's flags) applies.
-(cd "$root" && cargo build --release --locked --quiet)
-bin="${CARGO_TARGET_DIR:-$root/target}/release/titanic"
+source "$root/scripts/lib/serve.sh"
+titanic_binary
 
 cache=${TITANIC_FUZZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/titanic}
 venv="$cache/tritonclient-$TRITONCLIENT_VERSION"
@@ -30,37 +29,8 @@ if ! "$venv/bin/python" -c "import tritonclient.http, numpy" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "tritonclient[http]==$TRITONCLIENT_VERSION"
 fi
 
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export TITANIC_CONFIG_DIR="$root/config"
-export TITANIC_ENV=production
-TITANIC__AUTH__JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-export TITANIC__AUTH__JWT_SECRET
-export TITANIC__SERVER__HOST=127.0.0.1
-export TITANIC__DATABASE__URL="sqlite://$work/titanic.db"
-export TITANIC__DATA__DIR="$work"
-export TITANIC__DATA__TRAIN_CSV="$root/data/titanic/train.csv"
-export TITANIC__DATA__TEST_CSV="$root/data/titanic/test.csv"
-export TITANIC__SERVER__PORT="$port"
-export TITANIC__LOG__LEVEL=warn
-
-"$bin" serve >"$work/serve.log" 2>&1 &
-server=$!
-cleanup() {
-  kill "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-base="http://127.0.0.1:$port"
-for _ in $(seq 1 300); do
-  curl -sf "$base/health/ready" >/dev/null && break
-  kill -0 "$server" 2>/dev/null || break
-  sleep 0.1
-done
-curl -sf "$base/health/ready" >/dev/null || { cat "$work/serve.log"; exit 1; }
-
-token=$("$bin" token --sub v2-client --scopes predict --ttl 600)
+titanic_start 30
+token=$(titanic_token v2-client predict)
 
 status=0
 "$venv/bin/python" "$root/scripts/v2_client_check.py" "$base" "$token" || status=1
