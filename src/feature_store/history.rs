@@ -87,6 +87,8 @@ pub async fn resolve_service(
 /// A point-in-time training set.
 #[derive(Debug, Clone, Default)]
 pub struct TrainingRows {
+    /// The labelled passengers, then the unlabelled ones (`survived` is `None`): every
+    /// passenger with usable features at the time and no label.
     pub records: Vec<PassengerRecord>,
     /// Labelled passengers with no feature row at or before the time.
     pub without_features: usize,
@@ -103,7 +105,8 @@ fn as_online(row: &FeatureRow) -> OnlineRow {
 }
 
 /// Every passenger labelled as of `as_of`, with the service's features as they were at that
-/// time: no value with a later event time can leak in.
+/// time: no value with a later event time can leak in. The passengers with features but no
+/// label at that time follow, unlabelled.
 pub async fn training_rows(
     offline: &OfflineStore,
     service: &ServiceViews,
@@ -149,6 +152,36 @@ pub async fn training_rows(
         }
     }
     out.records.sort_by_key(|r| r.passenger_id);
+    // The unlabelled: every other entity with a row in one of the service's views.
+    let labelled: std::collections::HashSet<&str> =
+        labels.iter().map(|l| l.entity_key.as_str()).collect();
+    let mut keys: Vec<&String> = per_view
+        .iter()
+        .flat_map(HashMap::keys)
+        .filter(|k| !labelled.contains(k.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut unlabelled = Vec::new();
+    for key in keys {
+        let Ok(id) = key.parse::<i64>() else { continue };
+        let rows: Vec<Option<&OnlineRow>> = per_view.iter().map(|m| m.get(key)).collect();
+        if let Ok(Some(served)) = service.assemble(
+            id,
+            &rows,
+            as_of,
+            ReadSource::OfflineStore,
+            StaleValues::Impute,
+        ) {
+            unlabelled.push(PassengerRecord {
+                passenger_id: id,
+                survived: None,
+                passenger: served.passenger,
+            });
+        }
+    }
+    unlabelled.sort_by_key(|r| r.passenger_id);
+    out.records.extend(unlabelled);
     Ok(out)
 }
 
@@ -227,6 +260,18 @@ mod tests {
                 1,
                 "passenger 2 had no features at 200"
             );
+            // A passenger with features and no label (at 250) follows the labelled ones.
+            offline
+                .append(DEMOGRAPHICS, 1, &[demographics("3", 250, 30.0, 3)], "t")
+                .await
+                .unwrap();
+            let at_250 = training_rows(&offline, &service, 250).await.unwrap();
+            let ids: Vec<(i64, Option<bool>)> = at_250
+                .records
+                .iter()
+                .map(|r| (r.passenger_id, r.survived))
+                .collect();
+            assert_eq!(ids, [(1, Some(false)), (3, None)]);
             assert_eq!(at_200.without_features, 1);
             let p1 = &at_200.records[0];
             assert_eq!((p1.passenger_id, p1.survived), (1, Some(false)));
@@ -238,7 +283,7 @@ mod tests {
             assert_eq!(p1.passenger.pclass.number(), 3);
 
             let at_300 = training_rows(&offline, &service, 300).await.unwrap();
-            assert_eq!(at_300.records.len(), 2);
+            assert_eq!(at_300.records.len(), 3);
             assert_eq!(at_300.records[0].passenger.age, Some(80.0));
             assert_eq!(
                 at_300.records[0].survived,
