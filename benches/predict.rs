@@ -18,6 +18,7 @@ fn model() -> (Model, Vec<Passenger>) {
     let set = TrainingSet::from_records(&records);
     let params = TrainParams {
         folds: 5,
+        repeats: 1,
         seed: 42,
         alpha: 1.0,
         alpha_grid: Vec::new(),

@@ -22,6 +22,7 @@ use crate::feature_store::online::{InProcessStore, OnlineStore, ViewKey};
 use crate::feature_store::redis_store::RedisStore;
 use crate::feature_store::registry::Kind;
 use crate::feature_store::serving::{FeatureServer, FeatureStoreMetrics, ServiceViews};
+use crate::ml::evaluation::{RepeatMetrics, Summary};
 use crate::ml::lifecycle::{self, Stores, Trained, bootstrap, load_served};
 use crate::ml::registry::{AliasAction, AliasChange, AliasMove};
 use crate::ml::serving::ActiveExperiment;
@@ -500,6 +501,13 @@ pub fn training_report(t: &Trained) -> String {
         t.artifact.training.data_hash
     );
     let _ = writeln!(s, "feature service {}", t.artifact.feature_service);
+    if t.artifact.training.unlabelled > 0 {
+        let _ = writeln!(
+            s,
+            "unlabelled passengers read for the fare per head: {}",
+            t.artifact.training.unlabelled
+        );
+    }
     if t.skipped > 0 {
         let _ = writeln!(
             s,
@@ -507,35 +515,54 @@ pub fn training_report(t: &Trained) -> String {
             t.skipped
         );
     }
+    let last_seed = m.seed.wrapping_add(m.repeats.saturating_sub(1) as u64);
     let _ = writeln!(
         s,
-        "stratified {}-fold cross-validation (seed {}):",
-        m.folds, m.seed
+        "repeated stratified cross-validation: {} x {} folds (split seeds {} to {}):",
+        m.repeats, m.folds, m.seed, last_seed
     );
     let _ = writeln!(
         s,
-        "  accuracy  {:.4} ± {:.4}",
-        m.accuracy.mean, m.accuracy.std
+        "  metric    mean    95% interval      fold sd  repetition means"
     );
+    /// A metric's name, its summary, and its value in one repetition.
+    type Row<'a> = (&'a str, &'a Summary, fn(&RepeatMetrics) -> f64);
+    let rows: [Row<'_>; 4] = [
+        ("accuracy", &m.accuracy, |r| r.accuracy),
+        ("roc_auc", &m.roc_auc, |r| r.roc_auc),
+        ("log_loss", &m.log_loss, |r| r.log_loss),
+        ("brier", &m.brier, |r| r.brier),
+    ];
+    for (name, summary, of_repeat) in rows {
+        let (low, high) = m
+            .per_repeat
+            .iter()
+            .map(of_repeat)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(v), h.max(v))
+            });
+        let _ = writeln!(
+            s,
+            "  {name:<8}  {:.4}  [{:.4}, {:.4}]  {:.4}   {:.4} to {:.4}",
+            summary.mean, summary.ci_low, summary.ci_high, summary.std, low, high
+        );
+    }
+    let mut alphas = std::collections::BTreeMap::<String, usize>::new();
+    for f in &m.per_fold {
+        *alphas.entry(format!("{}", f.alpha)).or_default() += 1;
+    }
+    let alphas: Vec<String> = alphas.iter().map(|(a, n)| format!("{a} ({n})")).collect();
     let _ = writeln!(
         s,
-        "  roc_auc   {:.4} ± {:.4}",
-        m.roc_auc.mean, m.roc_auc.std
-    );
-    let _ = writeln!(
-        s,
-        "  log_loss  {:.4} ± {:.4}",
-        m.log_loss.mean, m.log_loss.std
-    );
-    let _ = writeln!(s, "  brier     {:.4} ± {:.4}", m.brier.mean, m.brier.std);
-    let alphas: Vec<String> = m.per_fold.iter().map(|f| format!("{}", f.alpha)).collect();
-    let _ = writeln!(
-        s,
-        "L2 alpha per fold (inner cross-validation): {}; final model: {}",
+        "L2 alpha chosen in the {} folds (inner cross-validation): {}; final model: {}",
+        m.per_fold.len(),
         alphas.join(", "),
         t.artifact.params.alpha
     );
-    let _ = writeln!(s, "calibration of out-of-fold predictions:");
+    let _ = writeln!(
+        s,
+        "calibration of the out-of-fold predictions of every repetition:"
+    );
     let _ = writeln!(s, "  predicted     count  mean predicted  observed");
     for bin in m.calibration.iter().filter(|b| b.count > 0) {
         let _ = writeln!(

@@ -285,6 +285,8 @@ pub struct DataSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct TrainingSettings {
     pub folds: usize,
+    /// Repetitions of the stratified k-fold cross-validation, each with its own split.
+    pub repeats: usize,
     pub seed: u64,
     pub alpha: f64,
     /// A TOML list, or (from the environment) comma-separated text: `0.1,1,10`; empty: none.
@@ -476,6 +478,9 @@ impl Settings {
         }
         if self.training.folds < 2 {
             return invalid("training.folds", "must be at least 2");
+        }
+        if !(1..=100).contains(&self.training.repeats) {
+            return invalid("training.repeats", "must be between 1 and 100");
         }
         if !std::iter::once(&self.training.alpha)
             .chain(&self.training.alpha_grid)

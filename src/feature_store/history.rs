@@ -2,6 +2,7 @@
 //! and survival views, and training sets are read back point-in-time through a feature
 //! service, with the same assembly code serving uses.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use serde_json::Value;
@@ -89,6 +90,8 @@ pub async fn resolve_service(
 /// A point-in-time training set.
 #[derive(Debug, Clone, Default)]
 pub struct TrainingRows {
+    /// The labelled passengers, then the unlabelled ones (`survived` is `None`): every
+    /// passenger with usable features at the time and no label.
     pub records: Vec<PassengerRecord>,
     /// Labelled passengers with no feature row at or before the time.
     pub without_features: usize,
@@ -265,8 +268,9 @@ pub async fn historical_csv<R: Read, W: Write>(
 
 /// Every passenger labelled as of `as_of`, each with the service's features as of its label's
 /// own event time (within each view's TTL): no value from after a label can leak into its row.
-/// With `created_as_of`, only rows written by then are seen, so the same call always gives the
-/// same set.
+/// The passengers with features but no label at `as_of` follow, unlabelled, with the features
+/// they had then. With `created_as_of`, only rows written by then are seen, so the same call
+/// always gives the same set.
 pub async fn training_rows(
     offline: &OfflineStore,
     service: &ServiceViews,
@@ -310,6 +314,42 @@ pub async fn training_rows(
         }
     }
     out.records.sort_by_key(|r| r.passenger_id);
+    // The unlabelled: every other entity with a row in one of the service's views at `as_of`.
+    let labelled: std::collections::HashSet<&str> =
+        labels.iter().map(|l| l.entity_key.as_str()).collect();
+    let mut per_view: Vec<HashMap<String, OnlineRow>> = Vec::new();
+    for (_, view) in service.projections() {
+        let rows = offline.latest_of(view, as_of, created_as_of, None).await?;
+        per_view.push(
+            rows.iter()
+                .filter(|r| !labelled.contains(r.entity_key.as_str()))
+                .map(|r| (r.entity_key.clone(), as_online(r)))
+                .collect(),
+        );
+    }
+    let mut keys: Vec<&String> = per_view.iter().flat_map(HashMap::keys).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut unlabelled = Vec::new();
+    for key in keys {
+        let Ok(id) = key.parse::<i64>() else { continue };
+        let rows: Vec<Option<&OnlineRow>> = per_view.iter().map(|m| m.get(key)).collect();
+        if let Ok(Some(served)) = service.assemble(
+            id,
+            &rows,
+            as_of,
+            ReadSource::OfflineStore,
+            StaleValues::Impute,
+        ) {
+            unlabelled.push(PassengerRecord {
+                passenger_id: id,
+                survived: None,
+                passenger: served.passenger,
+            });
+        }
+    }
+    unlabelled.sort_by_key(|r| r.passenger_id);
+    out.records.extend(unlabelled);
     Ok(out)
 }
 
@@ -389,6 +429,18 @@ mod tests {
                 1,
                 "passenger 2 had no features at 200"
             );
+            // A passenger with features and no label (at 250) follows the labelled ones.
+            offline
+                .append(DEMOGRAPHICS, 1, &[demographics("3", 250, 30.0, 3)], "t")
+                .await
+                .unwrap();
+            let at_250 = at(250).await.unwrap();
+            let ids: Vec<(i64, Option<bool>)> = at_250
+                .records
+                .iter()
+                .map(|r| (r.passenger_id, r.survived))
+                .collect();
+            assert_eq!(ids, [(1, Some(false)), (3, None)]);
             assert_eq!(at_200.without_features, 1);
             let p1 = &at_200.records[0];
             assert_eq!((p1.passenger_id, p1.survived), (1, Some(false)));
@@ -400,11 +452,12 @@ mod tests {
             assert_eq!(p1.passenger.pclass.number(), 3);
 
             // At 300 the labels are still those of 100, so the features are those of 100:
-            // passenger 2's first features came after its label.
+            // passenger 2's first features came after its label; passenger 3 is unlabelled.
             let at_300 = at(300).await.unwrap();
-            assert_eq!(at_300.records.len(), 1);
+            assert_eq!(at_300.records.len(), 2);
             assert_eq!(at_300.without_features, 1);
             assert_eq!(at_300.records[0].passenger.age, Some(22.0), "as of the label's time");
+            assert_eq!((at_300.records[1].passenger_id, at_300.records[1].survived), (3, None));
             assert_eq!(
                 at_300.records[0].survived,
                 Some(false),

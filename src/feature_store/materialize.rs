@@ -54,7 +54,7 @@ pub async fn refresh(
     let features: Vec<String> = view.spec.features.iter().map(|f| f.name.clone()).collect();
     let rows: Vec<(String, OnlineRow)> = server
         .offline()
-        .latest_of(view, now, Some(keys))
+        .latest_of(view, now, None, Some(keys))
         .await?
         .into_iter()
         .map(|r| {

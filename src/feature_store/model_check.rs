@@ -225,7 +225,7 @@ async fn online_agrees_with_offline(
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let offline = features
         .offline()
-        .latest_of(view, now, Some(&refs))
+        .latest_of(view, now, None, Some(&refs))
         .await
         .expect("offline read");
     for (key, row) in keys.iter().zip(&online) {

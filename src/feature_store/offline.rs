@@ -202,9 +202,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         &self,
         view: &Versioned<FeatureViewSpec>,
         as_of: Micros,
+        created_as_of: Option<Micros>,
         keys: Option<&[&str]>,
     ) -> Result<Vec<FeatureRow>, OfflineError> {
-        let mut rows = self.latest_as_of(&view.name, as_of, None, keys).await?;
+        let mut rows = self
+            .latest_as_of(&view.name, as_of, created_as_of, keys)
+            .await?;
         for row in rows.iter_mut().filter(|r| r.view_version != view.version) {
             view.spec.conform(&mut row.values);
         }
@@ -515,7 +518,7 @@ mod tests {
                     {"name": "fare", "value_type": "float64"},
                 ]),
             );
-            let rows = s.latest_of(&v2, 100, None).await.unwrap();
+            let rows = s.latest_of(&v2, 100, None, None).await.unwrap();
             let by_key: HashMap<&str, &FeatureRow> = rows.iter().map(|r| (r.entity_key.as_str(), r)).collect();
             assert_eq!(Value::Object(by_key["1"].values.clone()), json!({"age": 30, "fare": 7.25}), "undefined features left out");
             assert_eq!(Value::Object(by_key["2"].values.clone()), json!({"fare": 8.0}), "a refused value reads as missing");
@@ -524,7 +527,7 @@ mod tests {
             assert_eq!(by_key["3"].values["age"], 150.0);
             // Version 1 reads its own rows unchanged.
             let v1 = test_view("v", 1, json!([{"name": "age", "value_type": "float64"}]));
-            let rows = s.latest_of(&v1, 100, Some(&["1"])).await.unwrap();
+            let rows = s.latest_of(&v1, 100, None, Some(&["1"])).await.unwrap();
             assert_eq!(rows[0].values["old"], 1);
         }
     }

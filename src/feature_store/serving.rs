@@ -328,7 +328,9 @@ impl FeatureServer {
             return Ok(ViewRead { rows, sources });
         }
         let refs: Vec<&str> = absent.iter().map(|&i| keys[i].as_str()).collect();
-        let offline_read = self.offline.latest_of(spec, now_micros(), Some(&refs));
+        let offline_read = self
+            .offline
+            .latest_of(spec, now_micros(), None, Some(&refs));
         let latest = match deps
             .time(
                 self.offline.backend().as_str(),

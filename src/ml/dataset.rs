@@ -4,24 +4,32 @@ use sha2::{Digest, Sha256};
 
 use crate::feature_store::{Passenger, PassengerRecord};
 
-/// Labelled rows, ready for fitting.
+/// Labelled rows, ready for fitting, and the unlabelled passengers read with them.
 #[derive(Debug, Clone)]
 pub struct TrainingSet {
     pub passengers: Vec<Passenger>,
     pub labels: Vec<bool>,
+    /// Passengers without a label: not training rows, but their tickets count towards the
+    /// fare per head of the passengers sharing them (`Preprocessing::fit`).
+    pub unlabelled: Vec<Passenger>,
+    /// Over the labelled and the unlabelled records.
     pub data_hash: String,
 }
 
 impl TrainingSet {
-    /// Keeps the labelled records (in id order, so the hash does not depend on input order).
+    /// Splits the records into labelled rows and unlabelled passengers (each in id order, so
+    /// the hash does not depend on input order).
     pub fn from_records(records: &[PassengerRecord]) -> Self {
-        let mut labelled: Vec<&PassengerRecord> =
-            records.iter().filter(|r| r.survived.is_some()).collect();
+        let (mut labelled, mut unlabelled): (Vec<&PassengerRecord>, Vec<&PassengerRecord>) =
+            records.iter().partition(|r| r.survived.is_some());
         labelled.sort_by_key(|r| r.passenger_id);
+        unlabelled.sort_by_key(|r| r.passenger_id);
+        let all: Vec<&PassengerRecord> = labelled.iter().chain(&unlabelled).copied().collect();
         Self {
-            data_hash: data_hash(&labelled),
+            data_hash: data_hash(&all),
             passengers: labelled.iter().map(|r| r.passenger.clone()).collect(),
             labels: labelled.iter().map(|r| r.survived == Some(true)).collect(),
+            unlabelled: unlabelled.iter().map(|r| r.passenger.clone()).collect(),
         }
     }
 
@@ -38,7 +46,7 @@ impl TrainingSet {
     }
 }
 
-/// `sha256:<hex>` over one canonical JSON line per record (id, label, raw fields).
+/// `sha256:<hex>` over one canonical JSON line per record (id, label or `null`, raw fields).
 pub fn data_hash(records: &[&PassengerRecord]) -> String {
     let mut hasher = Sha256::new();
     for r in records {

@@ -4,7 +4,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::core::stats::mean_std;
+use crate::core::stats::{mean_std, student_t_quantile};
 
 /// Probabilities are clipped to [EPS, 1-EPS] for log loss, as scikit-learn does.
 const EPS: f64 = 1e-15;
@@ -149,10 +149,14 @@ pub struct FoldMetrics {
     /// The regularization strength chosen for this fold by the inner cross-validation.
     #[serde(default)]
     pub alpha: f64,
+    /// The repetition of the cross-validation this fold belongs to (0-based; its split seed
+    /// is the evaluation seed plus this number).
+    #[serde(default)]
+    pub repeat: usize,
 }
 
 impl FoldMetrics {
-    pub fn compute(labels: &[bool], probabilities: &[f64], alpha: f64) -> Self {
+    pub fn compute(labels: &[bool], probabilities: &[f64], alpha: f64, repeat: usize) -> Self {
         Self {
             accuracy: accuracy(labels, probabilities),
             roc_auc: roc_auc(labels, probabilities),
@@ -160,56 +164,145 @@ impl FoldMetrics {
             brier: brier(labels, probabilities),
             rows: labels.len(),
             alpha,
+            repeat,
         }
     }
 }
 
-/// Mean and standard deviation over folds.
+/// One metric over every fold of every repetition: the mean, the spread and a 95 %
+/// confidence interval for the mean.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub mean: f64,
+    /// Population standard deviation of the fold scores (fold-to-fold spread).
     pub std: f64,
+    /// The 95 % confidence interval of [`Summary::interval`].
+    #[serde(default)]
+    pub ci_low: f64,
+    #[serde(default)]
+    pub ci_high: f64,
 }
 
+/// Two-sided level of the confidence intervals.
+pub const CONFIDENCE: f64 = 0.95;
+
 impl Summary {
-    fn of(values: impl Iterator<Item = f64>) -> Self {
-        let (mean, std) = mean_std(&values.collect::<Vec<_>>());
-        Self { mean, std }
+    /// Mean and spread of the fold scores, with the corrected resampled t interval of
+    /// Nadeau and Bengio (2003): mean ± t(n−1) · √((1/n + n_test/n_train) · s²), where n is
+    /// the number of fold scores, s² their sample variance and n_test/n_train the share of
+    /// held-out to training rows of one fold (1/(k−1) for k folds). The second term accounts
+    /// for the folds' training sets overlapping, which the naive s²/n ignores: with it the
+    /// interval does not shrink to nothing as repetitions are added, since they reuse the
+    /// same rows. With fewer than two scores the interval is the mean itself.
+    pub fn interval(values: &[f64], test_to_train: f64) -> Self {
+        let (mean, std) = mean_std(values);
+        let n = values.len();
+        if n < 2 {
+            return Self {
+                mean,
+                std,
+                ci_low: mean,
+                ci_high: mean,
+            };
+        }
+        let n_f = n as f64;
+        let sample_var = std * std * n_f / (n_f - 1.0);
+        let t = student_t_quantile(0.5 + CONFIDENCE / 2.0, n_f - 1.0);
+        let half = t * ((1.0 / n_f + test_to_train) * sample_var).sqrt();
+        Self {
+            mean,
+            std,
+            ci_low: mean - half,
+            ci_high: mean + half,
+        }
     }
 }
 
-/// Stratified k-fold cross-validation results.
+/// The mean metrics of one repetition of the k-fold cross-validation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RepeatMetrics {
+    /// The seed of this repetition's split.
+    pub seed: u64,
+    pub accuracy: f64,
+    pub roc_auc: f64,
+    pub log_loss: f64,
+    pub brier: f64,
+}
+
+/// Repeated stratified k-fold cross-validation results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CvMetrics {
     pub folds: usize,
+    /// How many times the k-fold cross-validation was run, each with its own split.
+    #[serde(default = "one")]
+    pub repeats: usize,
+    /// The seed of the first repetition's split (repetition r uses `seed + r`).
     pub seed: u64,
+    /// Over the `folds × repeats` fold scores.
     pub accuracy: Summary,
     pub roc_auc: Summary,
     pub log_loss: Summary,
     /// Absent in artifacts trained before it was recorded.
     #[serde(default)]
     pub brier: Summary,
+    /// The mean of each repetition, in order.
+    #[serde(default)]
+    pub per_repeat: Vec<RepeatMetrics>,
+    /// Every fold of every repetition, in order.
     pub per_fold: Vec<FoldMetrics>,
-    /// Calibration of the pooled out-of-fold predictions, in 10 bins.
+    /// Calibration of the out-of-fold predictions of every repetition pooled (each row
+    /// predicted once per repetition), in 10 bins.
     #[serde(default)]
     pub calibration: Vec<CalibrationBin>,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl CvMetrics {
-    /// Summaries of the folds, and calibration of the pooled out-of-fold predictions.
-    pub fn from_folds(
+    /// Summaries of `folds`-fold cross-validation repeated over the repetitions that
+    /// `per_fold` names (the first split with `seed`), and calibration of the pooled
+    /// out-of-fold predictions.
+    pub fn new(
+        folds: usize,
         seed: u64,
         per_fold: Vec<FoldMetrics>,
         out_of_fold: (&[bool], &[f64]),
     ) -> Self {
+        let repeats = per_fold.iter().map(|f| f.repeat + 1).max().unwrap_or(0);
+        let test_to_train = 1.0 / (folds.max(2) - 1) as f64;
+        let summary = |metric: fn(&FoldMetrics) -> f64| -> Summary {
+            Summary::interval(
+                &per_fold.iter().map(metric).collect::<Vec<_>>(),
+                test_to_train,
+            )
+        };
+        let per_repeat = (0..repeats)
+            .map(|r| {
+                let of: Vec<&FoldMetrics> = per_fold.iter().filter(|f| f.repeat == r).collect();
+                let mean = |metric: fn(&FoldMetrics) -> f64| {
+                    of.iter().map(|f| metric(f)).sum::<f64>() / of.len().max(1) as f64
+                };
+                RepeatMetrics {
+                    seed: seed.wrapping_add(r as u64),
+                    accuracy: mean(|f| f.accuracy),
+                    roc_auc: mean(|f| f.roc_auc),
+                    log_loss: mean(|f| f.log_loss),
+                    brier: mean(|f| f.brier),
+                }
+            })
+            .collect();
         Self {
-            brier: Summary::of(per_fold.iter().map(|f| f.brier)),
-            calibration: calibration(out_of_fold.0, out_of_fold.1, 10),
-            folds: per_fold.len(),
+            folds,
+            repeats,
             seed,
-            accuracy: Summary::of(per_fold.iter().map(|f| f.accuracy)),
-            roc_auc: Summary::of(per_fold.iter().map(|f| f.roc_auc)),
-            log_loss: Summary::of(per_fold.iter().map(|f| f.log_loss)),
+            accuracy: summary(|f| f.accuracy),
+            roc_auc: summary(|f| f.roc_auc),
+            log_loss: summary(|f| f.log_loss),
+            brier: summary(|f| f.brier),
+            per_repeat,
+            calibration: calibration(out_of_fold.0, out_of_fold.1, 10),
             per_fold,
         }
     }
@@ -313,10 +406,60 @@ mod tests {
     }
 
     #[test]
-    fn summary_is_population_mean_and_std() {
-        let s = Summary::of([1.0, 3.0].into_iter());
+    fn summary_is_population_mean_and_std_with_a_corrected_interval() {
+        let s = Summary::interval(&[1.0, 3.0], 0.25);
         assert!(close(s.mean, 2.0) && close(s.std, 1.0));
-        let empty = Summary::of(std::iter::empty());
-        assert_eq!((empty.mean, empty.std), (0.0, 0.0));
+        // Sample variance 2; half width t(0.975, 1) * sqrt((1/2 + 1/4) * 2).
+        let half = 12.706_204_736_174_696 * 1.5f64.sqrt();
+        assert!((s.ci_low - (2.0 - half)).abs() < 1e-9, "{s:?}");
+        assert!((s.ci_high - (2.0 + half)).abs() < 1e-9, "{s:?}");
+        let empty = Summary::interval(&[], 0.25);
+        assert_eq!(
+            (empty.mean, empty.std, empty.ci_low, empty.ci_high),
+            (0.0, 0.0, 0.0, 0.0)
+        );
+        let single = Summary::interval(&[0.8], 0.25);
+        assert_eq!((single.ci_low, single.ci_high), (0.8, 0.8));
+        // More repetitions of the same spread narrow the interval only down to the
+        // overlap term: sqrt(1/250 + 1/4) against sqrt(1/50 + 1/4).
+        let scores = |n: usize| {
+            (0..n)
+                .map(|i| 0.8 + 0.01 * (i % 5) as f64)
+                .collect::<Vec<_>>()
+        };
+        let (w50, w250) = (
+            Summary::interval(&scores(50), 0.25),
+            Summary::interval(&scores(250), 0.25),
+        );
+        let width = |s: Summary| s.ci_high - s.ci_low;
+        assert!(width(w250) < width(w50) && width(w250) > 0.9 * width(w50));
+    }
+
+    #[test]
+    fn repeated_metrics_summarise_every_fold_and_each_repetition() {
+        let fold = |accuracy: f64, repeat: usize| FoldMetrics {
+            accuracy,
+            roc_auc: 0.9,
+            log_loss: 0.4,
+            brier: 0.12,
+            rows: 10,
+            alpha: 1.0,
+            repeat,
+        };
+        let m = CvMetrics::new(
+            2,
+            42,
+            vec![fold(0.8, 0), fold(0.9, 0), fold(0.7, 1), fold(0.8, 1)],
+            (&[true, false], &[0.9, 0.2]),
+        );
+        assert_eq!((m.folds, m.repeats, m.seed), (2, 2, 42));
+        assert!(close(m.accuracy.mean, 0.8));
+        assert_eq!(m.per_repeat.len(), 2);
+        assert_eq!((m.per_repeat[0].seed, m.per_repeat[1].seed), (42, 43));
+        assert!(close(m.per_repeat[0].accuracy, 0.85) && close(m.per_repeat[1].accuracy, 0.75));
+        assert!(m.accuracy.ci_low < 0.8 && m.accuracy.ci_high > 0.8);
+        assert!(close(m.roc_auc.ci_low, 0.9) && close(m.roc_auc.ci_high, 0.9));
+        let back: CvMetrics = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
     }
 }

@@ -13,7 +13,9 @@ use crate::feature_store::{FEATURE_NAMES, FeatureVector, N_FEATURES, Passenger, 
 /// 2: adds the feature service the model was trained on.
 /// 3: the pipeline's companions (ticket and family survival) and fare per person; the
 ///    reference profile of the training data for drift monitoring.
-pub const ARTIFACT_FORMAT: u32 = 3;
+/// 4: the women-and-children companion features, the group size and the fare per head
+///    (unlabelled passengers in the companions table); repeated cross-validation metrics.
+pub const ARTIFACT_FORMAT: u32 = 4;
 
 /// A feature service version, as recorded by a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,10 @@ impl std::fmt::Display for FeatureServiceRef {
 pub struct TrainingInfo {
     pub rows: usize,
     pub positives: usize,
+    /// Unlabelled passengers of the store read with the rows (their tickets count towards
+    /// the fare per head; they are not training rows).
+    #[serde(default)]
+    pub unlabelled: usize,
     /// `sha256:<hex>` of the training rows in canonical form (see `dataset::data_hash`).
     pub data_hash: String,
     /// RFC 3339, UTC.
@@ -311,19 +317,21 @@ pub(crate) mod tests_support {
             feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
             coefficients: (0..N_FEATURES).map(|i| i as f64 / 10.0 - 0.5).collect(),
             intercept: 0.25,
-            preprocessing: Preprocessing::fit(&[&p], &[true]),
+            preprocessing: Preprocessing::fit(&[&p], &[true], &[]),
             reference: ReferenceProfile::fit([&p]),
             params: TrainParams {
                 folds: 5,
+                repeats: 1,
                 seed: 1,
                 alpha: 1.0,
                 alpha_grid: Vec::new(),
                 max_iterations: 10,
             },
-            metrics: CvMetrics::from_folds(1, vec![], (&[], &[])),
+            metrics: CvMetrics::new(5, 1, vec![], (&[], &[])),
             training: TrainingInfo {
                 rows: 1,
                 positives: 1,
+                unlabelled: 0,
                 data_hash: "sha256:0".into(),
                 trained_at: "2026-01-01T00:00:00Z".into(),
                 as_of: "2026-01-01T00:00:00Z".into(),

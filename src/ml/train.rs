@@ -1,5 +1,7 @@
-//! Fitting logistic regression with linfa, stratified k-fold evaluation, and the artifact.
-//! CPU-bound: callers on an async runtime run it with `spawn_blocking`.
+//! Fitting logistic regression with linfa, repeated stratified k-fold evaluation, and the
+//! artifact. CPU-bound: callers on an async runtime run it with `spawn_blocking`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
@@ -18,6 +20,9 @@ use crate::feature_store::{FEATURE_NAMES, N_FEATURES, Passenger, Preprocessing};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainParams {
     pub folds: usize,
+    /// Repetitions of the k-fold cross-validation (repetition r splits with `seed + r`).
+    #[serde(default = "one")]
+    pub repeats: usize,
     pub seed: u64,
     /// The L2 penalty used; with a grid, the one chosen by cross-validation on all rows.
     pub alpha: f64,
@@ -28,10 +33,15 @@ pub struct TrainParams {
     pub max_iterations: u64,
 }
 
+fn one() -> usize {
+    1
+}
+
 impl From<&TrainingSettings> for TrainParams {
     fn from(s: &TrainingSettings) -> Self {
         Self {
             folds: s.folds,
+            repeats: s.repeats,
             seed: s.seed,
             alpha: s.alpha,
             alpha_grid: s.alpha_grid.clone(),
@@ -50,13 +60,22 @@ pub enum TrainError {
     NonFinite,
 }
 
+/// The rows one model is fitted on: labelled passengers, and the unlabelled passengers of
+/// the store (whose tickets count towards the fare per head, see `Preprocessing::fit`).
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub passengers: &'a [&'a Passenger],
+    pub labels: &'a [bool],
+    pub unlabelled: &'a [&'a Passenger],
+}
+
 /// Fits preprocessing and logistic regression on the given rows only, with penalty `alpha`.
-pub fn fit(
-    passengers: &[&Passenger],
-    labels: &[bool],
-    alpha: f64,
-    params: &TrainParams,
-) -> Result<Scorer, TrainError> {
+pub fn fit(rows: Rows<'_>, alpha: f64, params: &TrainParams) -> Result<Scorer, TrainError> {
+    let Rows {
+        passengers,
+        labels,
+        unlabelled,
+    } = rows;
     let positives = labels.iter().filter(|y| **y).count();
     if positives == 0 || positives == labels.len() {
         return Err(TrainError::NotEnoughData {
@@ -64,7 +83,7 @@ pub fn fit(
             positives,
         });
     }
-    let preprocessing = Preprocessing::fit(passengers, labels);
+    let preprocessing = Preprocessing::fit(passengers, labels, unlabelled);
     let flat: Vec<f64> = passengers
         .iter()
         .flat_map(|p| preprocessing.transform(p))
@@ -96,17 +115,19 @@ pub fn fit(
 }
 
 /// Picks the L2 penalty from a fold's training rows.
-type ChoosePenalty<'a> = dyn Fn(&[&Passenger], &[bool]) -> Result<f64, TrainError> + 'a;
+type ChoosePenalty<'a> = dyn Fn(Rows<'_>) -> Result<f64, TrainError> + 'a;
 
 /// Out-of-fold probabilities of a stratified k-fold split of the rows, each fold's model
 /// fitted with the penalty `choose` picks from that fold's training rows alone.
 fn out_of_fold(
-    passengers: &[&Passenger],
-    labels: &[bool],
+    rows: Rows<'_>,
     params: &TrainParams,
-    seed: u64,
+    (seed, repeat): (u64, usize),
     choose: &ChoosePenalty<'_>,
 ) -> Result<(Vec<f64>, Vec<FoldMetrics>), TrainError> {
+    let Rows {
+        passengers, labels, ..
+    } = rows;
     let folds = stratified_kfold(labels, params.folds, seed);
     let mut in_test = vec![usize::MAX; labels.len()];
     for (k, fold) in folds.iter().enumerate() {
@@ -121,8 +142,13 @@ fn out_of_fold(
             .filter(|&i| in_test[i] != k)
             .map(|i| (passengers[i], labels[i]))
             .unzip();
-        let alpha = choose(&train_x, &train_y)?;
-        let fitted = fit(&train_x, &train_y, alpha, params)?;
+        let train = Rows {
+            passengers: &train_x,
+            labels: &train_y,
+            unlabelled: rows.unlabelled,
+        };
+        let alpha = choose(train)?;
+        let fitted = fit(train, alpha, params)?;
         let test_y: Vec<bool> = test.iter().map(|&i| labels[i]).collect();
         let test_p: Vec<f64> = test
             .iter()
@@ -131,33 +157,22 @@ fn out_of_fold(
         for (&i, &p) in test.iter().zip(&test_p) {
             probabilities[i] = p;
         }
-        per_fold.push(FoldMetrics::compute(&test_y, &test_p, alpha));
+        per_fold.push(FoldMetrics::compute(&test_y, &test_p, alpha, repeat));
     }
     Ok((probabilities, per_fold))
 }
 
 /// The penalty of the grid with the lowest cross-validated log loss on these rows (the
-/// configured `alpha` without a grid).
-pub fn select_alpha(
-    passengers: &[&Passenger],
-    labels: &[bool],
-    params: &TrainParams,
-) -> Result<f64, TrainError> {
+/// configured `alpha` without a grid), the inner k-fold split made with `seed`.
+pub fn select_alpha(rows: Rows<'_>, params: &TrainParams, seed: u64) -> Result<f64, TrainError> {
     if params.alpha_grid.len() <= 1 {
         return Ok(params.alpha_grid.first().copied().unwrap_or(params.alpha));
     }
     let mut best = (f64::INFINITY, params.alpha);
     for &alpha in &params.alpha_grid {
-        let fixed = move |_: &[&Passenger], _: &[bool]| Ok(alpha);
-        // A different split than the outer one.
-        let (p, _) = out_of_fold(
-            passengers,
-            labels,
-            params,
-            params.seed.wrapping_add(1),
-            &fixed,
-        )?;
-        let loss = crate::ml::evaluation::log_loss(labels, &p);
+        let fixed = move |_: Rows<'_>| Ok(alpha);
+        let (p, _) = out_of_fold(rows, params, (seed, 0), &fixed)?;
+        let loss = crate::ml::evaluation::log_loss(rows.labels, &p);
         if loss < best.0 {
             best = (loss, alpha);
         }
@@ -165,19 +180,80 @@ pub fn select_alpha(
     Ok(best.1)
 }
 
-/// Stratified k-fold cross-validation. Everything learned from data (imputation statistics,
-/// scaling, the penalty, coefficients) is fitted inside each training fold, so nothing leaks
-/// from the held-out fold; choosing the penalty is itself cross-validated inside the fold
-/// (nested cross-validation).
+/// Out-of-fold probabilities and fold metrics of one stratified k-fold cross-validation,
+/// repetition `repeat`: split with `seed + repeat`, each fold's penalty chosen by an inner
+/// cross-validation of that fold's training rows split with `seed + repeat + 1`.
+fn cross_validate_once(
+    rows: Rows<'_>,
+    params: &TrainParams,
+    repeat: usize,
+) -> Result<(Vec<f64>, Vec<FoldMetrics>), TrainError> {
+    let seed = params.seed.wrapping_add(repeat as u64);
+    let choose = |train: Rows<'_>| select_alpha(train, params, seed.wrapping_add(1));
+    out_of_fold(rows, params, (seed, repeat), &choose)
+}
+
+/// Repeated stratified k-fold cross-validation: `params.repeats` runs of
+/// [`cross_validate_once`]. Everything learned from data (imputation statistics, the
+/// companions table, scaling, the penalty, coefficients) is fitted inside each training
+/// fold, so nothing leaks from the held-out fold; choosing the penalty is itself
+/// cross-validated inside the fold (nested cross-validation). The repetitions are
+/// independent and run on up to `available_parallelism` threads; the result does not depend
+/// on how many.
 pub fn cross_validate(set: &TrainingSet, params: &TrainParams) -> Result<CvMetrics, TrainError> {
+    type Run = Result<(Vec<f64>, Vec<FoldMetrics>), TrainError>;
     let passengers: Vec<&Passenger> = set.passengers.iter().collect();
-    let choose = |x: &[&Passenger], y: &[bool]| select_alpha(x, y, params);
-    let (probabilities, per_fold) =
-        out_of_fold(&passengers, &set.labels, params, params.seed, &choose)?;
-    Ok(CvMetrics::from_folds(
+    let unlabelled: Vec<&Passenger> = set.unlabelled.iter().collect();
+    let rows = Rows {
+        passengers: &passengers,
+        labels: &set.labels,
+        unlabelled: &unlabelled,
+    };
+    let repeats = params.repeats.max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(repeats);
+    let next = AtomicUsize::new(0);
+    let mut runs: Vec<(usize, Run)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let r = next.fetch_add(1, Ordering::Relaxed);
+                        if r >= repeats {
+                            return done;
+                        }
+                        done.push((r, cross_validate_once(rows, params, r)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    if runs.len() != repeats {
+        return Err(TrainError::Fit(
+            "a cross-validation thread panicked".to_owned(),
+        ));
+    }
+    runs.sort_by_key(|(r, _)| *r);
+    let mut per_fold = Vec::with_capacity(repeats * params.folds);
+    let mut pooled_labels = Vec::with_capacity(repeats * set.len());
+    let mut pooled = Vec::with_capacity(repeats * set.len());
+    for (_, run) in runs {
+        let (probabilities, folds) = run?;
+        per_fold.extend(folds);
+        pooled_labels.extend_from_slice(&set.labels);
+        pooled.extend(probabilities);
+    }
+    Ok(CvMetrics::new(
+        params.folds,
         params.seed,
         per_fold,
-        (&set.labels, &probabilities),
+        (&pooled_labels, &pooled),
     ))
 }
 
@@ -198,8 +274,14 @@ pub fn train(
     }
     let metrics = cross_validate(set, params)?;
     let all: Vec<&Passenger> = set.passengers.iter().collect();
-    let alpha = select_alpha(&all, &set.labels, params)?;
-    let fitted = fit(&all, &set.labels, alpha, params)?;
+    let unlabelled: Vec<&Passenger> = set.unlabelled.iter().collect();
+    let rows = Rows {
+        passengers: &all,
+        labels: &set.labels,
+        unlabelled: &unlabelled,
+    };
+    let alpha = select_alpha(rows, params, params.seed.wrapping_add(1))?;
+    let fitted = fit(rows, alpha, params)?;
     Ok(ModelArtifact {
         format_version: ARTIFACT_FORMAT,
         algorithm: "logistic_regression (linfa-logistic, L2)".to_owned(),
@@ -217,6 +299,7 @@ pub fn train(
         training: TrainingInfo {
             rows: set.len(),
             positives: set.positives(),
+            unlabelled: set.unlabelled.len(),
             data_hash: set.data_hash.clone(),
             trained_at: now_rfc3339(),
             as_of: micros_to_rfc3339(as_of),
@@ -249,6 +332,7 @@ mod tests {
     fn params() -> TrainParams {
         TrainParams {
             folds: 5,
+            repeats: 1,
             seed: 42,
             alpha: 1.0,
             alpha_grid: Vec::new(),
@@ -271,6 +355,35 @@ mod tests {
     }
 
     #[test]
+    fn repeated_cross_validation_is_deterministic_and_extends_the_single_run() {
+        let set = bundled();
+        let once = cross_validate(&set, &params()).unwrap();
+        let three = TrainParams {
+            repeats: 3,
+            ..params()
+        };
+        let repeated = cross_validate(&set, &three).unwrap();
+        assert_eq!((repeated.repeats, repeated.per_fold.len()), (3, 15));
+        assert_eq!(
+            repeated.per_fold[..5],
+            once.per_fold[..],
+            "repetition 0 is seed 42's"
+        );
+        assert!(repeated.per_fold[5..10].iter().all(|f| f.repeat == 1));
+        let seeds: Vec<u64> = repeated.per_repeat.iter().map(|r| r.seed).collect();
+        assert_eq!(seeds, [42, 43, 44]);
+        assert_eq!(
+            repeated,
+            cross_validate(&set, &three).unwrap(),
+            "deterministic"
+        );
+        let acc = repeated.accuracy;
+        assert!(acc.ci_low < acc.mean && acc.mean < acc.ci_high, "{acc:?}");
+        let counted: usize = repeated.calibration.iter().map(|b| b.count).sum();
+        assert_eq!(counted, 3 * 891, "each row out of fold once per repetition");
+    }
+
+    #[test]
     fn artifact_is_complete_and_oriented_towards_survival() {
         let set = bundled();
         let artifact = train(&set, &params(), service(), 0).unwrap();
@@ -285,7 +398,12 @@ mod tests {
         // Serving reproduces the training-time scorer exactly.
         let model = Model::from_artifact("v-test", artifact.clone()).unwrap();
         let all: Vec<&Passenger> = set.passengers.iter().collect();
-        let scorer = fit(&all, &set.labels, 1.0, &params()).unwrap();
+        let rows = Rows {
+            passengers: &all,
+            labels: &set.labels,
+            unlabelled: &[],
+        };
+        let scorer = fit(rows, 1.0, &params()).unwrap();
         for p in &set.passengers[..50] {
             assert_eq!(model.predict(p).probability, scorer.probability(p));
         }
