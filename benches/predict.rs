@@ -28,7 +28,7 @@ fn model() -> (Model, Vec<Passenger>) {
         name: "titanic_survival".to_owned(),
         version: 1,
     };
-    let artifact = train::train(&set, &params, service, 0).expect("training");
+    let artifact = train::train(&set, &params, service, 0, "bench").expect("training");
     let model = Model::from_artifact("bench", artifact).expect("model");
     (model, set.passengers)
 }

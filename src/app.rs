@@ -574,12 +574,14 @@ pub fn training_report(t: &Trained) -> String {
     s
 }
 
-/// Who the command line acts as, for the alias history: `cli:$USER`.
+/// Who the command line acts as, for the alias history and as the trainer of a model:
+/// `cli:` and the login name (`USER`, else `LOGNAME`, else `USERNAME`, else `unknown`).
 pub fn cli_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
+    let user = ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("cli:{}", user.trim())
 }
 
 /// `titanic models list`.
@@ -606,6 +608,12 @@ pub async fn models_list(stores: &Stores) -> anyhow::Result<String> {
 }
 
 fn describe_move(m: &AliasMove) -> String {
+    if !m.moved {
+        return format!(
+            "{} already points at {}; nothing changed\n",
+            m.alias, m.version
+        );
+    }
     format!(
         "{} -> {} (was {})\n",
         m.alias,

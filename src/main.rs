@@ -211,8 +211,8 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
             };
             let stores = Stores::open(settings).await?;
             let actor = app::cli_actor();
-            let promote_by = promote.then_some(actor.as_str());
-            let trained = lifecycle::train_model(settings, &stores, &source, promote_by).await?;
+            let trained =
+                lifecycle::train_model_by(settings, &stores, &source, &actor, promote).await?;
             print!("{}", app::training_report(&trained));
             Ok(())
         }

@@ -255,12 +255,52 @@ fn train_prints_cross_validated_metrics_and_registers_versions() {
     assert!(metric("roc_auc") > 0.85, "{report}");
     assert!(metric("log_loss") < 0.45, "{report}");
     // Training again registers v2 without promoting it.
-    let out = run(titanic(dir.path()).arg("train"));
+    let out = run(titanic(dir.path()).env("USER", "ann").arg("train"));
     assert!(
         text(&out.stdout).starts_with("model version v2\n"),
         "{}",
         text(&out.stdout)
     );
+
+    // Each version records who trained it, the commit and the crate versions of the build.
+    let db = format!("sqlite://{}", dir.path().join("titanic.db").display());
+    let (trained_by, artifact): (Option<String>, String) =
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+            sqlx::query_as("SELECT trained_by, artifact FROM model_versions WHERE version = 'v2'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        });
+    assert_eq!(trained_by.as_deref(), Some("cli:ann"));
+    let training: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&artifact).unwrap()["training"].clone();
+    assert_eq!(training["trained_by"], "cli:ann");
+    assert_eq!(
+        training["git_commit"],
+        serde_json::json!(titanic::core::build::GIT_COMMIT)
+    );
+    assert_eq!(
+        training["crate_versions"]["linfa"],
+        titanic::core::build::LINFA_VERSION
+    );
+    assert_eq!(
+        training["crate_versions"]["titanic"],
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // Promoting the version production already serves changes nothing, so a rollback after it
+    // still goes back to the version before.
+    let promote = || run(titanic(dir.path()).args(["models", "promote", "v2"]));
+    assert_eq!(text(&promote().stdout), "production -> v2 (was v1)\n");
+    assert_eq!(
+        text(&promote().stdout),
+        "production already points at v2; nothing changed\n"
+    );
+    let history = text(&run(titanic(dir.path()).args(["models", "history"])).stdout);
+    assert_eq!(history.lines().count(), 2, "{history}");
+    let back = run(titanic(dir.path()).args(["models", "rollback"]));
+    assert_eq!(text(&back.stdout), "production -> v1 (was v2)\n");
 }
 
 #[test]

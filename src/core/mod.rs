@@ -1,6 +1,7 @@
 //! Cross-cutting pieces every other module builds on: configuration, telemetry, the database
 //! connection, security primitives and shutdown. Nothing here knows about HTTP.
 
+pub mod build;
 pub mod config;
 pub mod db;
 pub mod dependency;

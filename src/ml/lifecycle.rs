@@ -180,14 +180,27 @@ pub enum TrainingData {
     Latest,
 }
 
-/// Trains, registers the version, and, when `promote_by` names an actor, promotes it to
-/// `production`. Reading from the history, an empty store is first filled with the bundled
-/// CSVs.
+/// [`train_model_by`] as `promote_by` when it promotes, as `unknown` otherwise: the form the
+/// HTTP training job calls until it passes its requester to [`train_model_by`].
 pub async fn train_model(
     settings: &Settings,
     stores: &Stores,
     data: &TrainingData,
     promote_by: Option<&str>,
+) -> Result<Trained, LifecycleError> {
+    let by = promote_by.unwrap_or("unknown");
+    train_model_by(settings, stores, data, by, promote_by.is_some()).await
+}
+
+/// Trains as `trained_by` (recorded in the artifact and the registry), registers the version,
+/// and with `promote` promotes it to `production` (the history names `trained_by` as the
+/// actor). Reading from the history, an empty store is first filled with the bundled CSVs.
+pub async fn train_model_by(
+    settings: &Settings,
+    stores: &Stores,
+    data: &TrainingData,
+    trained_by: &str,
+    promote: bool,
 ) -> Result<Trained, LifecycleError> {
     if let TrainingData::AsOf(t) = data
         && *t > now_micros()
@@ -255,8 +268,9 @@ pub async fn train_model(
         "training started"
     );
     let started = std::time::Instant::now();
+    let by = trained_by.to_owned();
     let mut artifact =
-        tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of))
+        tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of, &by))
             .await
             .map_err(|e| LifecycleError::Task(e.to_string()))??;
     artifact.training.source = Some(source);
@@ -268,10 +282,10 @@ pub async fn train_model(
             cause,
         })?;
     let version = stores.models.register(&artifact).await?;
-    if let Some(actor) = promote_by {
+    if promote {
         let change = AliasChange {
             action: AliasAction::Promote,
-            actor,
+            actor: trained_by,
             reason: "promoted when training finished",
         };
         stores
@@ -281,7 +295,8 @@ pub async fn train_model(
     }
     tracing::info!(
         version = %version,
-        promoted = promote_by.is_some(),
+        trained_by,
+        promoted = promote,
         accuracy = artifact.metrics.accuracy.mean,
         roc_auc = artifact.metrics.roc_auc.mean,
         seconds = started.elapsed().as_secs_f64(),
@@ -290,7 +305,7 @@ pub async fn train_model(
     Ok(Trained {
         version,
         artifact,
-        promoted: promote_by.is_some(),
+        promoted: promote,
         skipped,
     })
 }
@@ -381,8 +396,9 @@ pub async fn reproduce(stores: &Stores, version: &str) -> Result<Reproduction, L
     let data_hash = set.data_hash.clone();
     let params = artifact.params.clone();
     let service_ref = artifact.feature_service.clone();
+    let by = artifact.training.trained_by.clone();
     let again =
-        tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of))
+        tokio::task::spawn_blocking(move || train::train(&set, &params, service_ref, as_of, &by))
             .await
             .map_err(|e| LifecycleError::Task(e.to_string()))??;
     let max_difference = artifact
@@ -477,7 +493,7 @@ async fn bootstrap_alone(
         Some(v) => v,
         None => {
             tracing::info!("no production model yet: training one");
-            train_model(settings, stores, &TrainingData::Latest, Some("bootstrap"))
+            train_model_by(settings, stores, &TrainingData::Latest, "bootstrap", true)
                 .await?
                 .version
         }
@@ -514,7 +530,8 @@ async fn replace_outdated(
         error = %why,
         "production model was built by an older feature pipeline: training a replacement"
     );
-    let trained = train_model(settings, stores, &TrainingData::Latest, None).await?;
+    let trained =
+        train_model_by(settings, stores, &TrainingData::Latest, "bootstrap", false).await?;
     let reason =
         format!("replaces {outdated}, built by an older feature pipeline than this release's");
     let change = AliasChange {

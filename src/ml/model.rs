@@ -45,6 +45,17 @@ pub struct TrainingInfo {
     pub trained_at: String,
     /// The point in time the training set was read as of (RFC 3339, UTC).
     pub as_of: String,
+    /// Who trained the model: the token subject of an HTTP training job, `cli:<user>` on the
+    /// command line, `bootstrap` for a model the service trained on its own.
+    #[serde(default)]
+    pub trained_by: String,
+    /// The commit the training binary was built from, when known (`core::build::GIT_COMMIT`).
+    #[serde(default)]
+    pub git_commit: Option<String>,
+    /// Versions of the service and of the fitting crates (`linfa`, `linfa-logistic`,
+    /// `titanic`) that trained the model.
+    #[serde(default)]
+    pub crate_versions: std::collections::BTreeMap<String, String>,
     /// Where the training set came from, enough to rebuild it (`titanic train --reproduce`);
     /// absent in artifacts made before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,6 +346,9 @@ pub(crate) mod tests_support {
                 data_hash: "sha256:0".into(),
                 trained_at: "2026-01-01T00:00:00Z".into(),
                 as_of: "2026-01-01T00:00:00Z".into(),
+                trained_by: "test".into(),
+                git_commit: None,
+                crate_versions: crate::core::build::crate_versions(),
                 source: None,
             },
         }

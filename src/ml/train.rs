@@ -258,12 +258,14 @@ pub fn cross_validate(set: &TrainingSet, params: &TrainParams) -> Result<CvMetri
 }
 
 /// Cross-validates, then fits on every row and packages the artifact, recording the feature
-/// service the rows were read through and the time they were read as of.
+/// service the rows were read through, the time they were read as of, who trained it
+/// (`trained_by`) and this build (git commit, crate versions).
 pub fn train(
     set: &TrainingSet,
     params: &TrainParams,
     feature_service: FeatureServiceRef,
     as_of: Micros,
+    trained_by: &str,
 ) -> Result<ModelArtifact, TrainError> {
     let needed = params.folds.max(2);
     if set.len() < needed * 2 || set.positives() < needed || set.len() - set.positives() < needed {
@@ -303,6 +305,9 @@ pub fn train(
             data_hash: set.data_hash.clone(),
             trained_at: now_rfc3339(),
             as_of: micros_to_rfc3339(as_of),
+            trained_by: trained_by.to_owned(),
+            git_commit: crate::core::build::GIT_COMMIT.map(str::to_owned),
+            crate_versions: crate::core::build::crate_versions(),
             source: None,
         },
     })
@@ -386,10 +391,15 @@ mod tests {
     #[test]
     fn artifact_is_complete_and_oriented_towards_survival() {
         let set = bundled();
-        let artifact = train(&set, &params(), service(), 0).unwrap();
+        let artifact = train(&set, &params(), service(), 0, "test").unwrap();
         assert_eq!(artifact.feature_names.len(), FEATURE_NAMES.len());
         assert_eq!(artifact.training.rows, 891);
         assert!(artifact.training.data_hash.starts_with("sha256:"));
+        assert_eq!(artifact.training.trained_by, "test");
+        assert_eq!(
+            artifact.training.crate_versions["linfa"],
+            crate::core::build::LINFA_VERSION
+        );
         let sex_male = FEATURE_NAMES.iter().position(|n| *n == "sex_male").unwrap();
         assert!(
             artifact.coefficients[sex_male] < 0.0,
@@ -437,7 +447,7 @@ mod tests {
         let counted: usize = m.calibration.iter().map(|b| b.count).sum();
         assert_eq!(counted, 891, "every row is out of fold exactly once");
         // The chosen penalty is recorded in the artifact.
-        let artifact = train(&set, &grid, service(), 0).unwrap();
+        let artifact = train(&set, &grid, service(), 0, "test").unwrap();
         assert_eq!(artifact.params.alpha, 0.3);
         assert_eq!(artifact.params.alpha_grid, grid.alpha_grid);
     }
@@ -447,7 +457,7 @@ mod tests {
         let mut set = bundled();
         set.labels.iter_mut().for_each(|y| *y = false);
         assert!(matches!(
-            train(&set, &params(), service(), 0),
+            train(&set, &params(), service(), 0, "test"),
             Err(TrainError::NotEnoughData { positives: 0, .. })
         ));
     }

@@ -76,6 +76,13 @@ async fn train_promote_roll_back_with_history() {
         .unwrap();
     assert_eq!(list["serving"], "v1");
     assert_eq!(list["aliases"], json!({"production": "v1"}));
+    let first = &list["versions"][0];
+    assert_eq!(first["trained_by"], "bootstrap");
+    assert_eq!(
+        (&first["description"], &first["tags"]),
+        (&json!(""), &json!({}))
+    );
+    assert_eq!(first["updated_by"], Value::Null);
 
     let future = app
         .post_as(
@@ -116,7 +123,21 @@ async fn train_promote_roll_back_with_history() {
         .unwrap();
     assert_eq!(promoted["previous_version"], "v1");
     assert_eq!(promoted["serving"], "v2");
+    assert_eq!(promoted["moved"], true);
     assert_eq!(serving(&app).await, "v2", "swapped at once");
+    // Promoting it again changes nothing and adds nothing to the history, so the rollback
+    // below still goes back to v1.
+    let again = move_alias(&app, "production", "v2").await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        (
+            &again["moved"],
+            &again["previous_version"],
+            &again["serving"]
+        ),
+        (&json!(false), &json!("v2"), &json!("v2"))
+    );
 
     let rolled = app
         .post_as(
