@@ -322,7 +322,7 @@ upstreams "127.0.0.1:$port_a" "127.0.0.1:$port_b"
 phase "per-address rate limit behind the proxy"
 client rate-limit "$proxy" "$HOST" || fail "the per-address limit did not apply to the real client"
 
-phase "training CronJob (train --promote)"
+phase "training CronJob (train --promote), a rollback through one replica"
 containers+=(titanic-smoke-train)
 t0=$SECONDS
 pm run --name titanic-smoke-train --network host "${train_podman_args[@]}" "${train_env_flags[@]}" \
@@ -335,6 +335,17 @@ for port in "$port_a" "$port_b"; do
   took=$(client served "http://127.0.0.1:$port" "$token" "" "$promoted" 10) ||
     fail "replica on $port does not serve $promoted"
   echo "replica on $port serves $promoted after $took s"
+done
+# An alias moved through one replica's API (B) is served by both.
+admin=$(pm run --rm --network host "${api_podman_args[@]}" "${api_env_flags[@]}" "$IMAGE" \
+  token --sub container-smoke --scopes models:write --ttl 600)
+read -r status answer < <(client post "http://127.0.0.1:$port_b" "$admin" "" \
+  /models/aliases/production/rollback '{"reason":"container smoke test"}')
+[ "$status" = 200 ] || fail "rollback through replica B: $status $answer"
+for port in "$port_b" "$port_a"; do
+  took=$(client served "http://127.0.0.1:$port" "$token" "" "$version" 10) ||
+    fail "replica on $port does not serve $version after the rollback through B"
+  echo "rolled back to $version through B: the replica on $port serves it after $took s"
 done
 
 phase "rolling replacement of A under load through the proxy"

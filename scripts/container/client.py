@@ -2,6 +2,7 @@
 
   client.py probe URL TIMEOUT                      one kubelet-style HTTP probe: exit 0 on 2xx/3xx
   client.py predict URL TOKEN|- HOST               POST /predict; prints "STATUS MODEL_VERSION"
+  client.py post URL TOKEN HOST PATH JSON          POST JSON to PATH; prints "STATUS BODY"
   client.py load URL TOKEN HOST STOP_FILE REPORT   light load through the proxy until STOP_FILE
                                                    exists; REPORT gets the outcomes as JSON
   client.py served URL TOKEN HOST VERSION SECONDS  waits until URL serves VERSION; prints seconds
@@ -69,6 +70,11 @@ def predict(url, token, host):
     if status == 200:
         version = json.loads(body)["model_version"]
     print(status, version)
+
+
+def post(url, token, host, path, body):
+    status, text, _ = request(url, "POST", path, host, token, json.loads(body))
+    print(status, text.decode(errors="replace"))
 
 
 def load(url, token, host, stop_file, report):
@@ -142,6 +148,8 @@ def main():
         sys.exit(probe(*args))
     if cmd == "predict":
         predict(*args)
+    elif cmd == "post":
+        post(*args)
     elif cmd == "load":
         load(*args)
     elif cmd == "served":
