@@ -22,7 +22,7 @@ pub mod stream;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use tower::ServiceBuilder;
 use tower_http::request_id::PropagateRequestIdLayer;
 
@@ -92,6 +92,7 @@ pub const ROUTES: &[Route] = &[
         scopes::MODELS_WRITE,
     ),
     Route::token("GET", "/models/{version}"),
+    Route::scope("PATCH", "/models/{version}", scopes::MODELS_WRITE),
     Route::token("GET", "/monitoring/drift"),
     Route::token("GET", "/monitoring/performance"),
     Route::scope("POST", "/feedback", scopes::FEEDBACK_WRITE),
@@ -227,7 +228,10 @@ pub fn router(state: AppState) -> Router {
             "/models/aliases/{alias}/rollback",
             admin(post(models::rollback)),
         )
-        .route("/models/{version}", read(get(models::get)))
+        .route(
+            "/models/{version}",
+            read(get(models::get)).merge(admin(patch(models::update))),
+        )
         .route("/monitoring/drift", read(get(monitoring::drift)))
         .route(
             "/monitoring/performance",

@@ -142,6 +142,7 @@ impl Route {
         models::history,
         models::rollback,
         models::get,
+        models::update,
         monitoring::drift,
         monitoring::performance,
         monitoring::feedback,
@@ -1042,11 +1043,11 @@ pub struct MaterializeResponse {
     pub reports: Vec<crate::feature_store::materialize::Report>,
 }
 
-/// `GET /models/{version}`.
+/// `GET /models/{version}`: the version's record, and its artifact.
 #[derive(ToSchema)]
 pub struct ModelDetail {
-    pub version: String,
-    pub aliases: Vec<String>,
+    #[serde(flatten)]
+    pub record: crate::ml::registry::VersionSummary,
     /// The stored artifact: format version, algorithm, feature service, feature names,
     /// coefficients, intercept, preprocessing, reference profile, parameters, metrics and
     /// training data facts (see docs/models.md).
