@@ -1,6 +1,7 @@
-//! The model registry over HTTP: versions, aliases with their history, promotion and
-//! rollback (which swap the served model at once when they move `production`), and training
-//! as a background job. Reads need any valid token; writes need `models:write`.
+//! The model registry over HTTP: versions (with their editable description and tags),
+//! aliases with their history, promotion and rollback (which swap the served model at once
+//! when they move `production`), and training as a background job. Reads need any valid
+//! token; writes need `models:write`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use crate::ml::jobs::{Job, JobStatus, TrainRequest};
 use crate::ml::lifecycle::{self, TrainingData};
 use crate::ml::model::ModelArtifact;
 use crate::ml::registry::{
-    AliasAction, AliasChange, AliasEvent, AliasMove, PRODUCTION, VersionSummary,
+    AliasAction, AliasChange, AliasEvent, AliasMove, PRODUCTION, UpdateError, VersionSummary,
+    VersionUpdate,
 };
 use crate::ml::serving::ActiveExperiment;
 
@@ -40,13 +42,14 @@ pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<Ap
         .routes(protect.route(utoipa_axum::routes!(history)))
         .routes(protect.route(utoipa_axum::routes!(rollback)))
         .routes(protect.route(utoipa_axum::routes!(get)))
+        .routes(protect.route(utoipa_axum::routes!(update)))
 }
 
-/// `GET /models/{version}`.
+/// `GET /models/{version}`: the version's record, and its artifact.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelDetail {
-    pub version: String,
-    pub aliases: Vec<String>,
+    #[serde(flatten)]
+    pub record: VersionSummary,
     /// The stored artifact: format version, algorithm, feature service, feature names,
     /// coefficients, intercept, preprocessing, reference profile, parameters, metrics and
     /// training data facts (see docs/models.md).
@@ -119,16 +122,17 @@ pub async fn list(State(state): State<AppState>) -> Result<ApiJson<ModelList>, A
     }))
 }
 
-/// `GET /models/{version}`: the whole artifact (parameters, metrics, data, features).
+/// `GET /models/{version}`: the version's record and its whole artifact (parameters,
+/// metrics, data, features).
 #[utoipa::path(
     get,
     path = "/models/{version}",
     security(("bearerAuth" = [])),
     tag = "models",
-    summary = "One version's whole artifact",
+    summary = "One version's record and whole artifact",
     params(("version" = String, Path, min_length = 1, example = "v1", description = "The model version.")),
     responses(
-        (status = 200, description = "The version, its aliases and its artifact.", body = ModelDetail),
+        (status = 200, description = "The version, its aliases, description, tags, who trained and last edited it, its metrics and its artifact.", body = ModelDetail),
         (status = 404, description = "No such version.", body = super::error::ErrorBody),
         (status = 422, description = "The stored artifact cannot be read (field `version`).", body = super::error::ErrorBody),
         (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
@@ -138,21 +142,75 @@ pub async fn get(
     State(state): State<AppState>,
     Path(version): Path<String>,
 ) -> Result<ApiJson<ModelDetail>, ApiError> {
+    let record = state.stores.models.summary(&version).await?;
     let artifact = state.stores.models.artifact(&version).await?;
-    let aliases: Vec<String> = state
+    Ok(ApiJson(ModelDetail { record, artifact }))
+}
+
+/// The body of `PATCH /models/{version}`: every field optional.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionPatch {
+    /// Replaces the description (at most 2000 characters; newlines and tabs allowed, no other
+    /// control characters); `""` or `null` clears it; absent leaves it as it is.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 2000)]
+    pub description: Option<Option<String>>,
+    /// Merged into the version's tags: a string sets the tag, `null` removes it, tags not
+    /// named stay. Names are 1-64 characters of `A-Z`, `a-z`, `0-9`, `_`, `-`, `.`, `:` and
+    /// `/`; values at most 256 characters, no control characters. At most 32 changes at once,
+    /// and a version holds at most 32 tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, Option<String>>,
+}
+
+/// A field that is present, even as `null`, is `Some`; an absent one (`serde(default)`) `None`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::Registry(e) => e.into(),
+            UpdateError::Invalid(errors) => ApiError::Validation(errors),
+        }
+    }
+}
+
+/// `PATCH /models/{version}`: edits the description and tags, recording who and when.
+#[utoipa::path(
+    patch,
+    path = "/models/{version}",
+    security(("bearerAuth" = ["models:write"])),
+    tag = "models",
+    summary = "Edit a version's description and tags",
+    params(("version" = String, Path, min_length = 1, example = "v1", description = "The model version.")),
+    request_body(content = VersionPatch, example = json!({"description": "retrained with the women-and-children features", "tags": {"stage": "candidate", "ticket": "ML-42", "obsolete": null}})),
+    responses(
+        (status = 200, description = "The version as it now is (without its artifact); `updated_by` and `updated_at` name this edit, unless the body changed nothing.", body = VersionSummary),
+        (status = 404, description = "No such version.", body = super::error::ErrorBody),
+        (status = 422, description = "An invalid field, named: `description`, `tags` (a bad name, too many changes, or more than 32 tags on the version) or `tags.<name>` (a bad value).", body = super::error::ErrorBody),
+        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(version): Path<String>,
+    Extension(claims): Extension<Arc<Claims>>,
+    ApiJson(Object(patch)): ApiJson<Object<VersionPatch>>,
+) -> Result<ApiJson<VersionSummary>, ApiError> {
+    let description = patch.description.map(Option::unwrap_or_default);
+    let update = VersionUpdate::parse(description, patch.tags).map_err(ApiError::Validation)?;
+    let updated = state
         .stores
         .models
-        .aliases()
-        .await?
-        .into_iter()
-        .filter(|(_, v)| *v == version)
-        .map(|(a, _)| a)
-        .collect();
-    Ok(ApiJson(ModelDetail {
-        version,
-        aliases,
-        artifact,
-    }))
+        .update(&version, &update, &claims.sub)
+        .await?;
+    tracing::info!(version = %version, by = %claims.sub, "model version edited");
+    Ok(ApiJson(updated))
 }
 
 /// `GET /models/aliases/{alias}/history`: every move of the alias, oldest first.
@@ -356,8 +414,8 @@ async fn run_job(state: AppState, id: String, data: TrainingData, promote: bool,
     if let Err(e) = jobs.start(&id).await {
         tracing::error!(job = %id, error = %e, "cannot mark the job running");
     }
-    let promote_by = promote.then_some(actor.as_str());
-    let outcome = lifecycle::train_model(&state.settings, &state.stores, &data, promote_by).await;
+    let outcome =
+        lifecycle::train_model_by(&state.settings, &state.stores, &data, &actor, promote).await;
     let recorded = match &outcome {
         Ok(trained) => {
             if trained.promoted {

@@ -180,18 +180,6 @@ pub enum TrainingData {
     Latest,
 }
 
-/// [`train_model_by`] as `promote_by` when it promotes, as `unknown` otherwise: the form the
-/// HTTP training job calls until it passes its requester to [`train_model_by`].
-pub async fn train_model(
-    settings: &Settings,
-    stores: &Stores,
-    data: &TrainingData,
-    promote_by: Option<&str>,
-) -> Result<Trained, LifecycleError> {
-    let by = promote_by.unwrap_or("unknown");
-    train_model_by(settings, stores, data, by, promote_by.is_some()).await
-}
-
 /// Trains as `trained_by` (recorded in the artifact and the registry), registers the version,
 /// and with `promote` promotes it to `production` (the history names `trained_by` as the
 /// actor). Reading from the history, an empty store is first filled with the bundled CSVs.

@@ -95,6 +95,16 @@ async fn train_promote_roll_back_with_history() {
     let v2 = train_job(&app, false).await;
     assert_eq!(v2, "v2");
     assert_eq!(serving(&app).await, "v1", "training alone does not promote");
+    let list: Value = app
+        .get_as("/models", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["versions"][0]["trained_by"], "tester",
+        "the job's requester"
+    );
     let detail: Value = app
         .get_as("/models/v2", &["predict"])
         .await
@@ -516,5 +526,173 @@ async fn experiments_canary_shadow_and_pinned_versions() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+    app.stop().await;
+}
+
+async fn patch(app: &TestApp, version: &str, body: Value, scopes: &[&str]) -> reqwest::Response {
+    app.client
+        .patch(app.url(&format!("/models/{version}")))
+        .bearer_auth(app.token(scopes))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn fields_of(response: reqwest::Response) -> Vec<String> {
+    assert_eq!(response.status(), 422);
+    let (code, body) = error_of(response).await;
+    assert_eq!(code, "validation_failed", "{body}");
+    body["error"]["details"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn versions_take_a_description_and_tags_recording_who_and_when() {
+    let app = TestApp::spawn().await;
+    let detail: Value = app
+        .get_as("/models/v1", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["trained_by"], "bootstrap");
+    assert_eq!(
+        (&detail["description"], &detail["tags"]),
+        (&json!(""), &json!({}))
+    );
+    let training = &detail["artifact"]["training"];
+    assert_eq!(training["trained_by"], "bootstrap");
+    assert_eq!(
+        training["git_commit"],
+        json!(titanic::core::build::GIT_COMMIT)
+    );
+    assert_eq!(
+        training["crate_versions"]["linfa-logistic"],
+        titanic::core::build::LINFA_LOGISTIC_VERSION
+    );
+
+    // Editing needs models:write.
+    let anonymous = app
+        .client
+        .patch(app.url("/models/v1"))
+        .json(&json!({"description": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let denied = patch(&app, "v1", json!({"description": "x"}), &["predict"]).await;
+    assert_eq!(denied.status(), 403);
+
+    let edited = patch(
+        &app,
+        "v1",
+        json!({"description": "first model", "tags": {"stage": "candidate", "owner": "ml"}}),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(edited.status(), 200);
+    let edited: Value = edited.json().await.unwrap();
+    assert_eq!(edited["version"], "v1");
+    assert_eq!(edited["description"], "first model");
+    assert_eq!(edited["tags"], json!({"owner": "ml", "stage": "candidate"}));
+    assert_eq!(edited["updated_by"], "tester");
+    assert!(edited["updated_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(edited["aliases"], json!(["production"]));
+    assert!(
+        edited.get("artifact").is_none(),
+        "the record, not the artifact"
+    );
+
+    // Tags merge (null removes one); an absent description stays, a null one is cleared.
+    let merged: Value = patch(
+        &app,
+        "v1",
+        json!({"tags": {"owner": null, "stage": "production", "never-set": null}}),
+        ADMIN,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(merged["tags"], json!({"stage": "production"}));
+    assert_eq!(merged["description"], "first model");
+    let cleared: Value = patch(&app, "v1", json!({"description": null}), ADMIN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["description"], "");
+    let detail: Value = app
+        .get_as("/models/v1", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["tags"], json!({"stage": "production"}));
+    assert_eq!(
+        detail["artifact"]["format_version"], 4,
+        "the artifact is untouched"
+    );
+    let list: Value = app
+        .get_as("/models", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["versions"][0]["tags"], json!({"stage": "production"}));
+
+    // Refusals: no such version, bad fields (each named), unknown fields, too many tags.
+    assert_eq!(
+        patch(&app, "v99", json!({"description": "x"}), ADMIN)
+            .await
+            .status(),
+        404
+    );
+    let bad = patch(
+        &app,
+        "v1",
+        json!({
+            "description": "x".repeat(2001),
+            "tags": {"bad name": "v", "ok": "y".repeat(257), "fine": "z"}
+        }),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(fields_of(bad).await, ["description", "tags", "tags.ok"]);
+    let unknown = patch(&app, "v1", json!({"owner": "me"}), ADMIN).await;
+    assert_eq!(fields_of(unknown).await, ["owner"]);
+    let many: serde_json::Map<String, Value> =
+        (0..33).map(|i| (format!("t{i}"), json!("x"))).collect();
+    let too_many = patch(&app, "v1", json!({ "tags": many }), ADMIN).await;
+    assert_eq!(fields_of(too_many).await, ["tags"]);
+    let full: serde_json::Map<String, Value> =
+        (0..31).map(|i| (format!("t{i}"), json!("x"))).collect();
+    assert_eq!(
+        patch(&app, "v1", json!({ "tags": full }), ADMIN)
+            .await
+            .status(),
+        200
+    );
+    let over = patch(
+        &app,
+        "v1",
+        json!({"tags": {"one-more": "x"}, "description": "no"}),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(fields_of(over).await, ["tags"]);
+    let kept: Value = app
+        .get_as("/models/v1", &["predict"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["tags"].as_object().unwrap().len(), 32);
+    assert_eq!(kept["description"], "", "a refused edit changes nothing");
     app.stop().await;
 }
