@@ -184,12 +184,31 @@ pub struct OipOutputTensor {
 }
 
 /// An output's values: numbers for `probability`, booleans for `survived`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum TensorData {
     Fp64(Vec<f64>),
     Bool(Vec<bool>),
 }
+
+/// An array of numbers or of booleans; `anyOf` items, since an empty array is both.
+impl utoipa::PartialSchema for TensorData {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
+        ArrayBuilder::new()
+            .items(
+                AnyOfBuilder::new()
+                    .item(ObjectBuilder::new().schema_type(Type::Number))
+                    .item(ObjectBuilder::new().schema_type(Type::Boolean)),
+            )
+            .description(Some(
+                "An output's values: numbers for `probability`, booleans for `survived`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TensorData {}
 
 /// A binary output's size in bytes after the JSON header.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
