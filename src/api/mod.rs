@@ -153,6 +153,9 @@ pub fn router(state: AppState) -> Router {
     // The route of the latency objective (docs/monitoring/alerts.yml) is exported from start.
     state.metrics.declare_route("/predict", "POST");
     let (routes, _) = api(&Protect::Enforce(state.clone())).split_for_parts();
+    // The document is built here, not on the first `GET /openapi.json`: reading each
+    // operation's access cannot fail on a request, and no request waits for it.
+    openapi::document();
 
     // Read top-down: the first layer sees the request first and the response last.
     let stack = ServiceBuilder::new()
