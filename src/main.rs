@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use titanic::app;
 use titanic::core::config::Settings;
 use titanic::core::telemetry::{self, LogStream};
 use titanic::ml::lifecycle::{self, Stores, TrainingData};
+use titanic::{app, cli, service};
 
 /// mimalloc instead of glibc's malloc: under load the profile had a sixth of the server's
 /// CPU in glibc's allocator (`_int_malloc`, `malloc_consolidate`, `_int_free`), and its
@@ -210,10 +210,10 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
                 (None, None) => TrainingData::Latest,
             };
             let stores = Stores::open(settings).await?;
-            let actor = app::cli_actor();
+            let actor = cli::cli_actor();
             let trained =
                 lifecycle::train_model_by(settings, &stores, &source, &actor, promote).await?;
-            print!("{}", app::training_report(&trained));
+            print!("{}", cli::training_report(&trained));
             Ok(())
         }
         Command::Materialize {
@@ -227,7 +227,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
                 titanic::feature_store::materialize::Mode::Incremental
             };
             let target = view.as_deref().map(|v| (v, version));
-            for r in app::materialize_command(settings, target, mode).await? {
+            for r in service::batch::materialize_command(settings, target, mode).await? {
                 println!(
                     "{}@{}: {:?}, {} entities in {} chunks, watermark {}",
                     r.view, r.version, r.mode, r.entities, r.chunks, r.watermark
@@ -240,7 +240,8 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
             output,
             model,
         } => {
-            let rows = app::predict_file(settings, &input, &output, model.as_deref()).await?;
+            let rows =
+                service::batch::predict_file(settings, &input, &output, model.as_deref()).await?;
             eprintln!("wrote {rows} predictions to {}", output.display());
             Ok(())
         }
@@ -256,7 +257,7 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--created-as-of: {e}"))?;
             let stores = Stores::open(settings).await?;
-            let rows = app::historical_file(
+            let rows = service::batch::historical_file(
                 &stores,
                 &entities,
                 &output,
@@ -270,24 +271,24 @@ async fn run(command: Command, settings: &Settings) -> anyhow::Result<()> {
         Command::Models { command } => {
             let stores = Stores::open(settings).await?;
             let out = match command {
-                ModelsCommand::List => app::models_list(&stores).await?,
+                ModelsCommand::List => cli::models_list(&stores).await?,
                 ModelsCommand::Promote {
                     version,
                     alias,
                     reason,
-                } => app::models_promote(&stores, &alias, &version, &reason).await?,
+                } => cli::models_promote(&stores, &alias, &version, &reason).await?,
                 ModelsCommand::Rollback { alias, reason } => {
-                    app::models_rollback(&stores, &alias, &reason).await?
+                    cli::models_rollback(&stores, &alias, &reason).await?
                 }
                 ModelsCommand::History { alias } => {
-                    app::models_history(&stores, alias.as_deref()).await?
+                    cli::models_history(&stores, alias.as_deref()).await?
                 }
             };
             print!("{out}");
             Ok(())
         }
         Command::Token { sub, scopes, ttl } => {
-            println!("{}", app::mint_token(settings, &sub, &scopes, ttl)?);
+            println!("{}", cli::mint_token(settings, &sub, &scopes, ttl)?);
             Ok(())
         }
     }

@@ -24,10 +24,10 @@ use crate::ml::jobs::{Job, JobStatus, TrainRequest};
 use crate::ml::lifecycle::{self, TrainingData};
 use crate::ml::model::ModelArtifact;
 use crate::ml::registry::{
-    AliasAction, AliasChange, AliasEvent, AliasMove, PRODUCTION, UpdateError, VersionSummary,
-    VersionUpdate,
+    AliasAction, AliasChange, AliasEvent, AliasMove, UpdateError, VersionSummary, VersionUpdate,
 };
 use crate::ml::serving::ActiveExperiment;
+use crate::service;
 
 /// The model registry.
 pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<AppState> {
@@ -259,16 +259,12 @@ pub struct Moved {
     pub serving: Option<String>,
 }
 
-fn moved(state: &AppState, moved: AliasMove, served: crate::ml::Served) -> Moved {
-    if moved.alias == PRODUCTION {
-        state.install(served);
-    }
-    Moved {
-        moved,
-        serving: state
-            .models
-            .current()
-            .map(|s| s.model.version().to_string()),
+impl From<service::aliases::Moved> for Moved {
+    fn from(m: service::aliases::Moved) -> Self {
+        Self {
+            moved: m.moved,
+            serving: m.serving,
+        }
     }
 }
 
@@ -301,8 +297,8 @@ pub async fn promote(
         actor: &claims.sub,
         reason: &request.reason,
     };
-    let (m, served) = lifecycle::promote(&state.stores, &alias, &request.version, &change).await?;
-    Ok(ApiJson(moved(&state, m, served)))
+    let moved = state.promote(&alias, &request.version, &change).await?;
+    Ok(ApiJson(moved.into()))
 }
 
 /// The longest reason kept in an alias's history (every event is kept and listed).
@@ -345,9 +341,8 @@ pub async fn rollback(
     ApiJson(Object(request)): ApiJson<Object<RollbackRequest>>,
 ) -> Result<ApiJson<Moved>, ApiError> {
     check_reason(&request.reason)?;
-    let (m, served) =
-        lifecycle::rollback(&state.stores, &alias, &claims.sub, &request.reason).await?;
-    Ok(ApiJson(moved(&state, m, served)))
+    let moved = state.rollback(&alias, &claims.sub, &request.reason).await?;
+    Ok(ApiJson(moved.into()))
 }
 
 /// `POST /models/train`: 202 with a job id; the job trains (one at a time), registers, and
@@ -383,16 +378,10 @@ pub async fn train(
         Some(Err(e)) => return Err(ApiError::Validation(ValidationErrors::single("as_of", e))),
     };
     let job = state
-        .stores
-        .jobs
-        .create(&request, &claims.sub)
+        .service
+        .start_training(request, data, claims.sub.clone())
         .await
         .map_err(|e| ApiError::Unavailable(format!("recording the job: {e}")))?;
-    let id = job.id.clone();
-    let runner = state.clone();
-    tokio::spawn(async move {
-        run_job(runner, id, data, request.promote, claims.sub.clone()).await;
-    });
     let location = format!("/models/jobs/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -404,36 +393,6 @@ pub async fn train(
         }),
     )
         .into_response())
-}
-
-async fn run_job(state: AppState, id: String, data: TrainingData, promote: bool, actor: String) {
-    let Ok(_permit) = state.training.acquire().await else {
-        return;
-    };
-    let jobs = &state.stores.jobs;
-    if let Err(e) = jobs.start(&id).await {
-        tracing::error!(job = %id, error = %e, "cannot mark the job running");
-    }
-    let outcome =
-        lifecycle::train_model_by(&state.settings, &state.stores, &data, &actor, promote).await;
-    let recorded = match &outcome {
-        Ok(trained) => {
-            if trained.promoted {
-                match lifecycle::load_served(&state.stores, &trained.version).await {
-                    Ok(served) => state.install(served),
-                    Err(e) => tracing::error!(job = %id, error = %e, "trained model did not load"),
-                }
-            }
-            jobs.finish(&id, Ok(&trained.version)).await
-        }
-        Err(e) => {
-            tracing::warn!(job = %id, error = %e, "training job failed");
-            jobs.finish(&id, Err(&e.to_string())).await
-        }
-    };
-    if let Err(e) = recorded {
-        tracing::error!(job = %id, error = %e, "cannot record the job's outcome");
-    }
 }
 
 /// `GET /models/jobs/{id}`

@@ -2,20 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::core::config::Settings;
 use crate::core::rate_limit::RateLimiter;
 use crate::core::security::JwtKeys;
 use crate::core::shutdown::Lifecycle;
-use crate::feature_store::serving::FeatureServer;
-use crate::ml::lifecycle::Stores;
-use crate::ml::{ModelServer, Served};
-use crate::monitoring::{Metrics, Monitor};
+use crate::service::Service;
 
-/// A handle on the [`Shared`] state: one reference count to clone. The router's middleware
-/// (`from_fn_with_state`) and the `State` extractor clone the state several times per
-/// request, and cloning the fields one by one (dozens of metric handles and `Arc`s, each an
-/// atomic increment and decrement on a cache line both cores share) was 8% of the server's
-/// CPU time under load.
+/// A handle on the [`Shared`] state: one reference count to clone, because middleware and
+/// extractors clone the state several times per request.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
@@ -33,15 +26,11 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Everything handlers and middleware share, behind [`AppState`].
+/// Everything handlers and middleware share, behind [`AppState`]: the application's
+/// [`Service`] (reached through `Deref`, so handlers write `state.models`) and what only the
+/// HTTP layer needs.
 pub struct Shared {
-    pub models: Arc<ModelServer>,
-    pub features: Arc<FeatureServer>,
-    pub stores: Stores,
-    pub settings: Arc<Settings>,
-    pub metrics: Metrics,
-    /// Drift, live performance and the request log.
-    pub monitor: Arc<Monitor>,
+    pub service: Arc<Service>,
     pub keys: Arc<JwtKeys>,
     pub limiter: Arc<RateLimiter>,
     /// The header a trusted proxy sets to the client's address (`rate_limit.client_ip_header`).
@@ -56,27 +45,13 @@ pub struct Shared {
     /// Log lines about refused tokens, at most one a second.
     pub refused_tokens: crate::core::telemetry::Throttle,
     pub limits: Limits,
-    /// One training job at a time.
-    pub training: Arc<tokio::sync::Semaphore>,
-    /// Models of versions pinned by requests, loaded on first use.
-    pub pinned: moka::sync::Cache<String, Arc<Served>>,
 }
 
-impl AppState {
-    /// Serves `served` from now on (an atomic swap: requests in flight finish on the model
-    /// they started with).
-    pub fn install(&self, served: Served) {
-        let version = served.model.version().clone();
-        self.monitor
-            .drift
-            .set_reference(version.clone(), served.model.reference().clone());
-        let previous = self.models.swap(served);
-        self.metrics.set_model_version(&version);
-        tracing::info!(
-            version = %version,
-            previous = previous.as_ref().map_or("none", |p| &**p.model.version()),
-            "now serving model"
-        );
+impl std::ops::Deref for Shared {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.service
     }
 }
 

@@ -3,6 +3,7 @@
 //! request log. Nothing here knows about HTTP.
 
 pub mod drift;
+pub mod feedback_store;
 pub mod inference;
 pub mod metrics;
 pub mod performance;

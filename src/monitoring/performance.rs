@@ -10,11 +10,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::core::db::{Backend, Pool};
+use crate::core::db::Pool;
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::Serialize;
-use sqlx::Row;
 
+use super::feedback_store::FeedbackStore;
 use super::recent::RecentPredictions;
 use crate::core::dependency::DependencyMetrics;
 use crate::core::time::{Micros, micros_to_rfc3339, now_micros};
@@ -186,11 +186,10 @@ pub struct PerformanceReport {
 #[derive(Debug)]
 pub struct PerformanceMonitor {
     config: PerformanceConfig,
-    pool: Pool,
+    store: FeedbackStore,
     recent: RecentPredictions,
     windows: Mutex<Windows>,
     gauges: Gauges,
-    dependencies: DependencyMetrics,
 }
 
 impl PerformanceMonitor {
@@ -204,10 +203,9 @@ impl PerformanceMonitor {
                 usize::try_from(config.remembered_predictions).unwrap_or(usize::MAX),
             ),
             config,
-            pool,
+            store: FeedbackStore::new(pool, dependencies),
             windows: Mutex::new(Windows::default()),
             gauges: Gauges::new()?,
-            dependencies,
         })
     }
 
@@ -228,29 +226,26 @@ impl PerformanceMonitor {
     /// Fills the label windows from the stored feedback (after a restart).
     pub async fn load(&self) -> Result<usize, sqlx::Error> {
         let horizon = now_micros() - self.horizon_micros();
-        let rows = sqlx::query(
-            "SELECT model_version, received_at, probability, survived FROM feedback \
-             WHERE received_at >= $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(horizon)
-        .bind(i64::try_from(self.config.window_size).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
+        let labels = self
+            .store
+            .recent_labels(horizon, self.config.window_size)
+            .await?;
         let mut windows = self.lock();
-        for row in rows.iter().rev() {
-            let version: String = row.get(0);
-            let entry = Labelled {
-                at: row.get(1),
-                probability: row.get(2),
-                survived: row.get::<i64, _>(3) != 0,
-            };
+        for label in &labels {
             push_bounded(
-                windows.labelled.entry(Arc::from(version)).or_default(),
-                entry,
+                windows
+                    .labelled
+                    .entry(label.model_version.clone())
+                    .or_default(),
+                Labelled {
+                    at: label.received_at,
+                    probability: label.probability,
+                    survived: label.survived,
+                },
                 self.config.window_size,
             );
         }
-        Ok(rows.len())
+        Ok(labels.len())
     }
 
     /// How far back the windows reach (everything with `window_secs = 0`).
@@ -312,26 +307,17 @@ impl PerformanceMonitor {
         let scored = self.find(&feedback).await?;
         let key = format!("{}/{}", scored.request_id, scored.position);
         let received_at = now_micros();
-        let inserted = sqlx::query(
-            "INSERT INTO feedback (prediction, request_id, passenger_id, received_at, \
-             predicted_at, survived, probability, model_version, subject) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (prediction) DO NOTHING",
-        )
-        .bind(&key)
-        .bind(&*scored.request_id)
-        .bind(scored.passenger_id)
-        .bind(received_at)
-        .bind(scored.at)
-        .bind(i64::from(feedback.survived))
-        .bind(scored.probability)
-        .bind(&*scored.model_version)
-        .bind(feedback.subject.as_deref())
-        .execute(&self.pool);
         let inserted = self
-            .dependencies
-            .time(Backend::of(&self.pool).as_str(), "feedback_write", inserted)
+            .store
+            .insert(
+                &key,
+                &scored,
+                received_at,
+                feedback.survived,
+                feedback.subject.as_deref(),
+            )
             .await?;
-        if inserted.rows_affected() == 0 {
+        if !inserted {
             return Err(FeedbackError::Duplicate(key));
         }
         {
@@ -376,7 +362,11 @@ impl PerformanceMonitor {
                 let since = now_micros() - self.horizon_micros();
                 let scored = match self.recent.by_request(request_id, since) {
                     Some(s) => s,
-                    None => self.logged_request(request_id, f).await?,
+                    None => {
+                        self.store
+                            .logged_request(request_id, f.position, f.passenger_id)
+                            .await?
+                    }
                 };
                 if scored.is_empty() && f.position.is_none() && f.passenger_id.is_none() {
                     return Err(FeedbackError::NotFound(format!(
@@ -391,7 +381,7 @@ impl PerformanceMonitor {
             (None, Some(id)) => {
                 let since = now_micros() - self.horizon_micros();
                 let remembered = self.recent.by_passenger(id, since);
-                let logged = self.logged_passenger(id).await?;
+                let logged = self.store.logged_passenger(id).await?;
                 [remembered, logged]
                     .into_iter()
                     .flatten()
@@ -403,61 +393,6 @@ impl PerformanceMonitor {
                     })
             }
         }
-    }
-
-    /// The logged predictions of a request that could be the one `f` is for: the one at its
-    /// position, the first of its passenger, or else two at most (enough to tell one from
-    /// several), so a request that scored a streamed file of millions of rows is never read
-    /// whole.
-    async fn logged_request(
-        &self,
-        request_id: &str,
-        f: &Feedback,
-    ) -> Result<Vec<Scored>, sqlx::Error> {
-        let query = match (f.position, f.passenger_id) {
-            (Some(position), _) => sqlx::query(
-                "SELECT request_id, position, passenger_id, probability, model_version, \
-                 logged_at FROM prediction_log WHERE request_id = $1 AND position = $2 LIMIT 1",
-            )
-            .bind(request_id)
-            .bind(i64::from(position)),
-            (None, Some(id)) => sqlx::query(
-                "SELECT request_id, position, passenger_id, probability, model_version, \
-                 logged_at FROM prediction_log WHERE request_id = $1 AND passenger_id = $2 \
-                 ORDER BY position LIMIT 1",
-            )
-            .bind(request_id)
-            .bind(id),
-            (None, None) => sqlx::query(
-                "SELECT request_id, position, passenger_id, probability, model_version, \
-                 logged_at FROM prediction_log WHERE request_id = $1 LIMIT 2",
-            )
-            .bind(request_id),
-        };
-        let rows = query.fetch_all(&self.pool);
-        let rows = self
-            .dependencies
-            .time(
-                Backend::of(&self.pool).as_str(),
-                "prediction_log_read",
-                rows,
-            )
-            .await?;
-        Ok(rows.iter().map(scored_row).collect())
-    }
-
-    async fn logged_passenger(&self, id: i64) -> Result<Option<Scored>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT request_id, position, passenger_id, probability, model_version, logged_at \
-             FROM prediction_log WHERE passenger_id = $1 ORDER BY logged_at DESC LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool);
-        let row = self
-            .dependencies
-            .time(Backend::of(&self.pool).as_str(), "prediction_log_read", row)
-            .await?;
-        Ok(row.as_ref().map(scored_row))
     }
 
     /// Performance per model version over the window as of `now`; the gauges are set to it.
@@ -523,20 +458,6 @@ impl PerformanceMonitor {
                 g.estimated.with_label_values(&[version]).set(e);
             }
         }
-    }
-}
-
-fn scored_row(row: &crate::core::db::DbRow) -> Scored {
-    let request_id: String = row.get(0);
-    let position: i64 = row.get(1);
-    let version: String = row.get(4);
-    Scored {
-        request_id: Arc::from(request_id),
-        position: u32::try_from(position).unwrap_or(u32::MAX),
-        passenger_id: row.get(2),
-        probability: row.get(3),
-        model_version: Arc::from(version),
-        at: row.get(5),
     }
 }
 
