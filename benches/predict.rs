@@ -3,6 +3,8 @@
 //!
 //! cargo bench --bench predict
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark or example stops at its first failure
+
 use std::hint::black_box;
 use std::path::Path;
 

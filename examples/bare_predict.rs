@@ -5,6 +5,8 @@
 //!
 //!   cargo run --release --example bare_predict -- 127.0.0.1:PORT
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark or example stops at its first failure
+
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;

@@ -14,7 +14,7 @@ use crate::core::shutdown::{Lifecycle, termination_signal};
 use crate::feature_store::offline::OfflineStore;
 use crate::feature_store::online::{InProcessStore, OnlineStore};
 use crate::feature_store::redis_store::RedisStore;
-use crate::feature_store::serving::{FeatureServer, FeatureStoreMetrics};
+use crate::feature_store::retrieval::{FeatureServer, FeatureStoreMetrics};
 use crate::ml::lifecycle::{Stores, bootstrap};
 use crate::monitoring::{Metrics, Monitor};
 use crate::service::Service;

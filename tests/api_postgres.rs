@@ -5,6 +5,8 @@
 //! the two suites apart. Without a server the tests run on SQLite after a notice, except in CI,
 //! where they fail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 #[path = "api/auth.rs"]
 mod auth;
 #[path = "api/dashboard.rs"]

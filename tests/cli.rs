@@ -1,5 +1,7 @@
 //! The real `titanic` binary: train, predict, token, and serve with graceful shutdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -3,6 +3,9 @@
 //! allocate more than a fixed multiple of their input plus a constant. A counting allocator
 //! measures each decode's peak of live bytes on its own thread.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+#![allow(unsafe_code)] // the counting global allocator below
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

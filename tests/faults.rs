@@ -4,6 +4,8 @@
 //! after writes were acknowledged. Every test starts `titanic serve` as a child process on a
 //! free loopback port with a scratch data directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 #[path = "faults/support.rs"]
 mod support;
 

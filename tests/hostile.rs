@@ -4,6 +4,8 @@
 //! starts `titanic serve` as a child process, is bounded in time, and checks that the
 //! server's peak resident memory stays under [`PEAK_RSS_MIB`] (docs/security.md).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 #[path = "faults/support.rs"]
 #[allow(dead_code)]
 mod support;

@@ -8,6 +8,8 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards; the test skips
 //! without a server, except in CI, where it fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 #[path = "faults/support.rs"]
 #[allow(dead_code)]
 mod support;

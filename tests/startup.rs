@@ -5,6 +5,8 @@
 //! skip without it (fail in CI, where `.ci/run` runs as root). And the other end of a
 //! container's life: SIGTERM, the drain, exit 0 at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;

@@ -391,7 +391,7 @@ pub struct OnlineMetadata {
 pub struct OnlineColumn {
     /// Values of any JSON type (`null` when missing).
     pub values: Vec<Value>,
-    pub statuses: Vec<crate::feature_store::serving::FeatureStatus>,
+    pub statuses: Vec<crate::feature_store::retrieval::FeatureStatus>,
     /// RFC 3339; the Unix epoch when there is no value.
     pub event_timestamps: Vec<String>,
 }
@@ -574,7 +574,7 @@ async fn resolve(state: &AppState, request: OnlineFeaturesRequest) -> Result<Nam
 /// The columnar answer (Feast's shape): the join key's column, then one per feature.
 fn respond(
     named: Named,
-    columns: Vec<crate::feature_store::serving::FeatureColumn>,
+    columns: Vec<crate::feature_store::retrieval::FeatureColumn>,
     full_feature_names: bool,
 ) -> OnlineFeaturesResponse {
     let Named {
@@ -582,7 +582,7 @@ fn respond(
     } = named;
     let mut feature_names = vec![join_key];
     let mut results = vec![OnlineColumn {
-        statuses: vec![crate::feature_store::serving::FeatureStatus::Present; values.len()],
+        statuses: vec![crate::feature_store::retrieval::FeatureStatus::Present; values.len()],
         event_timestamps: vec![EPOCH.to_owned(); values.len()],
         values,
     }];

@@ -15,7 +15,7 @@ use super::routing::{self, Choice};
 use super::state::AppState;
 use crate::core::json::{JsonWriter, WriteJson};
 use crate::core::time::micros_to_rfc3339;
-use crate::feature_store::serving::{
+use crate::feature_store::retrieval::{
     FeatureStatus, ReadSource, ServeFeaturesError, ServedPassenger,
 };
 use crate::feature_store::{

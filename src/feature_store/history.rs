@@ -16,7 +16,7 @@ use super::registry::{
     DEMOGRAPHICS, FeatureRegistry, FeatureServiceSpec, FeatureViewSpec, Kind, RegistryError,
     SURVIVAL,
 };
-use super::serving::{FeatureColumn, ReadSource, ServeFeaturesError, ServiceViews, status_of};
+use super::retrieval::{FeatureColumn, ReadSource, ServeFeaturesError, ServiceViews, status_of};
 use crate::core::config::StaleValues;
 use crate::core::time::{Micros, parse_rfc3339};
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::offline::OfflineError;
 use super::online::{OnlineError, OnlineRow, ViewKey};
 use super::registry::{FeatureViewSpec, Versioned};
-use super::serving::{FeatureServer, project};
+use super::retrieval::{FeatureServer, project};
 use crate::core::time::{Micros, now_micros};
 
 #[derive(
@@ -140,7 +140,7 @@ mod tests {
     use super::*;
     use crate::feature_store::offline::{NewRow, OfflineStore};
     use crate::feature_store::online::InProcessStore;
-    use crate::feature_store::serving::FeatureStoreMetrics;
+    use crate::feature_store::retrieval::FeatureStoreMetrics;
 
     fn view() -> Versioned<FeatureViewSpec> {
         let spec: FeatureViewSpec = serde_json::from_value(json!({

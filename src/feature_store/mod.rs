@@ -17,7 +17,7 @@ pub mod profile;
 pub mod push;
 pub mod redis_store;
 pub mod registry;
-pub mod serving;
+pub mod retrieval;
 
 pub use passenger::{FieldError, Passenger, PassengerRecord, RawPassenger, ValidationErrors};
 pub use pipeline::{FEATURE_NAMES, FeatureVector, N_FEATURES, Preprocessing};

@@ -19,7 +19,7 @@ use super::online::{InProcessStore, OnlineStore, ViewKey};
 use super::push::{PushOptions, PushRow, push};
 use super::redis_store::RedisStore;
 use super::registry::{EntitySpec, FeatureViewSpec, ValueType, Versioned, test_view};
-use super::serving::{FeatureServer, FeatureStoreMetrics};
+use super::retrieval::{FeatureServer, FeatureStoreMetrics};
 use crate::core::db::Pool;
 use crate::core::time::{Micros, micros_to_rfc3339, now_micros};
 

@@ -9,7 +9,7 @@ use super::materialize::{MaterializeError, refresh};
 use super::offline::{NewRow, OfflineError, Values};
 use super::passenger::FieldError;
 use super::registry::{EntitySpec, FeatureViewSpec, ValueType, Versioned};
-use super::serving::FeatureServer;
+use super::retrieval::FeatureServer;
 use crate::core::time::{Micros, now_micros, parse_rfc3339};
 
 /// How far in the future an event time may lie (clock skew between writers).

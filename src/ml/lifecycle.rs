@@ -27,7 +27,7 @@ use crate::feature_store::registry::{
     DEMOGRAPHICS, FeatureRegistry, FeatureServiceSpec, Kind, RegistryError as FeatureRegistryError,
     SURVIVAL_SERVICE,
 };
-use crate::feature_store::serving::ServiceViews;
+use crate::feature_store::retrieval::ServiceViews;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {

@@ -7,7 +7,7 @@ use arc_swap::ArcSwapOption;
 
 use super::experiment::ExperimentSpec;
 use super::model::{Model, ModelError};
-use crate::feature_store::serving::ServiceViews;
+use crate::feature_store::retrieval::ServiceViews;
 
 /// A model together with the feature service version it reads its inputs through.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use crate::feature_store::ingest::PassengerCsv;
 use crate::feature_store::materialize::{self, Mode, Report};
 use crate::feature_store::online::ViewKey;
 use crate::feature_store::registry::Kind;
-use crate::feature_store::serving::{FeatureServer, FeatureStoreMetrics, ServiceViews};
+use crate::feature_store::retrieval::{FeatureServer, FeatureStoreMetrics, ServiceViews};
 use crate::ml::lifecycle::{Stores, bootstrap, load_served};
 use crate::ml::{Model, PRODUCTION};
 

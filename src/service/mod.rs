@@ -15,7 +15,7 @@ pub mod training;
 use std::sync::Arc;
 
 use crate::core::config::Settings;
-use crate::feature_store::serving::FeatureServer;
+use crate::feature_store::retrieval::FeatureServer;
 use crate::ml::lifecycle::Stores;
 use crate::ml::{ModelServer, Served};
 use crate::monitoring::{Metrics, Monitor};

@@ -2,6 +2,8 @@
 //! with its own temporary SQLite file. `tests/api_postgres.rs` runs the same tests, each on a
 //! PostgreSQL database of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod helpers;
 
 mod api_docs;

@@ -1,7 +1,8 @@
-//! Reading features for serving: a bounded TTL cache in front of the online store, the
-//! offline store as fallback when the online store is down, and a freshness status for every
-//! feature value (Feast's statuses: present, null, not found, outside max age). A stale value
-//! is never served as fresh: it is reported as `OUTSIDE_MAX_AGE` and withheld.
+//! Reading features: [`FeatureServer`] for online reads (a bounded TTL cache in front of the
+//! online store, the offline store as fallback when the online store is down, and a freshness
+//! status for every value, Feast's present / null / not found / outside max age; a stale value
+//! is never served as fresh), and [`ServiceViews`], which assembles a passenger from a feature
+//! service's rows the same way for serving and for training sets.
 
 use std::sync::Arc;
 use std::time::Duration;
