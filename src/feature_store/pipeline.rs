@@ -105,7 +105,7 @@ impl Title {
     }
 }
 
-/// The companion tables' hasher: 2x std's SipHash on their lookups (benches/machinery.rs).
+/// The companion tables' hasher: 1.5-2x std's SipHash on their lookups (benches/machinery.rs).
 /// The tables are built from training rows, so SipHash's flooding resistance buys nothing.
 pub type KeyHasher = foldhash::fast::RandomState;
 
