@@ -225,8 +225,8 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     check_structure(bytes, max_depth, max_items)?;
     // The plain parser first: `axum::Json` tracks the path of every key and value as it goes
-    // (serde_path_to_error), a third of the parse's cost, to name the field of an error. Only
-    // a body that fails is parsed again that way, for the error's field.
+    // (serde_path_to_error), which is costly; only a body that fails is parsed again that
+    // way, to name the field of its error.
     if let Ok(value) = serde_json::from_slice::<T>(bytes) {
         return Ok(value);
     }

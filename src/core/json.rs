@@ -1,9 +1,9 @@
 //! A JSON writer for the few documents written on every request (a prediction's response and
 //! its request log row). Their keys are constants, so they are copied as they are instead of
-//! being escaped byte by byte: serde_json spent about 5,000 instructions per request escaping
-//! known keys (docs/benchmarks.md, item 15). Values are written exactly as serde_json writes
-//! them (its own number formatting and string escaping), and each type that implements
-//! [`WriteJson`] is tested to give the bytes its `Serialize` derive gives.
+//! being escaped byte by byte. Values are written exactly as serde_json writes them (its own
+//! number formatting and string escaping), and each type that implements [`WriteJson`] is
+//! tested to give the bytes its `Serialize` derive gives.
+//! 1.9x serde_json on a log row, 1.3x on a batch, 1.2x on a response (benches/machinery.rs).
 
 use serde_json::ser::{CompactFormatter, Formatter};
 

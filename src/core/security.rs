@@ -582,8 +582,8 @@ impl JwtKeys {
 
 /// Tokens that passed [`JwtKeys::verify`], with their claims and the times between which
 /// the claims hold (`nbf` and `exp`, widened by the leeway). A client sends the same token
-/// with every request until it expires; decoding it, parsing its JSON and computing its
-/// HMAC again was about a twentieth of a `POST /predict` under load. Only verified tokens
+/// with every request until it expires, so it is decoded, parsed and its HMAC checked once
+/// rather than on every request. Only verified tokens
 /// enter, so the cache holds no more than the tokens the service's keys signed; keys do not
 /// change while the process runs. Bounded: when full it is emptied and refills.
 #[derive(Debug, Default)]

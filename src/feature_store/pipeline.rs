@@ -3,7 +3,6 @@
 //! [`FeatureVector`]. There is no second copy of this encoding anywhere.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -106,47 +105,12 @@ impl Title {
     }
 }
 
-/// A fast hasher for the companion tables' keys (tickets and surnames, a few bytes each):
-/// eight bytes per multiply instead of SipHash's rounds, which were the largest single cost
-/// of a batch row. The tables are built from training rows, not from request input, so the
-/// denial-of-service resistance of SipHash buys nothing here; a lookup with any key costs at
-/// most a probe of the existing entries.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, byte: u8) {
-        // `str`'s Hash writes a 0xff terminator after the bytes.
-        self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // Mix the high bits down: hashbrown takes its control bits from the top of the hash.
-        self.0 ^ (self.0 >> 29)
-    }
-}
+/// The companion tables' hasher: 1.5-2x std's SipHash on their lookups (benches/machinery.rs).
+/// The tables are built from training rows, so SipHash's flooding resistance buys nothing.
+pub type KeyHasher = foldhash::fast::RandomState;
 
 /// A companion table: key (ticket or surname) to the labelled passengers under it.
-pub type CompanionTable = HashMap<String, Vec<Companion>, BuildHasherDefault<KeyHasher>>;
+pub type CompanionTable = HashMap<String, Vec<Companion>, KeyHasher>;
 
 /// One labelled passenger of the training rows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -185,7 +149,7 @@ pub struct Unlabelled {
 }
 
 /// Unlabelled passengers by ticket.
-pub type UnlabelledTable = HashMap<String, Vec<Unlabelled>, BuildHasherDefault<KeyHasher>>;
+pub type UnlabelledTable = HashMap<String, Vec<Unlabelled>, KeyHasher>;
 
 /// Women and children, who were put into the boats first and tended to share the fate of
 /// the women and children they travelled with: female passengers and boys titled Master.
@@ -223,7 +187,7 @@ pub struct Companions {
 
 /// Writes a map in key order, so the same training rows give the same artifact text.
 fn sorted<S: serde::Serializer, T: Serialize>(
-    map: &HashMap<String, T, BuildHasherDefault<KeyHasher>>,
+    map: &HashMap<String, T, KeyHasher>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     map.iter().collect::<BTreeMap<_, _>>().serialize(serializer)

@@ -1,13 +1,12 @@
 //! The predictions of this process that feedback can find without the request log: a ring of
 //! fixed capacity, oldest overwritten first, indexed by request id and by passenger id.
 //!
-//! It replaced two `moka` caches. Under load, inserting every prediction into them cost about
-//! a tenth of the server's CPU (mostly `cht` rehashes as evictions left tombstones) and, at
-//! the default 100,000 predictions, about 50 MB of memory. Here a prediction is one 56-byte
-//! slot (a request id that is a UUID, as the service makes them, is kept as its 16 bytes; a
-//! model version as an index into a small table), plus 8 bytes of each fixed-size [`Index`];
-//! an insert writes a slot and an index bucket or two under one short lock. What falls out of
-//! the ring or its indexes (or was never in them) is looked up in the request log, as before.
+//! Every prediction is inserted, so an insert must be cheap and memory bounded: a prediction
+//! is one 56-byte slot (a UUID request id kept as its 16 bytes, a model version as an index
+//! into a small table) plus 8 bytes of each fixed-size [`Index`], and an insert writes a slot
+//! and an index bucket or two under one short lock. What falls out of the ring or its indexes
+//! (or was never in them) is looked up in the request log.
+//! Inserts 2.8x a `VecDeque` with two `HashMap`s, 24x two `moka` caches (benches/machinery.rs).
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -87,9 +86,8 @@ const WAYS: usize = 4;
 /// new key takes the entry of the same key, an unused or overwritten one, or else the oldest.
 /// Every hit is also checked against the slot's content. A key pushed out of its bucket by
 /// newer ones (a few percent of the oldest predictions, at 2 entries per slot) is found in
-/// the request log instead. Unlike a hash map, it never grows, rehashes or leaves tombstones:
-/// the two `HashMap`s it replaced went from 2 to 4 MiB each once removals had filled them
-/// with tombstones, and their upkeep was 2.8% of the server's CPU.
+/// the request log instead. Unlike a hash map, it never grows, rehashes or fills with
+/// tombstones.
 #[derive(Debug, Default)]
 struct Index {
     buckets: Vec<[u32; WAYS]>,
@@ -513,7 +511,9 @@ mod tests {
         let found = (9000..10_000i64)
             .filter(|i| r.by_request(&format!("req-{i}"), 0).is_some())
             .count();
-        assert!(found >= 950, "{found} of the last 1000");
+        // The hash key is random per process: over 300 keys the count ranged from 945 to 982
+        // (median 965), so 920 fails only for a real loss.
+        assert!(found >= 920, "{found} of the last 1000");
         // Newest first: the last 100 are all there.
         for i in 9900..10_000i64 {
             assert!(r.by_request(&format!("req-{i}"), 0).is_some(), "{i}");

@@ -194,11 +194,9 @@ const GATHER_TICK: Duration = Duration::from_millis(5);
 /// promotions, feedback) get SQLite's write lock between batches instead of starving.
 const WRITE_PAUSE: Duration = Duration::from_millis(10);
 
-/// Rows one transaction takes when a full batch finds more waiting. With one pause per
-/// `batch_size` (500) rows the writer stopped near 30,000 rows a second (the pauses alone
-/// were half its time) and dropped entries at higher loads; a backlog is now written in
-/// transactions of up to this many rows (about 20 ms of SQLite's write lock), a pause after
-/// each.
+/// Rows one transaction takes when a full batch finds more waiting: enough that the pause
+/// after each transaction does not throttle a backlog, few enough to hold SQLite's write
+/// lock only briefly.
 const BACKLOG_ROWS: usize = 2000;
 
 /// Ids one budget DELETE covers at most (see [`LogWriter::apply_budget`]): no more rows than
@@ -255,9 +253,8 @@ impl LogWriter {
     }
 
     /// Gathers more entries, up to a full batch or for `flush_every` at most. The queue is
-    /// looked at every [`GATHER_TICK`] rather than waiting on it: waiting would wake this task
-    /// for every prediction queued (tens of thousands of times a second under load), a tick
-    /// wakes it at most a few hundred times.
+    /// looked at every [`GATHER_TICK`] rather than waiting on it, which would wake this task
+    /// for every prediction queued.
     async fn gather(
         &mut self,
         batch: &mut Vec<LoggedPrediction>,
@@ -405,10 +402,9 @@ impl LogWriter {
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// The row counts of the INSERT statements a batch is split into, largest first: a batch of
-/// 1,234 rows is 2 x 500, 2 x 100, 1 x 20, 2 x 5 and 4 x 1. Each connection caches its
-/// prepared statements, so a statement per row count (one for every partial batch size) kept
-/// up to 100 large prepared INSERTs per connection: tens of megabytes, and a fresh prepare
-/// for most batches. These five are prepared once per connection and reused.
+/// 1,234 rows is 2 x 500, 2 x 100, 1 x 20, 2 x 5 and 4 x 1. A statement per row count would
+/// fill each connection's statement cache with large INSERTs and prepare afresh for most
+/// batches; these five are prepared once per connection and reused.
 const STATEMENT_ROWS: [usize; 5] = [ROWS_PER_STATEMENT, 100, 20, 5, 1];
 
 /// The SQL of each of [`STATEMENT_ROWS`], per backend, made on first use.
@@ -442,9 +438,8 @@ const COLUMNS: usize = 10;
 
 /// `INSERT INTO prediction_log ... VALUES (...), (...)` for `rows` rows. PostgreSQL gets
 /// numbered placeholders (`$1` to `$10`, `$11`...). SQLite gets anonymous ones (`?`): sqlx
-/// binds a numbered one by asking SQLite its name, which SQLite finds by a scan of all the
-/// names, so 5,000 numbered parameters cost 12.5 million steps per statement. That was 29%
-/// of the server's CPU under load, and the writer fell behind and dropped entries.
+/// binds a numbered one by asking SQLite its name, which SQLite finds by scanning all the
+/// names, so binding a large statement would be quadratic.
 fn insert_sql(rows: usize, backend: Backend) -> String {
     use std::fmt::Write;
     let mut sql = String::from(
