@@ -1,5 +1,5 @@
 //! The hand-written pieces against the crates they stand in for, on their real workloads
-//! (results in benches/RESULTS.md):
+//! (results in docs/benchmarks.md, "Hand-written pieces against crates"):
 //! - `json`: `WriteJson` against `serde_json` for a prediction response, a batch of 100 and a
 //!   request log row;
 //! - `key_hasher`: the companion tables' former `KeyHasher` against foldhash (now used), rustc-hash (Fx) and
