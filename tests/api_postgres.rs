@@ -33,3 +33,4 @@ mod online;
 mod openapi;
 #[path = "api/predict.rs"]
 mod predict;
+mod support;

@@ -1,56 +1,17 @@
 //! The real `titanic` binary: train, predict, token, and serve with graceful shutdown.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use titanic::core::config::Secret;
 use titanic::core::security::JwtKeys;
 
-const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The binary with a clean environment pointing at `dir` for its state.
-fn titanic(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_titanic"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TITANIC") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(dir)
-        .env("TITANIC_ENV", "test")
-        .env("TITANIC_CONFIG_DIR", repo().join("config"))
-        .env(
-            "TITANIC__DATABASE__URL",
-            format!("sqlite://{}", dir.join("titanic.db").display()),
-        )
-        .env("TITANIC__DATA__DIR", dir)
-        .env(
-            "TITANIC__DATA__TRAIN_CSV",
-            repo().join("data/titanic/train.csv"),
-        )
-        .env(
-            "TITANIC__DATA__TEST_CSV",
-            repo().join("data/titanic/test.csv"),
-        )
-        .env("TITANIC__LOG__FORMAT", "json")
-        .env("TITANIC__LOG__LEVEL", "info")
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run titanic")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{
+    Api, SECRET, Server, SlowRequest, delete_keys, repo, run, shared_redis, text, titanic,
+};
 
 #[test]
 fn token_prints_only_a_verifiable_jwt() {
@@ -419,108 +380,12 @@ fn predict_names_the_malformed_line_and_writes_nothing() {
     assert!(text(&missing.stderr).contains("nope.csv"));
 }
 
-struct Served {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `titanic serve` on port 0 and reads the bound address from its JSON log.
-fn serve(dir: &Path, extra: &[(&str, &str)]) -> Served {
-    let mut cmd = titanic(dir);
-    cmd.env("TITANIC__AUTH__JWT_SECRET", SECRET)
-        .env("TITANIC__SERVER__PORT", "0")
-        .env("TITANIC__LOG__LEVEL", "info,tower_http=warn")
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        assert!(
-            Instant::now() < deadline,
-            "server did not report its address"
-        );
-        let line = lines.next().expect("server exited early").unwrap();
-        if line.contains("\"listening\"") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Sends the head and half the body of a `POST /predict` now; the rest when `finish` is called.
-struct SlowRequest {
-    stream: std::net::TcpStream,
-    rest: Vec<u8>,
-}
-
-impl SlowRequest {
-    fn start(addr: &str, token: &str, body: &str) -> Self {
-        use std::io::Write;
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        let head = format!(
-            "POST /predict HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let (first, rest) = body.as_bytes().split_at(body.len() / 2);
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(first).unwrap();
-        stream.flush().unwrap();
-        Self {
-            stream,
-            rest: rest.to_vec(),
-        }
-    }
-
-    /// Sends the rest of the body and returns the raw response.
-    fn finish(mut self) -> String {
-        use std::io::{Read, Write};
-        self.stream.write_all(&self.rest).unwrap();
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut response = String::new();
-        let _ = self.stream.read_to_string(&mut response);
-        response
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(
-        dir.path(),
-        &[
-            ("TITANIC__SERVER__SHUTDOWN_DRAIN_SECS", "1"),
-            ("TITANIC__RATE_LIMIT__PER_SECOND", "1000000"),
-            ("TITANIC__RATE_LIMIT__BURST", "1000000"),
-        ],
-    );
-    let base = format!("http://{}", served.addr);
+    let mut served =
+        Server::start(dir.path(), &[("TITANIC__SERVER__SHUTDOWN_DRAIN_SECS", "1")]).await;
+    let base = served.base();
     let token =
         JwtKeys::new(&Secret::new(SECRET), 0)
             .unwrap()
@@ -535,7 +400,13 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
 
     let body = serde_json::json!({"pclass": 2, "sex": "female", "age": 30, "sibsp": 0, "parch": 0});
     // A request that is in flight across the whole shutdown: its body arrives at the end.
-    let slow = SlowRequest::start(&served.addr, &token, &body.to_string());
+    let slow = SlowRequest::start(
+        &served.addr,
+        &token,
+        "/predict",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
 
     // Steady load from 8 clients until "the load balancer" (this test) sees readiness 503.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -567,7 +438,7 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sigterm(&served.child);
+    served.sigterm();
     let signalled = Instant::now();
     // During the drain the server still answers, but readiness says 503.
     loop {
@@ -609,49 +480,20 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"model_version\":\"v1\""), "{response}");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = served.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
     let dir = tempfile::tempdir().unwrap();
-    let served = serve(dir.path(), &[]);
-    let base = format!("http://{}", served.addr);
-    let token =
-        JwtKeys::new(&Secret::new(SECRET), 0)
-            .unwrap()
-            .mint("t", &["predict".to_owned()], 300);
-    let client = reqwest::Client::new();
-    let r: serde_json::Value = client
-        .post(format!("{base}/predict"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"passenger_id": 892}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = Server::start(dir.path(), &[]).await;
+    let api = Api::new(&served, dir.path());
+    let (_, r) = api.predict_id(892).await;
     assert_eq!(r["model_version"], "v1");
     drop(served);
-    // A restart reuses the stored model instead of training a new one.
-    let served = serve(dir.path(), &[]);
-    let ready: serde_json::Value = client
-        .get(format!("http://{}/health/ready", served.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = Server::start(dir.path(), &[]).await;
+    let (_, ready) = api.at(&served).ready().await;
     assert_eq!(ready["components"]["model"]["version"], "v1");
     drop(served);
 
@@ -680,15 +522,8 @@ async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
     );
 
     // By default it trains a replacement, promotes it and records why.
-    let served = serve(dir.path(), &[]);
-    let ready: serde_json::Value = client
-        .get(format!("http://{}/health/ready", served.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = Server::start(dir.path(), &[]).await;
+    let (_, ready) = api.at(&served).ready().await;
     assert_eq!(ready["components"]["model"]["version"], "v2");
     drop(served);
     let history = run(titanic(dir.path()).args(["models", "history", "--alias", "production"]));
@@ -782,17 +617,11 @@ fn train_as_of_reads_the_history_point_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn materialize_fills_redis_and_is_incremental() {
-    let url = std::env::var("TITANIC_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide Redis at {url}"
-        );
-        eprintln!("SKIPPED: no Redis at {url}");
+    let Some(url) = shared_redis().await else {
         return;
     };
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("titanic-cli-test:{}:", std::process::id());
     let materialize = |args: &[&str]| {
@@ -835,13 +664,7 @@ async fn materialize_fills_redis_and_is_incremental() {
         .await
         .unwrap();
     assert!(value.unwrap().contains("Braund"));
-    let _: () = redis::cmd("EVAL")
-        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
-        .arg(0)
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    delete_keys(&mut conn, &prefix).await;
 }
 
 #[test]

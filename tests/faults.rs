@@ -4,7 +4,8 @@
 //! after writes were acknowledged. Every test starts `titanic serve` as a child process on a
 //! free loopback port with a scratch data directory.
 
-#[path = "faults/support.rs"]
+#[path = "faults/inject.rs"]
+mod inject;
 mod support;
 
 use std::collections::BTreeMap;
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use inject::{Immutable, Tmpfs, demographics, error_of, server_errors};
 use support::{
-    Api, Immutable, OwnRedis, Server, Tmpfs, demographics, error_of, eventually, inline_passenger,
-    metric, run_ok, scratch, server_errors, titanic,
+    Api, OwnRedis, Server, SlowRequest, eventually, metric, passenger, run_ok, scratch,
+    titanic_for_server,
 };
 
 /// Outcomes of requests, by kind ("200", "503 unavailable", "error: ...").
@@ -81,10 +83,10 @@ impl Load {
                         let id = 1 + (i % 1309) as i64;
                         let (path, body) = match i % 3 {
                             0 => ("/predict", json!({ "passenger_id": id })),
-                            1 => ("/predict", inline_passenger()),
+                            1 => ("/predict", passenger()),
                             _ => (
                                 "/predict/batch",
-                                json!({"instances": [{"passenger_id": id}, inline_passenger()]}),
+                                json!({"instances": [{"passenger_id": id}, passenger()]}),
                             ),
                         };
                         let sent = api
@@ -258,46 +260,6 @@ async fn redis_killed_under_load_degrades_without_errors_and_recovers() {
 // ---------------------------------------------------------------------------------------
 // SIGTERM under load
 // ---------------------------------------------------------------------------------------
-
-/// A request whose head and first part of the body are sent now and the rest on `finish`: it
-/// is in flight (accepted, its handler waiting for the body) for as long as the test wants.
-struct SlowRequest {
-    stream: std::net::TcpStream,
-    rest: Vec<u8>,
-}
-
-impl SlowRequest {
-    fn start(addr: &str, token: &str, path: &str, content_type: &str, body: &[u8]) -> Self {
-        use std::io::Write;
-        let mut stream = std::net::TcpStream::connect(addr).expect("connect while listening");
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let (first, rest) = body.split_at(body.len() / 2);
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(first).unwrap();
-        stream.flush().unwrap();
-        Self {
-            stream,
-            rest: rest.to_vec(),
-        }
-    }
-
-    /// Sends the rest of the body; returns the whole raw response (read until the server
-    /// closes the connection).
-    fn finish(mut self) -> String {
-        use std::io::{Read, Write};
-        self.stream.write_all(&self.rest).unwrap();
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut response = Vec::new();
-        let _ = self.stream.read_to_end(&mut response);
-        String::from_utf8_lossy(&response).into_owned()
-    }
-}
 
 /// The body of a `Transfer-Encoding: chunked` response, which must end with its last chunk.
 fn dechunk(mut body: &str) -> String {
@@ -522,7 +484,7 @@ const SLOW_TRAINING: [(&str, &str); 2] = [
 
 /// The versions `titanic models list` prints, with their aliases.
 fn listed_versions(dir: &std::path::Path) -> Vec<String> {
-    run_ok(titanic(dir).args(["models", "list"]))
+    run_ok(titanic_for_server(dir).args(["models", "list"]))
         .lines()
         .map(|l| {
             let version = l.split_whitespace().next().unwrap_or_default();
@@ -538,7 +500,7 @@ fn listed_versions(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_training_leaves_no_partial_model_and_fails_the_job() {
     let dir = scratch();
-    run_ok(titanic(dir.path()).args(["train", "--promote"]));
+    run_ok(titanic_for_server(dir.path()).args(["train", "--promote"]));
     assert_eq!(listed_versions(dir.path()), ["v1 [production]"]);
 
     // A training job over HTTP, and the server killed while it runs.
@@ -568,7 +530,7 @@ async fn killed_while_training_leaves_no_partial_model_and_fails_the_job() {
     );
 
     // `titanic train --promote` killed while fitting.
-    let mut cli = titanic(dir.path())
+    let mut cli = titanic_for_server(dir.path())
         .envs(SLOW_TRAINING)
         .args(["train", "--promote"])
         .stdout(std::process::Stdio::null())
@@ -667,8 +629,8 @@ async fn sqlite(dir: &std::path::Path) -> sqlx::SqlitePool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
     let dir = scratch();
-    run_ok(titanic(dir.path()).args(["train", "--promote"]));
-    run_ok(titanic(dir.path()).arg("train"));
+    run_ok(titanic_for_server(dir.path()).args(["train", "--promote"]));
+    run_ok(titanic_for_server(dir.path()).arg("train"));
     let mut server = Server::start(dir.path(), &[]).await;
     let api = Api::new(&server, dir.path());
     let promoted = api.promote("production", "v2").await;
@@ -868,9 +830,7 @@ async fn reads_answer(api: &Api, staging: Option<&str>) {
     );
     let (_, body) = api.predict_id(7).await;
     assert!(body["probability"].is_number());
-    let inline = api
-        .post("/predict", &api.predict, &inline_passenger())
-        .await;
+    let inline = api.post("/predict", &api.predict, &passenger()).await;
     assert_eq!(inline.status(), 200);
 }
 
@@ -912,8 +872,8 @@ async fn writes_recover(api: &Api) {
 
 /// Two model versions (v1 in production), ready for a promotion of `staging`.
 fn two_versions(dir: &std::path::Path) {
-    run_ok(titanic(dir).args(["train", "--promote"]));
-    run_ok(titanic(dir).arg("train"));
+    run_ok(titanic_for_server(dir).args(["train", "--promote"]));
+    run_ok(titanic_for_server(dir).arg("train"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,6 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards; the test skips
 //! without a server, except in CI, where it fails.
 
-#[path = "faults/support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::Duration;

@@ -131,12 +131,10 @@ fn chromium() -> Option<PathBuf> {
 fn chromium_or_skip() -> Option<PathBuf> {
     let found = chromium();
     if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("no chromium on the PATH: required in CI (.ci/run installs Debian's chromium)");
-        }
-        eprintln!(
-            "SKIPPED: no chromium on the PATH; install it (apt-get install chromium) to run \
-             the monitoring page's browser test"
+        crate::support::skip_or_fail(
+            "no chromium on the PATH",
+            "install it (apt-get install chromium) or set TITANIC_TEST_CHROMIUM; \
+             .ci/run installs Debian's chromium",
         );
     }
     found
@@ -512,7 +510,7 @@ async fn the_page_shows_the_numbers_the_api_returns() {
     assert_eq!(v1["predictions"], 72);
 
     // Traffic and latency come from /metrics: present, and consistent with what was sent.
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.metrics().await;
     assert_eq!(
         metric(
             &text,

@@ -3,6 +3,8 @@
 //! PostgreSQL database of its own.
 
 mod helpers;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod api_docs;
 mod auth;
