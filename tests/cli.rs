@@ -10,7 +10,7 @@ use titanic::core::config::Secret;
 use titanic::core::security::JwtKeys;
 
 use support::{
-    Api, SECRET, Server, SlowRequest, delete_keys, repo, run, shared_redis, text, titanic,
+    Api, SECRET, Server, SlowRequest, Steps, delete_keys, repo, run, shared_redis, text, titanic,
 };
 
 #[test]
@@ -188,7 +188,9 @@ fn production_refuses_to_start_without_a_secret() {
 
 #[test]
 fn train_prints_cross_validated_metrics_and_registers_versions() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
+    steps.next("train --promote reports cross-validated metrics");
     let out = run(titanic(dir.path()).args([
         "train",
         "--data",
@@ -215,6 +217,7 @@ fn train_prints_cross_validated_metrics_and_registers_versions() {
     assert!(metric("accuracy") >= 0.80, "{report}");
     assert!(metric("roc_auc") > 0.85, "{report}");
     assert!(metric("log_loss") < 0.45, "{report}");
+    steps.next("training again registers v2 without promoting it");
     // Training again registers v2 without promoting it.
     let out = run(titanic(dir.path()).env("USER", "ann").arg("train"));
     assert!(
@@ -223,6 +226,7 @@ fn train_prints_cross_validated_metrics_and_registers_versions() {
         text(&out.stdout)
     );
 
+    steps.next("each version records who trained it, the commit and the crate versions");
     // Each version records who trained it, the commit and the crate versions of the build.
     let db = format!("sqlite://{}", dir.path().join("titanic.db").display());
     let (trained_by, artifact): (Option<String>, String) =
@@ -250,6 +254,7 @@ fn train_prints_cross_validated_metrics_and_registers_versions() {
         env!("CARGO_PKG_VERSION")
     );
 
+    steps.next("promoting the served version changes nothing; rollback goes back to v1");
     // Promoting the version production already serves changes nothing, so a rollback after it
     // still goes back to the version before.
     let promote = || run(titanic(dir.path()).args(["models", "promote", "v2"]));
@@ -382,6 +387,7 @@ fn predict_names_the_malformed_line_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
     let mut served =
         Server::start(dir.path(), &[("TITANIC__SERVER__SHUTDOWN_DRAIN_SECS", "1")]).await;
@@ -399,6 +405,7 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
     assert_eq!(ready.status(), 200);
 
     let body = serde_json::json!({"pclass": 2, "sex": "female", "age": 30, "sibsp": 0, "parch": 0});
+    steps.next("a request in flight across the whole shutdown");
     // A request that is in flight across the whole shutdown: its body arrives at the end.
     let slow = SlowRequest::start(
         &served.addr,
@@ -408,6 +415,7 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
         body.to_string().as_bytes(),
     );
 
+    steps.next("steady load from 8 clients until readiness says 503");
     // Steady load from 8 clients until "the load balancer" (this test) sees readiness 503.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -440,6 +448,7 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     served.sigterm();
     let signalled = Instant::now();
+    steps.next("during the drain the server answers, readiness says 503");
     // During the drain the server still answers, but readiness says 503.
     loop {
         let r = client
@@ -467,12 +476,14 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
     }
     assert!(total > 0);
 
+    steps.next("after the drain new connections are refused");
     // After the drain the listener is closed: new connections are refused...
     tokio::time::sleep(Duration::from_millis(1300).saturating_sub(signalled.elapsed())).await;
     assert!(
         std::net::TcpStream::connect(&served.addr).is_err(),
         "listener still open"
     );
+    steps.next("the request in flight since before the signal completes");
     // ... but the request in flight since before the signal completes normally.
     let response = tokio::task::spawn_blocking(move || slow.finish())
         .await
@@ -486,17 +497,21 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
+    steps.next("serve bootstraps an empty store and predicts with v1");
     let served = Server::start(dir.path(), &[]).await;
     let api = Api::new(&served, dir.path());
     let (_, r) = api.predict_id(892).await;
     assert_eq!(r["model_version"], "v1");
     drop(served);
+    steps.next("a restart reuses the stored model instead of training a new one");
     let served = Server::start(dir.path(), &[]).await;
     let (_, ready) = api.at(&served).ready().await;
     assert_eq!(ready["components"]["model"]["version"], "v1");
     drop(served);
 
+    steps.next("v1 made to look like an older release's model");
     // Make v1 look like the work of an older release's feature pipeline.
     let db = format!("sqlite://{}", dir.path().join("titanic.db").display());
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
@@ -509,6 +524,7 @@ async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
     .unwrap();
     pool.close().await;
 
+    steps.next("told not to retrain, serve refuses to start and says why");
     // Told not to retrain, serve refuses to start and says why.
     let refused = run(titanic(dir.path())
         .env("TITANIC__AUTH__JWT_SECRET", SECRET)
@@ -521,6 +537,7 @@ async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
         "{stderr}"
     );
 
+    steps.next("by default serve trains a replacement, promotes it and records why");
     // By default it trains a replacement, promotes it and records why.
     let served = Server::start(dir.path(), &[]).await;
     let (_, ready) = api.at(&served).ready().await;
@@ -544,6 +561,7 @@ fn data_hash(report: &str) -> String {
 
 #[test]
 fn train_as_of_reads_the_history_point_in_time() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
     let first = run(titanic(dir.path()).arg("train"));
     assert!(first.status.success(), "{}", text(&first.stderr));
@@ -552,6 +570,7 @@ fn train_as_of_reads_the_history_point_in_time() {
     let between = titanic::core::time::now_rfc3339();
     std::thread::sleep(Duration::from_millis(20));
 
+    steps.next("later facts: every passenger again, ten years older");
     // Later facts: every passenger in train.csv is recorded again, ten years older.
     let original = std::fs::read_to_string(repo().join("data/titanic/train.csv")).unwrap();
     let mut older = String::new();
@@ -580,6 +599,7 @@ fn train_as_of_reads_the_history_point_in_time() {
     let second = text(&second.stdout);
     assert_ne!(data_hash(&first), data_hash(&second));
 
+    steps.next("as of the time between, training sees the first data");
     // As of the time between the two, training sees exactly the first data again.
     let as_of = run(titanic(dir.path()).args(["train", "--as-of", &between]));
     assert!(as_of.status.success(), "{}", text(&as_of.stderr));
@@ -589,6 +609,7 @@ fn train_as_of_reads_the_history_point_in_time() {
         as_of.contains(&format!("as of {}", &between[..19])),
         "{as_of}"
     );
+    steps.next("as of now, still the first data");
     // And as of now, still the first data: the labels were not recorded again (equal values
     // are not stored twice), so each keeps its event time, and a label is trained with the
     // features of its own time, from before the later ages.
@@ -599,6 +620,7 @@ fn train_as_of_reads_the_history_point_in_time() {
         run(titanic(dir.path()).args(["train", "--as-of", &titanic::core::time::now_rfc3339()]));
     assert_eq!(data_hash(&text(&again.stdout)), data_hash(&now));
 
+    steps.next("--as-of refuses a bad time and a future one");
     let bad = run(titanic(dir.path()).args(["train", "--as-of", "last tuesday"]));
     assert!(!bad.status.success());
     assert!(
@@ -669,6 +691,7 @@ async fn materialize_fills_redis_and_is_incremental() {
 
 #[test]
 fn historical_streams_an_entity_table_as_of_each_row() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
     let out = run(titanic(dir.path()).arg("train"));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -704,6 +727,7 @@ fn historical_streams_an_entity_table_as_of_each_row() {
             "1,2999-01-01T00:00:00Z,after,3,male,22.0,1,0,7.25,S,\"Braund, Mr. Owen Harris\",A/5 21171,",
         ]
     );
+    steps.next("as known before anything was written: no values");
     // As known before anything was written: no values.
     let out = run(titanic(dir.path()).args(args("2000-01-01T00:00:00Z")));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -712,6 +736,7 @@ fn historical_streams_an_entity_table_as_of_each_row() {
         before.lines().nth(2).unwrap().ends_with(",after,,,,,,,,,,"),
         "{before}"
     );
+    steps.next("a bad row names its line and leaves no partial file");
     // A bad row names its line and leaves no partial file.
     std::fs::write(&entities, "passenger_id,event_timestamp\n1,soon\n").unwrap();
     let bad = dir.path().join("bad.csv");
@@ -733,9 +758,11 @@ fn historical_streams_an_entity_table_as_of_each_row() {
 
 #[test]
 fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
     let out = run(titanic(dir.path()).arg("train"));
     assert!(out.status.success(), "{}", text(&out.stderr));
+    steps.next("one more labelled passenger in a file, trained as v2");
     // Later facts: a file with one more labelled passenger, trained on as v2. Its rows are
     // written after v1 was trained, so v1's rebuilt set does not see them.
     let file = dir.path().join("more.csv");
@@ -745,6 +772,7 @@ fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
     let out = run(titanic(dir.path()).args(["train", "--data", file.to_str().unwrap()]));
     assert!(out.status.success(), "{}", text(&out.stderr));
 
+    steps.next("v1 and v2 reproduce the same training set");
     for version in ["v1", "v2"] {
         let out = run(titanic(dir.path()).args(["train", "--reproduce", version]));
         let stdout = text(&out.stdout);
@@ -764,6 +792,7 @@ fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
         };
         assert!(stdout.contains(rows), "{version}: {stdout}");
     }
+    steps.next("v1 came from the feature store, v2 from the file");
     // v1 came from the feature store, v2 from the file (by its hash).
     let v1 = text(&run(titanic(dir.path()).args(["train", "--reproduce", "v1"])).stdout);
     assert!(
@@ -771,6 +800,7 @@ fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
         "{v1}"
     );
 
+    steps.next("the file changed: v2 cannot be reproduced");
     // The file changed: v2 cannot be reproduced, and the error says so.
     std::fs::write(&file, csv.replace("Doe, Mrs. Jane", "Doe, Mrs. Joan")).unwrap();
     let out = run(titanic(dir.path()).args(["train", "--reproduce", "v2"]));

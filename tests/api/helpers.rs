@@ -9,8 +9,8 @@ use titanic::core::security::{Claims, JwtKeys};
 use tokio::sync::oneshot;
 
 pub use crate::support::{
-    OwnRedis, PgDatabase, SECRET, delete_keys, free_port, metric, passenger, repo, shared_redis,
-    step, unique_prefix,
+    OwnRedis, PgDatabase, SECRET, Steps, delete_keys, free_port, metric, passenger, repo,
+    shared_redis, step, unique_prefix,
 };
 
 /// The API suite runs twice: as `tests/api` on a SQLite file per test, and as

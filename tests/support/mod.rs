@@ -217,3 +217,36 @@ impl Drop for NamedStep<'_> {
         }
     }
 }
+
+/// The named steps of one long scenario that shares its state from step to step: a failure's
+/// output names the step it happened in. `let mut steps = Steps::new();` then
+/// `steps.next("what this part checks");` before each part.
+pub struct Steps {
+    current: String,
+}
+
+impl Steps {
+    pub fn new() -> Self {
+        Self {
+            current: "setting up".to_owned(),
+        }
+    }
+
+    pub fn next(&mut self, name: &str) {
+        name.clone_into(&mut self.current);
+    }
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Steps {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("failed in step: {}", self.current);
+        }
+    }
+}
