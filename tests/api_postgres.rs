@@ -35,3 +35,4 @@ mod online;
 mod openapi;
 #[path = "api/predict.rs"]
 mod predict;
+mod support;

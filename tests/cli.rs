@@ -2,57 +2,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use titanic::core::config::Secret;
 use titanic::core::security::JwtKeys;
 
-const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The binary with a clean environment pointing at `dir` for its state.
-fn titanic(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_titanic"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TITANIC") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(dir)
-        .env("TITANIC_ENV", "test")
-        .env("TITANIC_CONFIG_DIR", repo().join("config"))
-        .env(
-            "TITANIC__DATABASE__URL",
-            format!("sqlite://{}", dir.join("titanic.db").display()),
-        )
-        .env("TITANIC__DATA__DIR", dir)
-        .env(
-            "TITANIC__DATA__TRAIN_CSV",
-            repo().join("data/titanic/train.csv"),
-        )
-        .env(
-            "TITANIC__DATA__TEST_CSV",
-            repo().join("data/titanic/test.csv"),
-        )
-        .env("TITANIC__LOG__FORMAT", "json")
-        .env("TITANIC__LOG__LEVEL", "info")
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run titanic")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{
+    Api, SECRET, Server, SlowRequest, Steps, delete_keys, repo, run, shared_redis, text, titanic,
+};
 
 #[test]
 fn token_prints_only_a_verifiable_jwt() {
@@ -229,7 +190,9 @@ fn production_refuses_to_start_without_a_secret() {
 
 #[test]
 fn train_prints_cross_validated_metrics_and_registers_versions() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
+    steps.next("train --promote reports cross-validated metrics");
     let out = run(titanic(dir.path()).args([
         "train",
         "--data",
@@ -256,6 +219,7 @@ fn train_prints_cross_validated_metrics_and_registers_versions() {
     assert!(metric("accuracy") >= 0.80, "{report}");
     assert!(metric("roc_auc") > 0.85, "{report}");
     assert!(metric("log_loss") < 0.45, "{report}");
+    steps.next("training again registers v2 without promoting it");
     // Training again registers v2 without promoting it.
     let out = run(titanic(dir.path()).env("USER", "ann").arg("train"));
     assert!(
@@ -264,6 +228,7 @@ fn train_prints_cross_validated_metrics_and_registers_versions() {
         text(&out.stdout)
     );
 
+    steps.next("each version records who trained it, the commit and the crate versions");
     // Each version records who trained it, the commit and the crate versions of the build.
     let db = format!("sqlite://{}", dir.path().join("titanic.db").display());
     let (trained_by, artifact): (Option<String>, String) =
@@ -291,6 +256,7 @@ fn train_prints_cross_validated_metrics_and_registers_versions() {
         env!("CARGO_PKG_VERSION")
     );
 
+    steps.next("promoting the served version changes nothing; rollback goes back to v1");
     // Promoting the version production already serves changes nothing, so a rollback after it
     // still goes back to the version before.
     let promote = || run(titanic(dir.path()).args(["models", "promote", "v2"]));
@@ -421,108 +387,13 @@ fn predict_names_the_malformed_line_and_writes_nothing() {
     assert!(text(&missing.stderr).contains("nope.csv"));
 }
 
-struct Served {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `titanic serve` on port 0 and reads the bound address from its JSON log.
-fn serve(dir: &Path, extra: &[(&str, &str)]) -> Served {
-    let mut cmd = titanic(dir);
-    cmd.env("TITANIC__AUTH__JWT_SECRET", SECRET)
-        .env("TITANIC__SERVER__PORT", "0")
-        .env("TITANIC__LOG__LEVEL", "info,tower_http=warn")
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        assert!(
-            Instant::now() < deadline,
-            "server did not report its address"
-        );
-        let line = lines.next().expect("server exited early").unwrap();
-        if line.contains("\"listening\"") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Sends the head and half the body of a `POST /predict` now; the rest when `finish` is called.
-struct SlowRequest {
-    stream: std::net::TcpStream,
-    rest: Vec<u8>,
-}
-
-impl SlowRequest {
-    fn start(addr: &str, token: &str, body: &str) -> Self {
-        use std::io::Write;
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        let head = format!(
-            "POST /predict HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let (first, rest) = body.as_bytes().split_at(body.len() / 2);
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(first).unwrap();
-        stream.flush().unwrap();
-        Self {
-            stream,
-            rest: rest.to_vec(),
-        }
-    }
-
-    /// Sends the rest of the body and returns the raw response.
-    fn finish(mut self) -> String {
-        use std::io::{Read, Write};
-        self.stream.write_all(&self.rest).unwrap();
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut response = String::new();
-        let _ = self.stream.read_to_string(&mut response);
-        response
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
-    let mut served = serve(
-        dir.path(),
-        &[
-            ("TITANIC__SERVER__SHUTDOWN_DRAIN_SECS", "1"),
-            ("TITANIC__RATE_LIMIT__PER_SECOND", "1000000"),
-            ("TITANIC__RATE_LIMIT__BURST", "1000000"),
-        ],
-    );
-    let base = format!("http://{}", served.addr);
+    let mut served =
+        Server::start(dir.path(), &[("TITANIC__SERVER__SHUTDOWN_DRAIN_SECS", "1")]).await;
+    let base = served.base();
     let token =
         JwtKeys::new(&Secret::new(SECRET), 0)
             .unwrap()
@@ -536,9 +407,17 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
     assert_eq!(ready.status(), 200);
 
     let body = serde_json::json!({"pclass": 2, "sex": "female", "age": 30, "sibsp": 0, "parch": 0});
+    steps.next("a request in flight across the whole shutdown");
     // A request that is in flight across the whole shutdown: its body arrives at the end.
-    let slow = SlowRequest::start(&served.addr, &token, &body.to_string());
+    let slow = SlowRequest::start(
+        &served.addr,
+        &token,
+        "/predict",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
 
+    steps.next("steady load from 8 clients until readiness says 503");
     // Steady load from 8 clients until "the load balancer" (this test) sees readiness 503.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -569,8 +448,9 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sigterm(&served.child);
+    served.sigterm();
     let signalled = Instant::now();
+    steps.next("during the drain the server answers, readiness says 503");
     // During the drain the server still answers, but readiness says 503.
     loop {
         let r = client
@@ -598,12 +478,14 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
     }
     assert!(total > 0);
 
+    steps.next("after the drain new connections are refused");
     // After the drain the listener is closed: new connections are refused...
     tokio::time::sleep(Duration::from_millis(1300).saturating_sub(signalled.elapsed())).await;
     assert!(
         std::net::TcpStream::connect(&served.addr).is_err(),
         "listener still open"
     );
+    steps.next("the request in flight since before the signal completes");
     // ... but the request in flight since before the signal completes normally.
     let response = tokio::task::spawn_blocking(move || slow.finish())
         .await
@@ -611,52 +493,27 @@ async fn sigterm_drains_then_exits_without_failing_in_flight_requests() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"model_version\":\"v1\""), "{response}");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = served.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
-    let served = serve(dir.path(), &[]);
-    let base = format!("http://{}", served.addr);
-    let token =
-        JwtKeys::new(&Secret::new(SECRET), 0)
-            .unwrap()
-            .mint("t", &["predict".to_owned()], 300);
-    let client = reqwest::Client::new();
-    let r: serde_json::Value = client
-        .post(format!("{base}/predict"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"passenger_id": 892}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    steps.next("serve bootstraps an empty store and predicts with v1");
+    let served = Server::start(dir.path(), &[]).await;
+    let api = Api::new(&served, dir.path());
+    let (_, r) = api.predict_id(892).await;
     assert_eq!(r["model_version"], "v1");
     drop(served);
-    // A restart reuses the stored model instead of training a new one.
-    let served = serve(dir.path(), &[]);
-    let ready: serde_json::Value = client
-        .get(format!("http://{}/health/ready", served.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    steps.next("a restart reuses the stored model instead of training a new one");
+    let served = Server::start(dir.path(), &[]).await;
+    let (_, ready) = api.at(&served).ready().await;
     assert_eq!(ready["components"]["model"]["version"], "v1");
     drop(served);
 
+    steps.next("v1 made to look like an older release's model");
     // Make v1 look like the work of an older release's feature pipeline.
     let db = format!("sqlite://{}", dir.path().join("titanic.db").display());
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
@@ -669,6 +526,7 @@ async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
     .unwrap();
     pool.close().await;
 
+    steps.next("told not to retrain, serve refuses to start and says why");
     // Told not to retrain, serve refuses to start and says why.
     let refused = run(titanic(dir.path())
         .env("TITANIC__AUTH__JWT_SECRET", SECRET)
@@ -681,16 +539,10 @@ async fn serve_bootstraps_an_empty_store_and_restarts_on_it() {
         "{stderr}"
     );
 
+    steps.next("by default serve trains a replacement, promotes it and records why");
     // By default it trains a replacement, promotes it and records why.
-    let served = serve(dir.path(), &[]);
-    let ready: serde_json::Value = client
-        .get(format!("http://{}/health/ready", served.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = Server::start(dir.path(), &[]).await;
+    let (_, ready) = api.at(&served).ready().await;
     assert_eq!(ready["components"]["model"]["version"], "v2");
     drop(served);
     let history = run(titanic(dir.path()).args(["models", "history", "--alias", "production"]));
@@ -711,6 +563,7 @@ fn data_hash(report: &str) -> String {
 
 #[test]
 fn train_as_of_reads_the_history_point_in_time() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
     let first = run(titanic(dir.path()).arg("train"));
     assert!(first.status.success(), "{}", text(&first.stderr));
@@ -719,6 +572,7 @@ fn train_as_of_reads_the_history_point_in_time() {
     let between = titanic::core::time::now_rfc3339();
     std::thread::sleep(Duration::from_millis(20));
 
+    steps.next("later facts: every passenger again, ten years older");
     // Later facts: every passenger in train.csv is recorded again, ten years older.
     let original = std::fs::read_to_string(repo().join("data/titanic/train.csv")).unwrap();
     let mut older = String::new();
@@ -747,6 +601,7 @@ fn train_as_of_reads_the_history_point_in_time() {
     let second = text(&second.stdout);
     assert_ne!(data_hash(&first), data_hash(&second));
 
+    steps.next("as of the time between, training sees the first data");
     // As of the time between the two, training sees exactly the first data again.
     let as_of = run(titanic(dir.path()).args(["train", "--as-of", &between]));
     assert!(as_of.status.success(), "{}", text(&as_of.stderr));
@@ -756,6 +611,7 @@ fn train_as_of_reads_the_history_point_in_time() {
         as_of.contains(&format!("as of {}", &between[..19])),
         "{as_of}"
     );
+    steps.next("as of now, still the first data");
     // And as of now, still the first data: the labels were not recorded again (equal values
     // are not stored twice), so each keeps its event time, and a label is trained with the
     // features of its own time, from before the later ages.
@@ -766,6 +622,7 @@ fn train_as_of_reads_the_history_point_in_time() {
         run(titanic(dir.path()).args(["train", "--as-of", &titanic::core::time::now_rfc3339()]));
     assert_eq!(data_hash(&text(&again.stdout)), data_hash(&now));
 
+    steps.next("--as-of refuses a bad time and a future one");
     let bad = run(titanic(dir.path()).args(["train", "--as-of", "last tuesday"]));
     assert!(!bad.status.success());
     assert!(
@@ -784,17 +641,11 @@ fn train_as_of_reads_the_history_point_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn materialize_fills_redis_and_is_incremental() {
-    let url = std::env::var("TITANIC_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide Redis at {url}"
-        );
-        eprintln!("SKIPPED: no Redis at {url}");
+    let Some(url) = shared_redis().await else {
         return;
     };
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("titanic-cli-test:{}:", std::process::id());
     let materialize = |args: &[&str]| {
@@ -837,17 +688,12 @@ async fn materialize_fills_redis_and_is_incremental() {
         .await
         .unwrap();
     assert!(value.unwrap().contains("Braund"));
-    let _: () = redis::cmd("EVAL")
-        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
-        .arg(0)
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    delete_keys(&mut conn, &prefix).await;
 }
 
 #[test]
 fn historical_streams_an_entity_table_as_of_each_row() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
     let out = run(titanic(dir.path()).arg("train"));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -883,6 +729,7 @@ fn historical_streams_an_entity_table_as_of_each_row() {
             "1,2999-01-01T00:00:00Z,after,3,male,22.0,1,0,7.25,S,\"Braund, Mr. Owen Harris\",A/5 21171,",
         ]
     );
+    steps.next("as known before anything was written: no values");
     // As known before anything was written: no values.
     let out = run(titanic(dir.path()).args(args("2000-01-01T00:00:00Z")));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -891,6 +738,7 @@ fn historical_streams_an_entity_table_as_of_each_row() {
         before.lines().nth(2).unwrap().ends_with(",after,,,,,,,,,,"),
         "{before}"
     );
+    steps.next("a bad row names its line and leaves no partial file");
     // A bad row names its line and leaves no partial file.
     std::fs::write(&entities, "passenger_id,event_timestamp\n1,soon\n").unwrap();
     let bad = dir.path().join("bad.csv");
@@ -912,9 +760,11 @@ fn historical_streams_an_entity_table_as_of_each_row() {
 
 #[test]
 fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
+    let mut steps = Steps::new();
     let dir = tempfile::tempdir().unwrap();
     let out = run(titanic(dir.path()).arg("train"));
     assert!(out.status.success(), "{}", text(&out.stderr));
+    steps.next("one more labelled passenger in a file, trained as v2");
     // Later facts: a file with one more labelled passenger, trained on as v2. Its rows are
     // written after v1 was trained, so v1's rebuilt set does not see them.
     let file = dir.path().join("more.csv");
@@ -924,6 +774,7 @@ fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
     let out = run(titanic(dir.path()).args(["train", "--data", file.to_str().unwrap()]));
     assert!(out.status.success(), "{}", text(&out.stderr));
 
+    steps.next("v1 and v2 reproduce the same training set");
     for version in ["v1", "v2"] {
         let out = run(titanic(dir.path()).args(["train", "--reproduce", version]));
         let stdout = text(&out.stdout);
@@ -943,6 +794,7 @@ fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
         };
         assert!(stdout.contains(rows), "{version}: {stdout}");
     }
+    steps.next("v1 came from the feature store, v2 from the file");
     // v1 came from the feature store, v2 from the file (by its hash).
     let v1 = text(&run(titanic(dir.path()).args(["train", "--reproduce", "v1"])).stdout);
     assert!(
@@ -950,6 +802,7 @@ fn train_reproduce_rebuilds_the_training_set_and_the_coefficients() {
         "{v1}"
     );
 
+    steps.next("the file changed: v2 cannot be reproduced");
     // The file changed: v2 cannot be reproduced, and the error says so.
     std::fs::write(&file, csv.replace("Doe, Mrs. Jane", "Doe, Mrs. Joan")).unwrap();
     let out = run(titanic(dir.path()).args(["train", "--reproduce", "v2"]));

@@ -6,7 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-#[path = "faults/support.rs"]
+#[path = "faults/inject.rs"]
+mod inject;
 mod support;
 
 use std::collections::BTreeMap;
@@ -16,9 +17,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use inject::{Immutable, Tmpfs, demographics, error_of, server_errors};
 use support::{
-    Api, Immutable, OwnRedis, Server, Tmpfs, demographics, error_of, eventually, inline_passenger,
-    metric, run_ok, scratch, server_errors, titanic,
+    Api, OwnRedis, Server, SlowRequest, Steps, eventually, metric, passenger, run_ok, scratch,
+    titanic_for_server,
 };
 
 /// Outcomes of requests, by kind ("200", "503 unavailable", "error: ...").
@@ -83,10 +85,10 @@ impl Load {
                         let id = 1 + (i % 1309) as i64;
                         let (path, body) = match i % 3 {
                             0 => ("/predict", json!({ "passenger_id": id })),
-                            1 => ("/predict", inline_passenger()),
+                            1 => ("/predict", passenger()),
                             _ => (
                                 "/predict/batch",
-                                json!({"instances": [{"passenger_id": id}, inline_passenger()]}),
+                                json!({"instances": [{"passenger_id": id}, passenger()]}),
                             ),
                         };
                         let sent = api
@@ -160,6 +162,7 @@ impl Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_degrades_without_errors_and_recovers() {
+    let mut steps = Steps::new();
     let Some(mut redis) = OwnRedis::start().await else {
         return;
     };
@@ -181,6 +184,7 @@ async fn redis_killed_under_load_degrades_without_errors_and_recovers() {
         "{ready}"
     );
 
+    steps.next("Redis killed under load: no request fails");
     let load = Load::start(&api, 6);
     load.wait_ok(100).await;
     assert!(
@@ -190,6 +194,7 @@ async fn redis_killed_under_load_degrades_without_errors_and_recovers() {
     );
 
     redis.kill();
+    steps.next("readiness turns degraded (still 200)");
     // Readiness turns degraded (still 200: the offline store answers reads).
     eventually(Duration::from_secs(15), "readiness degraded", || async {
         let (status, ready) = api.ready().await;
@@ -205,6 +210,7 @@ async fn redis_killed_under_load_degrades_without_errors_and_recovers() {
         }
     })
     .await;
+    steps.next("stored passengers are read from the SQLite history meanwhile");
     // Stored passengers are read from the SQLite history meanwhile.
     load.tally.take_sources();
     eventually(Duration::from_secs(15), "reads fall back", || async {
@@ -226,6 +232,7 @@ async fn redis_killed_under_load_degrades_without_errors_and_recovers() {
     assert_eq!(metric(&metrics, "titanic_online_store_up"), Some(0.0));
     assert!(metric(&metrics, "titanic_online_store_fallbacks_total").unwrap() >= 20.0);
 
+    steps.next("Redis back empty: the service reconnects, materializes again and reads from it");
     // Redis comes back empty: the service reconnects, materializes again and reads from it.
     assert!(redis.restart().await, "redis-server restarts");
     eventually(Duration::from_secs(30), "recovery", || async {
@@ -261,46 +268,6 @@ async fn redis_killed_under_load_degrades_without_errors_and_recovers() {
 // SIGTERM under load
 // ---------------------------------------------------------------------------------------
 
-/// A request whose head and first part of the body are sent now and the rest on `finish`: it
-/// is in flight (accepted, its handler waiting for the body) for as long as the test wants.
-struct SlowRequest {
-    stream: std::net::TcpStream,
-    rest: Vec<u8>,
-}
-
-impl SlowRequest {
-    fn start(addr: &str, token: &str, path: &str, content_type: &str, body: &[u8]) -> Self {
-        use std::io::Write;
-        let mut stream = std::net::TcpStream::connect(addr).expect("connect while listening");
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let (first, rest) = body.split_at(body.len() / 2);
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(first).unwrap();
-        stream.flush().unwrap();
-        Self {
-            stream,
-            rest: rest.to_vec(),
-        }
-    }
-
-    /// Sends the rest of the body; returns the whole raw response (read until the server
-    /// closes the connection).
-    fn finish(mut self) -> String {
-        use std::io::{Read, Write};
-        self.stream.write_all(&self.rest).unwrap();
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut response = Vec::new();
-        let _ = self.stream.read_to_end(&mut response);
-        String::from_utf8_lossy(&response).into_owned()
-    }
-}
-
 /// The body of a `Transfer-Encoding: chunked` response, which must end with its last chunk.
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
@@ -324,6 +291,7 @@ fn says_close(headers: &reqwest::header::HeaderMap) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
+    let mut steps = Steps::new();
     let dir = scratch();
     let mut server = Server::start(
         dir.path(),
@@ -340,6 +308,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
     let slow = |path: &str, content_type: &str, body: &[u8]| {
         SlowRequest::start(&addr, &api.predict, path, content_type, body)
     };
+    steps.next("a request in flight across the whole shutdown");
     // In flight across the whole shutdown: started before the signal.
     let mut in_flight: Vec<(&str, SlowRequest)> = (0..4)
         .map(|_| {
@@ -351,6 +320,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
         .collect();
     in_flight.push(("csv", slow("/predict/batch", "text/csv", &csv)));
 
+    steps.next("clients that honour Connection: close send until told to go");
     // Clients that honour `Connection: close`: each sends until a response says the server
     // is going away, sends a few more (new connections, during the drain), then stops.
     let outcomes = Arc::new(Tally::default());
@@ -418,6 +388,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
     .await;
 
     server.sigterm();
+    steps.next("readiness says shutting down at once, requests still served");
     // Readiness says so at once, while requests are still served.
     eventually(
         Duration::from_secs(10),
@@ -432,6 +403,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
         },
     )
     .await;
+    steps.next("requests sent during the drain are accepted and finished");
     // Sent during the drain, on new connections: still accepted, finished after the close.
     for _ in 0..3 {
         in_flight.push((
@@ -445,6 +417,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
             .expect("clients stop once told Connection: close")
             .unwrap();
     }
+    steps.next("the listener closes after the drain");
     // The listener closes after the drain: new connections are refused.
     eventually(Duration::from_secs(15), "listener closed", || {
         let addr = addr.clone();
@@ -460,6 +433,7 @@ async fn sigterm_under_load_answers_every_accepted_request_and_exits_0() {
         server.child.try_wait().unwrap().is_none(),
         "the process waits for the requests in flight"
     );
+    steps.next("every request in flight since before the signal completes");
     // Every request in flight since before the signal or the drain completes normally.
     let finished = tokio::task::spawn_blocking(move || {
         in_flight
@@ -524,7 +498,7 @@ const SLOW_TRAINING: [(&str, &str); 2] = [
 
 /// The versions `titanic models list` prints, with their aliases.
 fn listed_versions(dir: &std::path::Path) -> Vec<String> {
-    run_ok(titanic(dir).args(["models", "list"]))
+    run_ok(titanic_for_server(dir).args(["models", "list"]))
         .lines()
         .map(|l| {
             let version = l.split_whitespace().next().unwrap_or_default();
@@ -539,10 +513,12 @@ fn listed_versions(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_training_leaves_no_partial_model_and_fails_the_job() {
+    let mut steps = Steps::new();
     let dir = scratch();
-    run_ok(titanic(dir.path()).args(["train", "--promote"]));
+    run_ok(titanic_for_server(dir.path()).args(["train", "--promote"]));
     assert_eq!(listed_versions(dir.path()), ["v1 [production]"]);
 
+    steps.next("a training job over HTTP, the server killed while it runs");
     // A training job over HTTP, and the server killed while it runs.
     let mut server = Server::start(dir.path(), &SLOW_TRAINING).await;
     let api = Api::new(&server, dir.path());
@@ -569,8 +545,9 @@ async fn killed_while_training_leaves_no_partial_model_and_fails_the_job() {
         "nothing half-registered"
     );
 
+    steps.next("titanic train --promote killed while fitting");
     // `titanic train --promote` killed while fitting.
-    let mut cli = titanic(dir.path())
+    let mut cli = titanic_for_server(dir.path())
         .envs(SLOW_TRAINING)
         .args(["train", "--promote"])
         .stdout(std::process::Stdio::null())
@@ -594,6 +571,7 @@ async fn killed_while_training_leaves_no_partial_model_and_fails_the_job() {
     cli.wait().unwrap();
     assert_eq!(listed_versions(dir.path()), ["v1 [production]"]);
 
+    steps.next("the store is whole: serve starts, the job says interrupted, v1 answers");
     // The store is whole: serve starts on it, the job says it was interrupted (once its
     // heartbeat has been silent for 15 s: another live replica could have been running it),
     // production is the complete v1 and answers.
@@ -668,14 +646,16 @@ async fn sqlite(dir: &std::path::Path) -> sqlx::SqlitePool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
+    let mut steps = Steps::new();
     let dir = scratch();
-    run_ok(titanic(dir.path()).args(["train", "--promote"]));
-    run_ok(titanic(dir.path()).arg("train"));
+    run_ok(titanic_for_server(dir.path()).args(["train", "--promote"]));
+    run_ok(titanic_for_server(dir.path()).arg("train"));
     let mut server = Server::start(dir.path(), &[]).await;
     let api = Api::new(&server, dir.path());
     let promoted = api.promote("production", "v2").await;
     assert_eq!(promoted.status(), 200);
 
+    steps.next("three writers at once, SIGKILL right after the 30th push response");
     // Three writers at once; the push writer sends SIGKILL right after its 30th response.
     let acked = Arc::new(Acked::default());
     let pid = server.child.id();
@@ -782,6 +762,7 @@ async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
         "{labelled:?} {staged:?}"
     );
 
+    steps.next("restarted on the same files, every acknowledged write is there");
     // Restarted on the same files, every acknowledged write is there.
     let server = Server::start(dir.path(), &[]).await;
     let api = api.at(&server);
@@ -804,6 +785,7 @@ async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
         .iter()
         .map(|e| e["version"].as_str().unwrap())
         .collect();
+    steps.next("every acknowledged alias move is there, in order");
     // Every acknowledged move, in order; at most one more (sent, not yet answered).
     assert!(
         moves.len() == staged.len() || moves.len() == staged.len() + 1,
@@ -817,6 +799,7 @@ async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
         .json()
         .await
         .unwrap();
+    steps.next("live performance is refilled from the stored labels");
     // The restarted process refilled live performance from the stored labels.
     let restored: u64 = performance["versions"]
         .as_array()
@@ -870,9 +853,7 @@ async fn reads_answer(api: &Api, staging: Option<&str>) {
     );
     let (_, body) = api.predict_id(7).await;
     assert!(body["probability"].is_number());
-    let inline = api
-        .post("/predict", &api.predict, &inline_passenger())
-        .await;
+    let inline = api.post("/predict", &api.predict, &passenger()).await;
     assert_eq!(inline.status(), 200);
 }
 
@@ -914,12 +895,13 @@ async fn writes_recover(api: &Api) {
 
 /// Two model versions (v1 in production), ready for a promotion of `staging`.
 fn two_versions(dir: &std::path::Path) {
-    run_ok(titanic(dir).args(["train", "--promote"]));
-    run_ok(titanic(dir).arg("train"));
+    run_ok(titanic_for_server(dir).args(["train", "--promote"]));
+    run_ok(titanic_for_server(dir).arg("train"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unwritable_database_refuses_writes_with_503_while_reads_go_on() {
+    let mut steps = Steps::new();
     let dir = scratch();
     if Immutable::supported_in(dir.path()).is_none() {
         return;
@@ -928,6 +910,7 @@ async fn unwritable_database_refuses_writes_with_503_while_reads_go_on() {
     let server = Server::start(dir.path(), &[]).await;
     let api = Api::new(&server, dir.path());
 
+    steps.next("writes acknowledged before the fault");
     // Acknowledged before the fault.
     let r = api
         .push(&[(20_001, demographics("Before, Mrs. Fault"))])
@@ -938,6 +921,7 @@ async fn unwritable_database_refuses_writes_with_503_while_reads_go_on() {
     assert_eq!(api.promote("staging", "v2").await.status(), 200);
     let (during, _) = api.predict_id(4).await;
 
+    steps.next("the database refuses writes: 503 for writes, reads go on");
     // The fault: the database file and its WAL refuse every write, even root's (the WAL's
     // index, `-shm`, stays writable: readers need it).
     let db = dir.path().join("titanic.db");
@@ -973,6 +957,7 @@ async fn unwritable_database_refuses_writes_with_503_while_reads_go_on() {
     writes_failing(&api, CAUSE).await;
     load.wait_ok(30).await;
 
+    steps.next("fault lifted: writes succeed without a restart");
     // Lifted: writes succeed again without a restart.
     fault.lift();
     eventually(Duration::from_secs(10), "writes again", || async {
@@ -991,6 +976,7 @@ async fn unwritable_database_refuses_writes_with_503_while_reads_go_on() {
     assert_eq!(outcomes.keys().collect::<Vec<_>>(), ["200"], "{outcomes:?}");
     server.stop().await;
 
+    steps.next("restarted: acknowledged writes are there, refused ones are not");
     // Restarted: what was acknowledged is there, what was refused is not.
     let server = Server::start(dir.path(), &[]).await;
     let api = api.at(&server);
@@ -1011,6 +997,7 @@ async fn unwritable_database_refuses_writes_with_503_while_reads_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_refuses_writes_with_503_keeps_acknowledged_ones_and_recovers() {
+    let mut steps = Steps::new();
     let scratch = scratch();
     let Some(disk) = Tmpfs::mount(&scratch.path().join("disk"), "8m") else {
         return;
@@ -1026,12 +1013,16 @@ async fn full_disk_refuses_writes_with_503_keeps_acknowledged_ones_and_recovers(
     let (before, _) = api.predict_id(5).await;
     assert_eq!(api.feedback(&before, true).await.status(), 200);
 
+    steps.next("the disk fills up");
     // The disk fills up.
     let filler = dir.join("filler");
     let filled = disk.fill(&filler);
     assert!(filled > 0);
     let load = Load::start(&api, 3);
 
+    steps.next(
+        "writes are refused with 503 once SQLite's space is used up; acknowledged ones are kept",
+    );
     // Writes go on until the space SQLite already holds is used up; from then on they are
     // refused with 503. None is answered otherwise, and every acknowledged one is kept.
     const CAUSE: &[&str] = &["full", "disk I/O error"];
@@ -1097,6 +1088,7 @@ async fn full_disk_refuses_writes_with_503_keeps_acknowledged_ones_and_recovers(
         "only 503s: {errors:?}"
     );
 
+    steps.next("space again: writes succeed without a restart");
     // Space again: writes succeed without a restart.
     std::fs::remove_file(&filler).unwrap();
     eventually(Duration::from_secs(10), "writes again", || async {
@@ -1113,6 +1105,7 @@ async fn full_disk_refuses_writes_with_503_keeps_acknowledged_ones_and_recovers(
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(30)).await.success());
 
+    steps.next("restarted: every acknowledged write is there");
     // Restarted: every acknowledged write is there.
     let server = Server::start(&dir, &[]).await;
     let api = api.at(&server);

@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-#[path = "faults/support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -16,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{Api, Server, inline_passenger, metric, run_ok, scratch, titanic};
+use support::{Api, Server, metric, passenger, scratch, step, token};
 
 /// The most resident memory the server may reach under any test here (the debug build the
 /// tests run; the release build stays well under it too).
@@ -24,6 +22,13 @@ const PEAK_RSS_MIB: u64 = 128;
 
 /// Every test's whole run, at most.
 const WITHIN: Duration = Duration::from_secs(120);
+
+/// Runs one scenario, failing it when it takes longer than [`WITHIN`].
+async fn bounded(scenario: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(WITHIN, scenario)
+        .await
+        .expect("within the time bound");
+}
 
 /// The server's peak resident set so far (VmHWM), in MiB.
 fn peak_rss_mib(server: &Server) -> u64 {
@@ -44,13 +49,6 @@ fn assert_memory_bounded(server: &Server) {
         "peak RSS {peak} MiB, over the bound of {PEAK_RSS_MIB} MiB"
     );
     eprintln!("peak RSS: {peak} MiB");
-}
-
-/// A token for `sub` with `scopes`, minted by the binary.
-fn token_for(dir: &std::path::Path, sub: &str, scopes: &str) -> String {
-    run_ok(titanic(dir).args(["token", "--sub", sub, "--scopes", scopes, "--ttl", "900"]))
-        .trim()
-        .to_owned()
 }
 
 /// A raw HTTP/1.1 answer: the head (status line and headers, lower-cased names) and body.
@@ -177,9 +175,7 @@ fn chunked(data: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bodies_get_clear_errors_and_memory_stays_flat() {
-    tokio::time::timeout(WITHIN, hostile_bodies())
-        .await
-        .expect("within the time bound");
+    bounded(hostile_bodies()).await;
 }
 
 async fn hostile_bodies() {
@@ -188,6 +184,7 @@ async fn hostile_bodies() {
     let api = Api::new(&server, dir.path());
     let addr = server.addr.clone();
 
+    step("1. a shape that would size a huge allocation is refused naming the input", async {
     // 1. A shape that would size a huge allocation: 400 naming the input, and the process
     // stays up.
     let huge = json!({"inputs": [{"name": "pclass", "datatype": "INT64",
@@ -238,20 +235,25 @@ async fn hostile_bodies() {
         assert!(message.contains(expected), "{body}: {message}");
     }
     assert_eq!(api.get("/health/live").await.status(), 200);
+    })
+    .await;
 
-    // 2. Collections over the item limit are refused by name before they are built.
-    let instances: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
-    let r = api
-        .post(
-            "/predict/batch",
-            &api.predict,
-            &json!({ "instances": instances }),
-        )
-        .await;
-    assert_eq!(r.status(), 422);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["details"]["fields"][0]["field"], "instances");
-    let r = api
+    step(
+        "2. collections over the item limit are refused by name before they are built",
+        async {
+            // 2. Collections over the item limit are refused by name before they are built.
+            let instances: Vec<Value> = (0..10_001).map(|_| json!({})).collect();
+            let r = api
+                .post(
+                    "/predict/batch",
+                    &api.predict,
+                    &json!({ "instances": instances }),
+                )
+                .await;
+            assert_eq!(r.status(), 422);
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["details"]["fields"][0]["field"], "instances");
+            let r = api
         .post(
             "/features/online",
             &api.predict,
@@ -259,105 +261,126 @@ async fn hostile_bodies() {
                 "entities": {"passenger_id": [1]}}),
         )
         .await;
-    assert_eq!(r.status(), 422);
+            assert_eq!(r.status(), 422);
+        },
+    )
+    .await;
 
-    // 3. A CSV row opening a quote it never closes, 32 MB long: the stream ends with the
-    // error line naming the row, without reading (or holding) the rest.
-    let token = api.predict.clone();
-    let mut first = CSV_HEADER.as_bytes().to_vec();
-    first.extend_from_slice(b"1,3,\"");
-    let filler = chunked(&vec![b'A'; 1 << 20]);
-    let mut body = vec![(Duration::ZERO, chunked(&first))];
-    body.extend((0..32).map(|_| (Duration::ZERO, filler.clone())));
-    let answer = exchange(&addr, csv_head(&addr, &token), body).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    let last = answer.body.lines().rfind(|l| !l.is_empty()).unwrap_or("");
-    assert!(
-        last.contains("error: line 2: the record is longer than 65536 bytes"),
-        "{last}"
-    );
-    // A header line without a newline: 422 before any row.
-    let filler = chunked(&vec![b'P'; 1 << 20]);
-    let body = (0..32).map(|_| (Duration::ZERO, filler.clone())).collect();
-    let answer = exchange(&addr, csv_head(&addr, &token), body).await;
-    assert_eq!(answer.status, 422, "{answer:?}");
-    assert!(answer.body.contains("line 1"), "{}", answer.body);
+    step(
+        "3. a CSV row with a quote never closed ends the stream with an error",
+        async {
+            // 3. A CSV row opening a quote it never closes, 32 MB long: the stream ends with the
+            // error line naming the row, without reading (or holding) the rest.
+            let token = api.predict.clone();
+            let mut first = CSV_HEADER.as_bytes().to_vec();
+            first.extend_from_slice(b"1,3,\"");
+            let filler = chunked(&vec![b'A'; 1 << 20]);
+            let mut body = vec![(Duration::ZERO, chunked(&first))];
+            body.extend((0..32).map(|_| (Duration::ZERO, filler.clone())));
+            let answer = exchange(&addr, csv_head(&addr, &token), body).await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            let last = answer.body.lines().rfind(|l| !l.is_empty()).unwrap_or("");
+            assert!(
+                last.contains("error: line 2: the record is longer than 65536 bytes"),
+                "{last}"
+            );
+            // A header line without a newline: 422 before any row.
+            let filler = chunked(&vec![b'P'; 1 << 20]);
+            let body = (0..32).map(|_| (Duration::ZERO, filler.clone())).collect();
+            let answer = exchange(&addr, csv_head(&addr, &token), body).await;
+            assert_eq!(answer.status, 422, "{answer:?}");
+            assert!(answer.body.contains("line 1"), "{}", answer.body);
+        },
+    )
+    .await;
 
-    // 4. Request ids: a long one is replaced by one of the service's, a short plain one kept.
-    let long = "x".repeat(15_000);
-    for (given, kept) in [
-        (long.as_str(), false),
-        (&long[..129], false),
-        ("id with spaces", false),
-        (&long[..128], true),
-    ] {
-        let r = api
-            .http
-            .post(api.url("/predict"))
-            .bearer_auth(&api.predict)
-            .header("x-request-id", given)
-            .json(&inline_passenger())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let answered = r.headers()["x-request-id"].to_str().unwrap();
-        assert_eq!(
-            answered == given,
-            kept,
-            "{given:.20}... answered {answered}"
-        );
-        if !kept {
-            assert_eq!(answered.len(), 36, "a UUID: {answered}");
-        }
-    }
-    let r = api
-        .post(
-            "/feedback",
-            &api.feedback,
-            &json!({"request_id": long, "survived": true}),
-        )
-        .await;
-    assert_eq!(r.status(), 422);
-    // Texts kept for ever (an alias's history) are bounded too.
-    let r = api
-        .send(
-            reqwest::Method::PUT,
-            "/models/aliases/production",
-            &api.models,
-            &json!({"version": "v1", "reason": "x".repeat(1001)}),
-        )
-        .await;
-    assert_eq!(r.status(), 422);
+    step(
+        "4. a long request id is replaced, a short plain one kept",
+        async {
+            // 4. Request ids: a long one is replaced by one of the service's, a short plain one kept.
+            let long = "x".repeat(15_000);
+            for (given, kept) in [
+                (long.as_str(), false),
+                (&long[..129], false),
+                ("id with spaces", false),
+                (&long[..128], true),
+            ] {
+                let r = api
+                    .http
+                    .post(api.url("/predict"))
+                    .bearer_auth(&api.predict)
+                    .header("x-request-id", given)
+                    .json(&passenger())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let answered = r.headers()["x-request-id"].to_str().unwrap();
+                assert_eq!(
+                    answered == given,
+                    kept,
+                    "{given:.20}... answered {answered}"
+                );
+                if !kept {
+                    assert_eq!(answered.len(), 36, "a UUID: {answered}");
+                }
+            }
+            let r = api
+                .post(
+                    "/feedback",
+                    &api.feedback,
+                    &json!({"request_id": long, "survived": true}),
+                )
+                .await;
+            assert_eq!(r.status(), 422);
+            // Texts kept for ever (an alias's history) are bounded too.
+            let r = api
+                .send(
+                    reqwest::Method::PUT,
+                    "/models/aliases/production",
+                    &api.models,
+                    &json!({"version": "v1", "reason": "x".repeat(1001)}),
+                )
+                .await;
+            assert_eq!(r.status(), 422);
+        },
+    )
+    .await;
 
-    // 5. Refusals before the body is read say `Connection: close`; an answer after the body
-    // was read keeps the connection.
-    let passenger = serde_json::to_string(&inline_passenger()).unwrap();
-    for (token, length, status) in [
-        ("forged", passenger.len(), 401),
-        (api.predict.as_str(), 50 << 20, 413),
-    ] {
-        let head = format!(
-            "POST /predict HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+    step(
+        "5. refusals before the body is read close the connection; answers after it keep it",
+        async {
+            // 5. Refusals before the body is read say `Connection: close`; an answer after the body
+            // was read keeps the connection.
+            let passenger = serde_json::to_string(&passenger()).unwrap();
+            for (token, length, status) in [
+                ("forged", passenger.len(), 401),
+                (api.predict.as_str(), 50 << 20, 413),
+            ] {
+                let head = format!(
+                    "POST /predict HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
              content-type: application/json\r\ncontent-length: {length}\r\n\r\n"
-        );
-        let answer = exchange(&addr, head, Vec::new()).await;
-        assert_eq!(answer.status, status, "{answer:?}");
-        assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
-    }
-    let mut stream = TcpStream::connect(&addr).await.unwrap();
-    for _ in 0..3 {
-        let request = format!(
-            "POST /predict HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+                );
+                let answer = exchange(&addr, head, Vec::new()).await;
+                assert_eq!(answer.status, status, "{answer:?}");
+                assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+            }
+            let mut stream = TcpStream::connect(&addr).await.unwrap();
+            for _ in 0..3 {
+                let request = format!(
+                    "POST /predict HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n{passenger}",
-            api.predict,
-            passenger.len()
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let answer = read_answer(&mut stream).await.expect("an answer");
-        assert_eq!(answer.status, 200, "{answer:?}");
-        assert_eq!(answer.header("connection"), None, "{answer:?}");
-    }
+                    api.predict,
+                    passenger.len()
+                );
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let answer = read_answer(&mut stream).await.expect("an answer");
+                assert_eq!(answer.status, 200, "{answer:?}");
+                assert_eq!(answer.header("connection"), None, "{answer:?}");
+            }
+        },
+    )
+    .await;
 
     assert_eq!(api.get("/health/live").await.status(), 200);
     assert_memory_bounded(&server);
@@ -366,9 +389,7 @@ async fn hostile_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_cannot_hold_the_service() {
-    tokio::time::timeout(WITHIN, slow_and_idle_clients())
-        .await
-        .expect("within the time bound");
+    bounded(slow_and_idle_clients()).await;
 }
 
 async fn slow_and_idle_clients() {
@@ -388,8 +409,8 @@ async fn slow_and_idle_clients() {
     .await;
     let api = Api::new(&server, dir.path());
     let addr = server.addr.clone();
-    let mallory = token_for(dir.path(), "mallory", "predict");
-    let alice = token_for(dir.path(), "alice", "predict");
+    let mallory = token(dir.path(), "mallory", "predict");
+    let alice = token(dir.path(), "alice", "predict");
 
     // Mallory: 12 uploads trickling a byte every 300 ms, 150 idle sockets and 30 sockets
     // trickling a request head.
@@ -434,7 +455,7 @@ async fn slow_and_idle_clients() {
             .http
             .post(api.url("/predict"))
             .bearer_auth(&alice)
-            .json(&inline_passenger())
+            .json(&passenger())
             .send()
             .await
             .unwrap();
@@ -510,7 +531,7 @@ async fn slow_and_idle_clients() {
         .http
         .post(api.url("/predict"))
         .bearer_auth(&alice)
-        .json(&inline_passenger())
+        .json(&passenger())
         .send()
         .await
         .unwrap();

@@ -10,8 +10,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-#[path = "faults/support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::Duration;
@@ -19,7 +17,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use support::{Api, PgDatabase, Server, eventually, scratch, shared_redis, unique_prefix};
+use support::{Api, PgDatabase, Server, Steps, eventually, scratch, shared_redis, unique_prefix};
 
 /// The version that answers a by-id prediction on `api`.
 async fn serving(api: &Api, id: i64) -> String {
@@ -44,6 +42,7 @@ async fn both_serve(a: &Api, b: &Api, version: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_postgres_and_follow_promotions() {
+    let mut steps = Steps::new();
     let Some(db) = PgDatabase::create().await else {
         return;
     };
@@ -59,6 +58,7 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     ];
     let (dir_a, dir_b) = (scratch(), scratch());
 
+    steps.next("both start at once on the empty database and bootstrap one model");
     // Both start at once on the empty database. They bootstrap one at a time: the first
     // ingests, trains v1 and promotes it; the second finds v1 in production and serves it,
     // having ingested and trained nothing of its own.
@@ -96,6 +96,7 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     conn.close().await.unwrap();
     both_serve(&api_a, &api_b, "v1", "both replicas serve v1").await;
 
+    steps.next("a training job asked of A is visible from B");
     // A training job asked of replica A is visible from replica B (jobs live in the database).
     let r = api_a
         .post("/models/train", &api_a.models, &json!({ "promote": false }))
@@ -114,6 +115,7 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     .await;
     assert_eq!(version, "v2");
 
+    steps.next("promoted through B: A follows without a restart");
     // Promoted through B: A follows within seconds, without a restart.
     let r = api_b.promote("production", "v2").await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
@@ -126,6 +128,7 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     .await;
     assert_eq!(api_a.aliases().await["production"], "v2");
 
+    steps.next("a label sent to B finds the prediction A made");
     // A label sent to B finds the prediction A made (once A's request log wrote it).
     let (request_id, body) = api_a.predict_id(3).await;
     assert_eq!(body["model_version"], "v2");
@@ -142,6 +145,7 @@ async fn two_replicas_share_one_postgres_and_follow_promotions() {
     .await;
     assert_eq!(labelled["model_version"], "v2", "{labelled}");
 
+    steps.next("rolled back through A: both go back to v1");
     // Rolled back through A: both go back to v1.
     let r = api_a
         .post(

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -16,25 +18,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const SECRET: &str = "startup-test-secret-0123456789abcdef0123456789";
+use support::{SECRET, clear_env, is_root, skip_or_fail, state_in, text};
+
 /// The image's user (distroless `nonroot`).
 const SERVICE_UID: u32 = 65532;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// Refuses to skip in CI; elsewhere says what was skipped and why.
-fn skip_or_fail(what: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{what}: required in CI (.ci/run runs as root)");
-    }
-    eprintln!("SKIPPED: {what}");
-}
+/// `.ci/run` runs as root, so CI runs the binary as uid 65532.
+const ROOT_HOW: &str = "run the tests as root (.ci/run does)";
 
 /// A scratch directory every user may enter (the binary is run as another user in some
 /// tests), with the binary linked (or copied) into it: the build directory may be one that
@@ -55,6 +45,19 @@ impl Sandbox {
         }
         set_mode(&binary, 0o755);
         Self { dir, binary }
+    }
+
+    /// A sandbox with an empty `data` directory (root's) for a run as uid 65532;
+    /// `None` after [`skip_or_fail`] when this process is not root.
+    fn for_service_user() -> Option<(Self, PathBuf)> {
+        if !is_root() {
+            skip_or_fail("running as uid 65532 needs root", ROOT_HOW);
+            return None;
+        }
+        let sandbox = Self::new();
+        let data = sandbox.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        Some((sandbox, data))
     }
 
     fn path(&self) -> &Path {
@@ -79,11 +82,8 @@ impl Sandbox {
         } else {
             Command::new(&self.binary)
         };
-        for (key, _) in std::env::vars() {
-            if key.starts_with("TITANIC") || key == "RUST_LOG" {
-                cmd.env_remove(key);
-            }
-        }
+        clear_env(&mut cmd);
+        state_in(&mut cmd, &self.path().join("data"));
         cmd.arg("serve")
             .current_dir(self.path())
             .env("TITANIC_ENV", "production")
@@ -91,19 +91,6 @@ impl Sandbox {
             .env("TITANIC_CONFIG_DIR", self.path().join("no-config"))
             .env("TITANIC__SERVER__HOST", "127.0.0.1")
             .env("TITANIC__SERVER__PORT", "0")
-            .env(
-                "TITANIC__DATABASE__URL",
-                format!("sqlite://{}", self.path().join("data/titanic.db").display()),
-            )
-            .env("TITANIC__DATA__DIR", self.path().join("data"))
-            .env(
-                "TITANIC__DATA__TRAIN_CSV",
-                repo().join("data/titanic/train.csv"),
-            )
-            .env(
-                "TITANIC__DATA__TEST_CSV",
-                repo().join("data/titanic/test.csv"),
-            )
             .env("TITANIC__TRAINING__ALPHA_GRID", "")
             .env("TITANIC__LOG__FORMAT", "json")
             .env("TITANIC__LOG__LEVEL", "warn")
@@ -121,10 +108,6 @@ fn set_mode(path: &Path, mode: u32) {
 
 fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The run failed with exit status 1, and one JSON log line (the service logs to stdout)
@@ -165,12 +148,9 @@ fn service_user() -> String {
 
 #[test]
 fn a_data_directory_the_user_may_not_write_is_named_with_the_user_and_the_fix() {
-    if !is_root() {
-        return skip_or_fail("running as uid 65532 needs root");
-    }
-    let sandbox = Sandbox::new();
-    let data = sandbox.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let Some((sandbox, data)) = Sandbox::for_service_user() else {
+        return;
+    };
     set_mode(&data, 0o755); // root's, as an image directory or a fresh volume would be
     let out = sandbox.serve(true, &[("TITANIC__AUTH__JWT_SECRET", SECRET)]);
     let shown = data.display().to_string();
@@ -189,12 +169,9 @@ fn a_data_directory_the_user_may_not_write_is_named_with_the_user_and_the_fix() 
 
 #[test]
 fn a_volume_owned_by_another_user_is_named_with_its_owner() {
-    if !is_root() {
-        return skip_or_fail("running as uid 65532 needs root");
-    }
-    let sandbox = Sandbox::new();
-    let data = sandbox.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let Some((sandbox, data)) = Sandbox::for_service_user() else {
+        return;
+    };
     chown(&data, 1000, 1000);
     set_mode(&data, 0o700);
     let out = sandbox.serve(true, &[("TITANIC__AUTH__JWT_SECRET", SECRET)]);
@@ -210,12 +187,9 @@ fn a_volume_owned_by_another_user_is_named_with_its_owner() {
 
 #[test]
 fn a_database_file_the_user_may_not_write_is_named_with_its_owner() {
-    if !is_root() {
-        return skip_or_fail("running as uid 65532 needs root");
-    }
-    let sandbox = Sandbox::new();
-    let data = sandbox.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let Some((sandbox, data)) = Sandbox::for_service_user() else {
+        return;
+    };
     chown(&data, SERVICE_UID, SERVICE_UID);
     // Left by a run as root: the file is root's, readable by all, writable by none else.
     let db = data.join("titanic.db");
@@ -238,7 +212,7 @@ fn a_database_file_the_user_may_not_write_is_named_with_its_owner() {
 #[test]
 fn a_database_directory_that_cannot_be_created_is_named() {
     if !is_root() {
-        return skip_or_fail("running as uid 65532 needs root");
+        return skip_or_fail("running as uid 65532 needs root", ROOT_HOW);
     }
     let sandbox = Sandbox::new();
     // A read-only root file system, as far as this user is concerned: `data` cannot be made.
@@ -282,7 +256,7 @@ fn a_missing_secret_file_is_named_with_the_setting_to_change() {
 #[test]
 fn a_secret_file_the_user_may_not_read_is_named_with_its_owner_and_the_fix() {
     if !is_root() {
-        return skip_or_fail("running as uid 65532 needs root");
+        return skip_or_fail("running as uid 65532 needs root", ROOT_HOW);
     }
     let sandbox = Sandbox::new();
     let secrets = sandbox.path().join("secrets");
@@ -315,12 +289,9 @@ fn a_secret_file_the_user_may_not_read_is_named_with_its_owner_and_the_fix() {
 
 #[test]
 fn a_secret_that_cannot_be_generated_names_the_directory_and_the_settings() {
-    if !is_root() {
-        return skip_or_fail("running as uid 65532 needs root");
-    }
-    let sandbox = Sandbox::new();
-    let data = sandbox.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let Some((sandbox, data)) = Sandbox::for_service_user() else {
+        return;
+    };
     set_mode(&data, 0o755);
     // The development profile generates a secret in the data directory when none is set.
     let out = sandbox.serve(true, &[("TITANIC_ENV", "development")]);

@@ -153,7 +153,7 @@ async fn every_bad_token_is_401() {
     let tampered = format!("{}.{}.{}", parts[0], tampered_payload, parts[2]);
     assert_401(&app, bearer(&tampered), "bad_signature").await;
 
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"titanic_auth_failures_total{reason="missing"} 1"#),
         "{metrics}"

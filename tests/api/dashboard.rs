@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use titanic::feature_store::ingest;
 
-use crate::helpers::{TestApp, metric, repo};
+use crate::helpers::{Steps, TestApp, metric, repo};
 
 /// The policy the page is served with (the handler may add further restrictions).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -131,12 +131,10 @@ fn chromium() -> Option<PathBuf> {
 fn chromium_or_skip() -> Option<PathBuf> {
     let found = chromium();
     if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("no chromium on the PATH: required in CI (.ci/run installs Debian's chromium)");
-        }
-        eprintln!(
-            "SKIPPED: no chromium on the PATH; install it (apt-get install chromium) to run \
-             the monitoring page's browser test"
+        crate::support::skip_or_fail(
+            "no chromium on the PATH",
+            "install it (apt-get install chromium) or set TITANIC_TEST_CHROMIUM; \
+             .ci/run installs Debian's chromium",
         );
     }
     found
@@ -342,6 +340,7 @@ async fn json_of(app: &TestApp, path: &str) -> Value {
 
 #[tokio::test]
 async fn the_page_shows_the_numbers_the_api_returns() {
+    let mut steps = Steps::new();
     let Some(browser) = chromium_or_skip() else {
         return;
     };
@@ -366,6 +365,7 @@ async fn the_page_shows_the_numbers_the_api_returns() {
         started.elapsed().as_secs_f64()
     );
 
+    steps.next("nothing changed the reports while the browser looked at them");
     // Nothing changed the reports while the browser looked at them.
     assert_eq!(
         json_of(&app, "/monitoring/drift").await["features"],
@@ -385,6 +385,7 @@ async fn the_page_shows_the_numbers_the_api_returns() {
         .map_or(0, |n| n.parse().unwrap());
     assert!(refreshes >= 1);
 
+    steps.next("the served model");
     // The served model.
     let served = models["serving"].as_str().unwrap();
     assert_eq!(served, "v1");
@@ -398,6 +399,7 @@ async fn the_page_shows_the_numbers_the_api_returns() {
     );
     assert_eq!(by_id(&dom, "ready-status", "<").text, "ready");
 
+    steps.next("drift: the dataset verdict and every feature's test and PSI");
     // Drift: the dataset verdict and every feature's test and PSI.
     assert_eq!(by_id(&dom, "drift-status", "<").text, drift["status"]);
     assert_shows(
@@ -469,6 +471,7 @@ async fn the_page_shows_the_numbers_the_api_returns() {
         }
     }
 
+    steps.next("live performance per model version, with its calibration chart");
     // Live performance per model version, with its calibration chart.
     let versions = performance["versions"].as_array().unwrap();
     assert!(!versions.is_empty());
@@ -511,8 +514,9 @@ async fn the_page_shows_the_numbers_the_api_returns() {
     assert_eq!(v1["labelled"], 12);
     assert_eq!(v1["predictions"], 72);
 
+    steps.next("traffic and latency from /metrics");
     // Traffic and latency come from /metrics: present, and consistent with what was sent.
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.metrics().await;
     assert_eq!(
         metric(
             &text,
@@ -542,6 +546,7 @@ async fn the_page_shows_the_numbers_the_api_returns() {
     let rps = by_id(&dom, "requests-per-second", "<").text;
     assert!(rps.parse::<f64>().is_ok(), "requests per second: {rps}");
 
+    steps.next("a refused token and a missing one are said so plainly");
     // A refused token and a missing one are said so plainly; public numbers still show.
     let status = by_id(&refused, "status", "<");
     assert_eq!(status.attr("data-state").as_deref(), Some("unauthorized"));

@@ -34,6 +34,21 @@ fn as_requests(
 
 /// Feast's error body: a JSON string holding `{"module", "class", "message"}`, as
 /// `FeastError.from_error_detail(response.json())` (`feast/errors.py`) reads it.
+/// Sends a request as [`as_requests`] does, and reads the Feast error it must be answered with.
+async fn feast_refusal(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    content_type: Option<&str>,
+    body: &Value,
+) -> (u16, String, String) {
+    let response = as_requests(app, path, token, content_type, body)
+        .send()
+        .await
+        .unwrap();
+    feast_error(response).await
+}
+
 async fn feast_error(response: reqwest::Response) -> (u16, String, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
@@ -131,17 +146,12 @@ async fn get_online_features_answers_feasts_remote_online_store() {
 
     // Errors are Feast's: a 404 `FeastObjectNotFoundException`, a 401 without a token.
     let unknown = json!({"features": ["nope:age"], "entities": {"passenger_id": [1]}});
-    let (status, class, message) = feast_error(
-        as_requests(
-            &app,
-            "/get-online-features",
-            &reader,
-            Some("application/json"),
-            &unknown,
-        )
-        .send()
-        .await
-        .unwrap(),
+    let (status, class, message) = feast_refusal(
+        &app,
+        "/get-online-features",
+        &reader,
+        Some("application/json"),
+        &unknown,
     )
     .await;
     assert_eq!(
@@ -159,17 +169,12 @@ async fn get_online_features_answers_feasts_remote_online_store() {
     assert!(response.headers().contains_key("www-authenticate"));
     let (status, class, _) = feast_error(response).await;
     assert_eq!((status, class.as_str()), (401, "FeastPermissionError"));
-    let (status, _, message) = feast_error(
-        as_requests(
-            &app,
-            "/get-online-features",
-            &reader,
-            Some("application/json"),
-            &json!({"features": ["passenger_demographics:age"], "entities": {}}),
-        )
-        .send()
-        .await
-        .unwrap(),
+    let (status, _, message) = feast_refusal(
+        &app,
+        "/get-online-features",
+        &reader,
+        Some("application/json"),
+        &json!({"features": ["passenger_demographics:age"], "entities": {}}),
     )
     .await;
     assert_eq!(status, 422);
@@ -264,13 +269,7 @@ async fn push_takes_feasts_data_frames_all_or_nothing() {
         two["df"][column] = json!([first.clone(), first]);
     }
     two["df"]["age"] = json!([30.0, -4.0]);
-    let (status, class, message) = feast_error(
-        as_requests(&app, "/push", &writer, None, &two)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, class, message) = feast_refusal(&app, "/push", &writer, None, &two).await;
     assert_eq!((status, class.as_str()), (422, "FeastError"));
     assert!(message.contains("rows[1].age"), "{message}");
     assert_eq!(stored_rows(&app, 6003).await, 0);
@@ -279,54 +278,32 @@ async fn push_takes_feasts_data_frames_all_or_nothing() {
     // lengths, no scope.
     let mut unknown = push_body("online", 6005, 30.0);
     unknown["push_source_name"] = json!("driver_stats_push_source");
-    let (status, class, _) = feast_error(
-        as_requests(&app, "/push", &writer, None, &unknown)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, class, _) = feast_refusal(&app, "/push", &writer, None, &unknown).await;
     assert_eq!(
         (status, class.as_str()),
         (422, "PushSourceNotFoundException")
     );
-    let (status, _, message) = feast_error(
-        as_requests(
-            &app,
-            "/push",
-            &writer,
-            None,
-            &push_body("somewhere", 6005, 30.0),
-        )
-        .send()
-        .await
-        .unwrap(),
+    let (status, _, message) = feast_refusal(
+        &app,
+        "/push",
+        &writer,
+        None,
+        &push_body("somewhere", 6005, 30.0),
     )
     .await;
     assert_eq!(status, 422);
     assert!(message.contains("to"), "{message}");
     let mut ragged = push_body("online", 6005, 30.0);
     ragged["df"]["age"] = json!([30.0, 31.0]);
-    let (status, _, message) = feast_error(
-        as_requests(&app, "/push", &writer, None, &ragged)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _, message) = feast_refusal(&app, "/push", &writer, None, &ragged).await;
     assert_eq!(status, 422);
     assert!(message.contains("df.age"), "{message}");
-    let (status, class, _) = feast_error(
-        as_requests(
-            &app,
-            "/push",
-            &reader,
-            None,
-            &push_body("online", 6005, 30.0),
-        )
-        .send()
-        .await
-        .unwrap(),
+    let (status, class, _) = feast_refusal(
+        &app,
+        "/push",
+        &reader,
+        None,
+        &push_body("online", 6005, 30.0),
     )
     .await;
     assert_eq!((status, class.as_str()), (403, "FeastPermissionError"));

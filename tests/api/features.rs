@@ -26,30 +26,17 @@ async fn registry_lists_and_reads_builtin_definitions() {
         "token needed"
     );
     let any = &["predict"];
-    let entities: Value = app
-        .get_as("/features/entities", any)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let entities = app.get_json("/features/entities", any).await;
     assert_eq!(names(&entities), ["passenger@1"]);
     assert_eq!(entities["items"][0]["spec"]["join_key"], "passenger_id");
-    let views: Value = app
-        .get_as("/features/views", any)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let views = app.get_json("/features/views", any).await;
     assert_eq!(
         names(&views),
         ["passenger_demographics@1", "passenger_survival@1"]
     );
-    let view: Value = app
-        .get_as("/features/views/passenger_demographics/versions/1", any)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view = app
+        .get_json("/features/views/passenger_demographics/versions/1", any)
+        .await;
     let features = view["spec"]["features"].as_array().unwrap();
     assert_eq!(features.len(), 10);
     assert_eq!(features[0]["name"], "pclass");
@@ -58,12 +45,9 @@ async fn registry_lists_and_reads_builtin_definitions() {
         json!({"range": {"min": 1.0, "max": 3.0}})
     );
     assert_eq!(view["created_by"], "system");
-    let services: Value = app
-        .get_as("/features/services/titanic_survival", any)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let services = app
+        .get_json("/features/services/titanic_survival", any)
+        .await;
     assert_eq!(names(&services), ["titanic_survival@1"]);
     let missing = app.get_as("/features/views/nope", any).await;
     assert_eq!(missing.status(), 404);
@@ -114,12 +98,9 @@ async fn changed_definitions_become_new_immutable_versions() {
         (json!(2), json!(false))
     );
     // Old versions stay readable and unchanged.
-    let all: Value = app
-        .get_as("/features/views/passenger_demographics", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all = app
+        .get_json("/features/views/passenger_demographics", &["predict"])
+        .await;
     assert_eq!(
         names(&all),
         ["passenger_demographics@1", "passenger_demographics@2"]

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use config::Environment;
 use serde_json::Value;
@@ -8,81 +8,15 @@ use titanic::core::config::{Secret, Settings};
 use titanic::core::security::{Claims, JwtKeys};
 use tokio::sync::oneshot;
 
-pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub use crate::support::{
+    OwnRedis, PgDatabase, SECRET, Steps, delete_keys, free_port, metric, passenger, repo,
+    shared_redis, step, unique_prefix,
+};
 
 /// The API suite runs twice: as `tests/api` on a SQLite file per test, and as
 /// `tests/api_postgres` (the same modules) on a PostgreSQL database per test.
 pub fn on_postgres() -> bool {
     module_path!().starts_with("api_postgres::")
-}
-
-/// A database of the test's own on the test PostgreSQL server (`TITANIC_TEST_POSTGRES_URL`,
-/// default `postgres://postgres@127.0.0.1:5432/postgres`), dropped with the value.
-pub struct PgDatabase {
-    admin: String,
-    name: String,
-}
-
-impl PgDatabase {
-    /// `None` when no server answers (a notice), except in CI, where that panics.
-    pub async fn create() -> Option<Self> {
-        use sqlx::{Connection, Executor};
-        let admin = std::env::var("TITANIC_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let connected = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            sqlx::PgConnection::connect(&admin),
-        )
-        .await;
-        let why = match connected {
-            Ok(Ok(mut conn)) => {
-                let name = format!("titanic_test_{}", uuid::Uuid::new_v4().simple());
-                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .expect("creating a test database");
-                let _ = conn.close().await;
-                return Some(Self { admin, name });
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer in 5 s".to_owned(),
-        };
-        let message = format!("no PostgreSQL server at {admin}: {why}");
-        if std::env::var_os("CI").is_some() {
-            panic!("{message} (required in CI: .ci/run installs and starts PostgreSQL)");
-        }
-        eprintln!("SKIPPED (PostgreSQL): {message}");
-        None
-    }
-
-    pub fn url(&self) -> String {
-        let base = self.admin.rsplit_once('/').map_or(&*self.admin, |(b, _)| b);
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop may run inside a test's runtime: the DROP gets a thread and a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            use sqlx::{Connection, Executor};
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Settings for a test: its own database and data directory, a known secret, port 0.
@@ -142,7 +76,7 @@ impl TestApp {
         // On PostgreSQL when this is the api_postgres suite and a server answers (else, outside
         // CI, on SQLite after a notice).
         let postgres = if on_postgres() {
-            PgDatabase::create().await
+            PgDatabase::create_or("RAN ON SQLITE").await
         } else {
             None
         };
@@ -215,6 +149,44 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GET with a token of the given scopes, read as JSON (whatever the status).
+    pub async fn get_json(&self, path: &str, scopes: &[&str]) -> Value {
+        self.get_as(path, scopes).await.json().await.unwrap()
+    }
+
+    /// GET without a token, read as JSON (whatever the status).
+    pub async fn public_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    /// POST a JSON body with a `predict` token, the answer read as JSON (whatever the status).
+    pub async fn post_json(&self, path: &str, body: &Value) -> Value {
+        self.post(path, body).await.json().await.unwrap()
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// Any request with a token of the given scopes and, when given, a JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scopes: &[&str],
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(self.token(scopes));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
     /// POST a JSON body with a `predict` token.
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.post_as(path, body, &self.token(&["predict"])).await
@@ -267,155 +239,4 @@ pub async fn error_of(response: reqwest::Response) -> (String, Value) {
         .to_owned();
     assert!(body["error"]["message"].is_string(), "{body}");
     (code, body)
-}
-
-pub fn passenger() -> Value {
-    serde_json::json!({
-        "pclass": 3, "sex": "male", "age": 22, "sibsp": 1, "parch": 0, "fare": 7.25,
-        "embarked": "S", "name": "Braund, Mr. Owen Harris", "ticket": "A/5 21171", "cabin": null
-    })
-}
-
-/// True when a Redis answers PING at `url` within a second.
-pub async fn redis_answers(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else {
-        return false;
-    };
-    let ping = async {
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    };
-    matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(1), ping).await,
-        Ok(Some(_))
-    )
-}
-
-/// Refuses to skip in CI; elsewhere says loudly what was skipped.
-fn skip_or_fail(what: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{what}: required in CI (.ci/run installs and starts Redis)");
-    }
-    eprintln!(
-        "SKIPPED: {what}; install redis-server (apt-get install redis-server) to run this test"
-    );
-}
-
-/// The shared test Redis (`TITANIC_TEST_REDIS_URL`, default 127.0.0.1:6379), or `None` with a
-/// notice outside CI when none answers.
-pub async fn shared_redis() -> Option<String> {
-    let url = std::env::var("TITANIC_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
-    if redis_answers(&url).await {
-        Some(url)
-    } else {
-        skip_or_fail(&format!("no Redis answers at {url}"));
-        None
-    }
-}
-
-/// A key prefix no other test (or run) uses.
-pub fn unique_prefix() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "titanic-test:{}-{nanos}-{}:",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A redis-server of the test's own, which the test may kill and restart.
-pub struct OwnRedis {
-    child: Option<std::process::Child>,
-    pub port: u16,
-}
-
-impl OwnRedis {
-    /// Starts one on a spare port, or `None` (outside CI) without `redis-server`.
-    pub async fn start() -> Option<Self> {
-        let mut redis = Self {
-            child: None,
-            port: free_port(),
-        };
-        if redis.restart().await {
-            Some(redis)
-        } else {
-            skip_or_fail("cannot start redis-server");
-            None
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts (again) on the same port, empty; true once it answers.
-    pub async fn restart(&mut self) -> bool {
-        let spawned = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        let Ok(child) = spawned else {
-            return false;
-        };
-        self.child = Some(child);
-        for _ in 0..100 {
-            if redis_answers(&self.url()).await {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        false
-    }
-
-    /// Kills the server (SIGKILL: no goodbye to clients).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// `GET key`, or `None` (used by the fault tests, which include this file).
-    #[allow(dead_code)]
-    pub async fn get(&self, key: &str) -> Option<String> {
-        let client = redis::Client::open(self.url()).ok()?;
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .ok()?
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The value of one unlabelled sample (`name value`) in a Prometheus text exposition.
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }

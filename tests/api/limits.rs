@@ -83,7 +83,7 @@ async fn rate_limit_is_per_subject_with_retry_after_and_recovers() {
         200
     );
 
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("titanic_rate_limited_requests_total"),
         "{metrics}"
@@ -401,7 +401,7 @@ async fn over_the_concurrency_limit_is_503_at_once_and_recovers() {
         assert!(std::time::Instant::now() < deadline, "never recovered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     let shed_count = crate::helpers::metric(&metrics, "titanic_load_shed_requests_total").unwrap();
     assert!(shed_count >= 1.0, "{shed_count}");
     app.stop().await;

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod helpers;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod api_docs;
 mod auth;

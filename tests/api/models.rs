@@ -4,10 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use titanic::ml::registry::{AliasAction, AliasChange, ModelRegistry};
 
-use crate::helpers::{TestApp, error_of, metric, passenger};
+use crate::helpers::{TestApp, error_of, metric, passenger, step};
 
 const ADMIN: &[&str] = &["models:write", "predict"];
 
@@ -29,12 +30,7 @@ async fn train_job(app: &TestApp, promote: bool) -> String {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let job: Value = app
-            .get_as(&location, &["predict"])
-            .await
-            .json()
-            .await
-            .unwrap();
+        let job = app.get_json(&location, &["predict"]).await;
         match job["status"].as_str().unwrap() {
             "succeeded" => return job["version"].as_str().unwrap().to_owned(),
             "failed" => panic!("training failed: {job}"),
@@ -46,34 +42,25 @@ async fn train_job(app: &TestApp, promote: bool) -> String {
 }
 
 async fn serving(app: &TestApp) -> String {
-    let body: Value = app
-        .post("/predict", &passenger())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app.post_json("/predict", &passenger()).await;
     body["model_version"].as_str().unwrap().to_owned()
 }
 
 async fn move_alias(app: &TestApp, alias: &str, version: &str) -> reqwest::Response {
-    app.client
-        .put(app.url(&format!("/models/aliases/{alias}")))
-        .bearer_auth(app.token(ADMIN))
-        .json(&json!({"version": version, "reason": "test"}))
-        .send()
-        .await
-        .unwrap()
+    let body = json!({"version": version, "reason": "test"});
+    let path = format!("/models/aliases/{alias}");
+    app.send(Method::PUT, &path, ADMIN, Some(&body)).await
+}
+
+async fn rollback(app: &TestApp, alias: &str, body: Value) -> reqwest::Response {
+    let path = format!("/models/aliases/{alias}/rollback");
+    app.send(Method::POST, &path, ADMIN, Some(&body)).await
 }
 
 #[tokio::test]
-async fn train_promote_roll_back_with_history() {
+async fn training_registers_a_version_without_promoting_it() {
     let app = TestApp::spawn().await;
-    let list: Value = app
-        .get_as("/models", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json("/models", &["predict"]).await;
     assert_eq!(list["serving"], "v1");
     assert_eq!(list["aliases"], json!({"production": "v1"}));
     let first = &list["versions"][0];
@@ -95,22 +82,12 @@ async fn train_promote_roll_back_with_history() {
     let v2 = train_job(&app, false).await;
     assert_eq!(v2, "v2");
     assert_eq!(serving(&app).await, "v1", "training alone does not promote");
-    let list: Value = app
-        .get_as("/models", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json("/models", &["predict"]).await;
     assert_eq!(
         list["versions"][0]["trained_by"], "tester",
         "the job's requester"
     );
-    let detail: Value = app
-        .get_as("/models/v2", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail = app.get_json("/models/v2", &["predict"]).await;
     assert_eq!(
         detail["artifact"]["feature_service"]["name"],
         "titanic_survival"
@@ -121,6 +98,13 @@ async fn train_promote_roll_back_with_history() {
             .unwrap()
             > 0.8
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn promotion_and_rollback_swap_the_served_model_and_are_recorded() {
+    let app = TestApp::spawn().await;
+    assert_eq!(train_job(&app, false).await, "v2");
 
     let staged = move_alias(&app, "staging", "v2").await;
     assert_eq!(staged.status(), 200);
@@ -149,13 +133,7 @@ async fn train_promote_roll_back_with_history() {
         (&json!(false), &json!("v2"), &json!("v2"))
     );
 
-    let rolled = app
-        .post_as(
-            "/models/aliases/production/rollback",
-            &json!({"reason": "regression"}),
-            &app.token(ADMIN),
-        )
-        .await;
+    let rolled = rollback(&app, "production", json!({"reason": "regression"})).await;
     assert_eq!(rolled.status(), 200);
     let rolled: Value = rolled.json().await.unwrap();
     assert_eq!(
@@ -163,22 +141,13 @@ async fn train_promote_roll_back_with_history() {
         (json!("v1"), json!("v1"))
     );
     assert_eq!(serving(&app).await, "v1");
-    let nothing = app
-        .post_as(
-            "/models/aliases/production/rollback",
-            &json!({}),
-            &app.token(ADMIN),
-        )
-        .await;
+    let nothing = rollback(&app, "production", json!({})).await;
     assert_eq!(nothing.status(), 409);
     assert_eq!(error_of(nothing).await.0, "conflict");
 
-    let history: Value = app
-        .get_as("/models/aliases/production/history", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history = app
+        .get_json("/models/aliases/production/history", &["predict"])
+        .await;
     let events: Vec<(String, String, String)> = history["events"]
         .as_array()
         .unwrap()
@@ -201,26 +170,23 @@ async fn train_promote_roll_back_with_history() {
     );
     assert_eq!(history["events"][2]["reason"], "regression");
     assert_eq!(history["events"][2]["previous_version"], "v2");
+    app.stop().await;
+}
 
-    // Errors: unknown version or alias, bad alias, missing scope.
-    let never = app
-        .post_as(
-            "/models/aliases/nightly/rollback",
-            &json!({}),
-            &app.token(ADMIN),
-        )
-        .await;
-    assert_eq!(never.status(), 404);
+#[tokio::test]
+async fn alias_changes_refuse_unknown_versions_and_aliases_bad_names_and_missing_scopes() {
+    let app = TestApp::spawn().await;
+    assert_eq!(rollback(&app, "nightly", json!({})).await.status(), 404);
     assert_eq!(move_alias(&app, "production", "v99").await.status(), 404);
     assert_eq!(move_alias(&app, "Bad Alias!", "v1").await.status(), 422);
     let denied = app
-        .client
-        .put(app.url("/models/aliases/production"))
-        .bearer_auth(app.token(&["predict"]))
-        .json(&json!({"version": "v2"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::PUT,
+            "/models/aliases/production",
+            &["predict"],
+            Some(&json!({"version": "v2"})),
+        )
+        .await;
     assert_eq!(denied.status(), 403);
     app.stop().await;
 }
@@ -264,12 +230,7 @@ async fn broken_models_are_refused_and_serving_continues() {
             "{err}"
         );
     }
-    let list: Value = app
-        .get_as("/models", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json("/models", &["predict"]).await;
     assert_eq!(
         list["aliases"]["production"], "v1",
         "the alias did not move"
@@ -290,7 +251,7 @@ async fn broken_models_are_refused_and_serving_continues() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let metrics = app.metrics().await;
         if metrics.contains(r#"titanic_model_reloads_total{outcome="refused"} 1"#) {
             break;
         }
@@ -320,7 +281,7 @@ async fn promotions_by_another_process_are_picked_up() {
         assert!(Instant::now() < deadline, "promotion not picked up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"titanic_model_info{version="v2"} 1"#),
         "{metrics}"
@@ -397,7 +358,7 @@ async fn hot_swap_under_load_never_fails_or_mixes_versions() {
         ["v1", "v2"],
         "every response named one of the two versions, and both were served"
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert_eq!(
         metric(&metrics, "titanic_rate_limited_requests_total"),
         Some(0.0)
@@ -406,10 +367,22 @@ async fn hot_swap_under_load_never_fails_or_mixes_versions() {
 }
 
 async fn put_experiment(app: &TestApp, body: Value) -> reqwest::Response {
+    app.send(Method::PUT, "/models/experiment", ADMIN, Some(&body))
+        .await
+}
+
+async fn end_experiment(app: &TestApp) -> reqwest::Response {
+    app.send(Method::DELETE, "/models/experiment", ADMIN, None)
+        .await
+}
+
+/// `POST /predict` with `x-model-version: version`.
+async fn predict_pinned(app: &TestApp, version: &str) -> reqwest::Response {
     app.client
-        .put(app.url("/models/experiment"))
-        .bearer_auth(app.token(ADMIN))
-        .json(&body)
+        .post(app.url("/predict"))
+        .bearer_auth(app.token(&["predict"]))
+        .header("x-model-version", version)
+        .json(&passenger())
         .send()
         .await
         .unwrap()
@@ -432,111 +405,93 @@ async fn experiments_canary_shadow_and_pinned_versions() {
     .await;
     let v2 = train_job(&app, false).await;
 
-    // A header pins any registered version for one request.
-    let pinned = app
-        .client
-        .post(app.url("/predict"))
-        .bearer_auth(app.token(&["predict"]))
-        .header("x-model-version", &v2)
-        .json(&passenger())
-        .send()
-        .await
-        .unwrap();
-    let body: Value = pinned.json().await.unwrap();
-    assert_eq!(body["model_version"], "v2");
-    let unknown = app
-        .client
-        .post(app.url("/predict"))
-        .bearer_auth(app.token(&["predict"]))
-        .header("x-model-version", "v404")
-        .json(&passenger())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    step(
+        "a header pins any registered version for one request",
+        async {
+            let pinned = predict_pinned(&app, &v2).await;
+            let body: Value = pinned.json().await.unwrap();
+            assert_eq!(body["model_version"], "v2");
+            let unknown = predict_pinned(&app, "v404").await;
+            assert_eq!(unknown.status(), 404);
+        },
+    )
+    .await;
 
-    // Canary: the candidate answers its share.
-    let bad = put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 0})).await;
-    assert_eq!(bad.status(), 422);
-    let started =
-        put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 0.5})).await;
-    assert_eq!(started.status(), 200);
-    let seen = versions_answering(&app, 200).await;
-    assert!(
-        seen["v1"] > 40 && seen["v2"] > 40,
-        "about half each: {seen:?}"
-    );
-    put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 1.0})).await;
-    assert_eq!(
-        versions_answering(&app, 20)
-            .await
-            .keys()
-            .collect::<Vec<_>>(),
-        ["v2"]
-    );
+    step("a canary's candidate answers its share", async {
+        let bad = put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 0})).await;
+        assert_eq!(bad.status(), 422);
+        let started =
+            put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 0.5})).await;
+        assert_eq!(started.status(), 200);
+        let seen = versions_answering(&app, 200).await;
+        assert!(
+            seen["v1"] > 40 && seen["v2"] > 40,
+            "about half each: {seen:?}"
+        );
+        put_experiment(&app, json!({"mode": "canary", "version": v2, "share": 1.0})).await;
+        assert_eq!(
+            versions_answering(&app, 20)
+                .await
+                .keys()
+                .collect::<Vec<_>>(),
+            ["v2"]
+        );
+    })
+    .await;
 
-    // Shadow: production answers everything; the candidate's answers are only compared.
-    let shadow = put_experiment(&app, json!({"mode": "shadow", "version": v2})).await;
-    assert_eq!(shadow.status(), 200);
-    assert_eq!(
-        versions_answering(&app, 30)
-            .await
-            .keys()
-            .collect::<Vec<_>>(),
-        ["v1"]
-    );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    let compared: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("titanic_shadow_predictions_total{agreement="))
-        .filter(|l| l.contains(r#"candidate="v2""#))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
-    assert_eq!(compared, 30.0, "{metrics}");
-    assert!(metrics.contains(r#"titanic_shadow_probability_delta_count{candidate="v2"} 30"#));
-    let state: Value = app
-        .get_as("/models/experiment", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(state["experiment"]["mode"], "shadow");
-    assert_eq!(state["experiment"]["updated_by"], "tester");
+    step(
+        "a shadow's candidate is only compared; production answers everything",
+        async {
+            let shadow = put_experiment(&app, json!({"mode": "shadow", "version": v2})).await;
+            assert_eq!(shadow.status(), 200);
+            assert_eq!(
+                versions_answering(&app, 30)
+                    .await
+                    .keys()
+                    .collect::<Vec<_>>(),
+                ["v1"]
+            );
+            let metrics = app.metrics().await;
+            let compared: f64 = metrics
+                .lines()
+                .filter(|l| l.starts_with("titanic_shadow_predictions_total{agreement="))
+                .filter(|l| l.contains(r#"candidate="v2""#))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum();
+            assert_eq!(compared, 30.0, "{metrics}");
+            assert!(
+                metrics.contains(r#"titanic_shadow_probability_delta_count{candidate="v2"} 30"#)
+            );
+            let state = app.get_json("/models/experiment", &["predict"]).await;
+            assert_eq!(state["experiment"]["mode"], "shadow");
+            assert_eq!(state["experiment"]["updated_by"], "tester");
+        },
+    )
+    .await;
 
-    let ended = app
-        .client
-        .delete(app.url("/models/experiment"))
-        .bearer_auth(app.token(ADMIN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 204);
-    assert_eq!(
-        versions_answering(&app, 10)
-            .await
-            .keys()
-            .collect::<Vec<_>>(),
-        ["v1"]
-    );
-    let again = app
-        .client
-        .delete(app.url("/models/experiment"))
-        .bearer_auth(app.token(ADMIN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 404);
+    step(
+        "ending the experiment serves production alone, once",
+        async {
+            let ended = end_experiment(&app).await;
+            assert_eq!(ended.status(), 204);
+            assert_eq!(
+                versions_answering(&app, 10)
+                    .await
+                    .keys()
+                    .collect::<Vec<_>>(),
+                ["v1"]
+            );
+            let again = end_experiment(&app).await;
+            assert_eq!(again.status(), 404);
+        },
+    )
+    .await;
     app.stop().await;
 }
 
 async fn patch(app: &TestApp, version: &str, body: Value, scopes: &[&str]) -> reqwest::Response {
-    app.client
-        .patch(app.url(&format!("/models/{version}")))
-        .bearer_auth(app.token(scopes))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    let path = format!("/models/{version}");
+    app.send(Method::PATCH, &path, scopes, Some(&body)).await
 }
 
 async fn fields_of(response: reqwest::Response) -> Vec<String> {
@@ -554,145 +509,150 @@ async fn fields_of(response: reqwest::Response) -> Vec<String> {
 #[tokio::test]
 async fn versions_take_a_description_and_tags_recording_who_and_when() {
     let app = TestApp::spawn().await;
-    let detail: Value = app
-        .get_as("/models/v1", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(detail["trained_by"], "bootstrap");
-    assert_eq!(
-        (&detail["description"], &detail["tags"]),
-        (&json!(""), &json!({}))
-    );
-    let training = &detail["artifact"]["training"];
-    assert_eq!(training["trained_by"], "bootstrap");
-    assert_eq!(
-        training["git_commit"],
-        json!(titanic::core::build::GIT_COMMIT)
-    );
-    assert_eq!(
-        training["crate_versions"]["linfa-logistic"],
-        titanic::core::build::LINFA_LOGISTIC_VERSION
-    );
+    step(
+        "a version's record names who trained it and the build",
+        async {
+            let detail = app.get_json("/models/v1", &["predict"]).await;
+            assert_eq!(detail["trained_by"], "bootstrap");
+            assert_eq!(
+                (&detail["description"], &detail["tags"]),
+                (&json!(""), &json!({}))
+            );
+            let training = &detail["artifact"]["training"];
+            assert_eq!(training["trained_by"], "bootstrap");
+            assert_eq!(
+                training["git_commit"],
+                json!(titanic::core::build::GIT_COMMIT)
+            );
+            assert_eq!(
+                training["crate_versions"]["linfa-logistic"],
+                titanic::core::build::LINFA_LOGISTIC_VERSION
+            );
+        },
+    )
+    .await;
 
-    // Editing needs models:write.
-    let anonymous = app
-        .client
-        .patch(app.url("/models/v1"))
-        .json(&json!({"description": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 401);
-    let denied = patch(&app, "v1", json!({"description": "x"}), &["predict"]).await;
-    assert_eq!(denied.status(), 403);
+    step("editing needs models:write", async {
+        let anonymous = app
+            .client
+            .patch(app.url("/models/v1"))
+            .json(&json!({"description": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401);
+        let denied = patch(&app, "v1", json!({"description": "x"}), &["predict"]).await;
+        assert_eq!(denied.status(), 403);
+    })
+    .await;
 
-    let edited = patch(
+    step(
+        "an edit sets the description and tags, recording who and when",
+        async {
+            let edited = patch(
         &app,
         "v1",
         json!({"description": "first model", "tags": {"stage": "candidate", "owner": "ml"}}),
         ADMIN,
     )
     .await;
-    assert_eq!(edited.status(), 200);
-    let edited: Value = edited.json().await.unwrap();
-    assert_eq!(edited["version"], "v1");
-    assert_eq!(edited["description"], "first model");
-    assert_eq!(edited["tags"], json!({"owner": "ml", "stage": "candidate"}));
-    assert_eq!(edited["updated_by"], "tester");
-    assert!(edited["updated_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(edited["aliases"], json!(["production"]));
-    assert!(
-        edited.get("artifact").is_none(),
-        "the record, not the artifact"
-    );
-
-    // Tags merge (null removes one); an absent description stays, a null one is cleared.
-    let merged: Value = patch(
-        &app,
-        "v1",
-        json!({"tags": {"owner": null, "stage": "production", "never-set": null}}),
-        ADMIN,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(merged["tags"], json!({"stage": "production"}));
-    assert_eq!(merged["description"], "first model");
-    let cleared: Value = patch(&app, "v1", json!({"description": null}), ADMIN)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(cleared["description"], "");
-    let detail: Value = app
-        .get_as("/models/v1", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(detail["tags"], json!({"stage": "production"}));
-    assert_eq!(
-        detail["artifact"]["format_version"], 4,
-        "the artifact is untouched"
-    );
-    let list: Value = app
-        .get_as("/models", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["versions"][0]["tags"], json!({"stage": "production"}));
-
-    // Refusals: no such version, bad fields (each named), unknown fields, too many tags.
-    assert_eq!(
-        patch(&app, "v99", json!({"description": "x"}), ADMIN)
-            .await
-            .status(),
-        404
-    );
-    let bad = patch(
-        &app,
-        "v1",
-        json!({
-            "description": "x".repeat(2001),
-            "tags": {"bad name": "v", "ok": "y".repeat(257), "fine": "z"}
-        }),
-        ADMIN,
+            assert_eq!(edited.status(), 200);
+            let edited: Value = edited.json().await.unwrap();
+            assert_eq!(edited["version"], "v1");
+            assert_eq!(edited["description"], "first model");
+            assert_eq!(edited["tags"], json!({"owner": "ml", "stage": "candidate"}));
+            assert_eq!(edited["updated_by"], "tester");
+            assert!(edited["updated_at"].as_str().unwrap().ends_with('Z'));
+            assert_eq!(edited["aliases"], json!(["production"]));
+            assert!(
+                edited.get("artifact").is_none(),
+                "the record, not the artifact"
+            );
+        },
     )
     .await;
-    assert_eq!(fields_of(bad).await, ["description", "tags", "tags.ok"]);
-    let unknown = patch(&app, "v1", json!({"owner": "me"}), ADMIN).await;
-    assert_eq!(fields_of(unknown).await, ["owner"]);
-    let many: serde_json::Map<String, Value> =
-        (0..33).map(|i| (format!("t{i}"), json!("x"))).collect();
-    let too_many = patch(&app, "v1", json!({ "tags": many }), ADMIN).await;
-    assert_eq!(fields_of(too_many).await, ["tags"]);
-    let full: serde_json::Map<String, Value> =
-        (0..31).map(|i| (format!("t{i}"), json!("x"))).collect();
-    assert_eq!(
-        patch(&app, "v1", json!({ "tags": full }), ADMIN)
+
+    step(
+        "tags merge (null removes one); an absent description stays, a null one is cleared",
+        async {
+            let merged: Value = patch(
+                &app,
+                "v1",
+                json!({"tags": {"owner": null, "stage": "production", "never-set": null}}),
+                ADMIN,
+            )
             .await
-            .status(),
-        200
-    );
-    let over = patch(
-        &app,
-        "v1",
-        json!({"tags": {"one-more": "x"}, "description": "no"}),
-        ADMIN,
+            .json()
+            .await
+            .unwrap();
+            assert_eq!(merged["tags"], json!({"stage": "production"}));
+            assert_eq!(merged["description"], "first model");
+            let cleared: Value = patch(&app, "v1", json!({"description": null}), ADMIN)
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(cleared["description"], "");
+            let detail = app.get_json("/models/v1", &["predict"]).await;
+            assert_eq!(detail["tags"], json!({"stage": "production"}));
+            assert_eq!(
+                detail["artifact"]["format_version"], 4,
+                "the artifact is untouched"
+            );
+            let list = app.get_json("/models", &["predict"]).await;
+            assert_eq!(list["versions"][0]["tags"], json!({"stage": "production"}));
+        },
     )
     .await;
-    assert_eq!(fields_of(over).await, ["tags"]);
-    let kept: Value = app
-        .get_as("/models/v1", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(kept["tags"].as_object().unwrap().len(), 32);
-    assert_eq!(kept["description"], "", "a refused edit changes nothing");
+
+    step(
+        "refusals (no such version, bad fields each named, unknown fields, too many tags) \
+         change nothing",
+        async {
+            assert_eq!(
+                patch(&app, "v99", json!({"description": "x"}), ADMIN)
+                    .await
+                    .status(),
+                404
+            );
+            let bad = patch(
+                &app,
+                "v1",
+                json!({
+                    "description": "x".repeat(2001),
+                    "tags": {"bad name": "v", "ok": "y".repeat(257), "fine": "z"}
+                }),
+                ADMIN,
+            )
+            .await;
+            assert_eq!(fields_of(bad).await, ["description", "tags", "tags.ok"]);
+            let unknown = patch(&app, "v1", json!({"owner": "me"}), ADMIN).await;
+            assert_eq!(fields_of(unknown).await, ["owner"]);
+            let many: serde_json::Map<String, Value> =
+                (0..33).map(|i| (format!("t{i}"), json!("x"))).collect();
+            let too_many = patch(&app, "v1", json!({ "tags": many }), ADMIN).await;
+            assert_eq!(fields_of(too_many).await, ["tags"]);
+            let full: serde_json::Map<String, Value> =
+                (0..31).map(|i| (format!("t{i}"), json!("x"))).collect();
+            assert_eq!(
+                patch(&app, "v1", json!({ "tags": full }), ADMIN)
+                    .await
+                    .status(),
+                200
+            );
+            let over = patch(
+                &app,
+                "v1",
+                json!({"tags": {"one-more": "x"}, "description": "no"}),
+                ADMIN,
+            )
+            .await;
+            assert_eq!(fields_of(over).await, ["tags"]);
+            let kept = app.get_json("/models/v1", &["predict"]).await;
+            assert_eq!(kept["tags"].as_object().unwrap().len(), 32);
+            assert_eq!(kept["description"], "", "a refused edit changes nothing");
+        },
+    )
+    .await;
     app.stop().await;
 }

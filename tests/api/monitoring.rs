@@ -35,10 +35,6 @@ async fn drift(app: &TestApp) -> Value {
     response.json().await.unwrap()
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.get("/metrics").await.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn drift_needs_a_token_and_starts_without_data() {
     let app = TestApp::spawn().await;
@@ -66,7 +62,7 @@ async fn a_sample_of_the_training_population_is_not_flagged() {
         assert!(f["p_value"].is_f64(), "{f}");
         assert!(f["psi"].as_f64().unwrap() < 0.1, "{f}");
     }
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
         metric(&text, "titanic_drift_window_observations"),
         Some(297.0)
@@ -100,7 +96,7 @@ async fn old_rich_first_class_passengers_are_flagged() {
     for f in ["pclass", "age", "fare"] {
         assert!(drifted.contains(&f), "{f} not in {drifted:?}");
     }
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     assert_eq!(metric(&text, "titanic_dataset_drift"), Some(1.0));
     assert_eq!(
         metric(&text, "titanic_feature_drifted{feature=\"age\"}"),
@@ -175,7 +171,7 @@ async fn every_prediction_is_logged_with_its_request_id_and_subject() {
     assert!(latency >= 0);
     let features: Value = serde_json::from_str(&features).unwrap();
     assert_eq!(features["name"], "Braund, Mr. Owen Harris");
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
         metric(&text, "titanic_request_log_written_total"),
         Some(1.0)
@@ -190,7 +186,7 @@ async fn a_full_log_queue_drops_and_counts_but_never_fails_a_request() {
     let sample: Vec<Passenger> = train().into_iter().take(200).map(|(_, p)| p).collect();
     serve(&app, &sample).await;
     let counted = eventually(|| async {
-        let text = metrics(&app).await;
+        let text = app.metrics().await;
         let written = metric(&text, "titanic_request_log_written_total").unwrap_or(0.0);
         let dropped = metric(
             &text,
@@ -200,7 +196,7 @@ async fn a_full_log_queue_drops_and_counts_but_never_fails_a_request() {
         dropped > 0.0 && written + dropped == 200.0
     })
     .await;
-    assert!(counted, "{}", metrics(&app).await);
+    assert!(counted, "{}", app.metrics().await);
     app.stop().await;
 }
 
@@ -210,12 +206,12 @@ async fn the_request_log_keeps_its_row_budget_and_counts_what_it_evicts() {
     let sample: Vec<Passenger> = train().into_iter().take(200).map(|(_, p)| p).collect();
     serve(&app, &sample).await;
     let counted = eventually(|| async {
-        let text = metrics(&app).await;
+        let text = app.metrics().await;
         metric(&text, "titanic_request_log_written_total") == Some(200.0)
             && metric(&text, "titanic_request_log_evicted_total") == Some(150.0)
     })
     .await;
-    assert!(counted, "{}", metrics(&app).await);
+    assert!(counted, "{}", app.metrics().await);
     // The newest 50: the last passengers of the batch.
     let positions: Vec<i64> = sqlx::query_scalar("SELECT position FROM prediction_log ORDER BY id")
         .fetch_all(&app.database().await)
@@ -309,12 +305,7 @@ async fn feedback_gives_live_performance_by_model_version() {
     let again = send_feedback(&app, json!({"request_id": ids[0], "survived": true})).await;
     assert_eq!(again.status(), 409);
 
-    let report: Value = app
-        .get_as("/monitoring/performance", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let report = app.get_json("/monitoring/performance", &[]).await;
     let v1 = &report["versions"][0];
     assert_eq!(v1["model_version"], "v1");
     assert_eq!(v1["labelled"], 5);
@@ -322,7 +313,7 @@ async fn feedback_gives_live_performance_by_model_version() {
     let accuracy = v1["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&accuracy));
     assert!(v1["estimated_accuracy"].as_f64().unwrap() >= 0.5);
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
         metric(
             &text,
@@ -348,7 +339,7 @@ async fn system_metrics_cover_the_process_runtime_and_dependencies() {
     let r = app.post("/predict", &json!({"passenger_id": 1})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.get("/health/ready").await.status(), 200);
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     for name in [
         "process_resident_memory_bytes",
         "process_open_fds",

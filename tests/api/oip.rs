@@ -38,32 +38,19 @@ async fn oip_error(response: reqwest::Response) -> (u16, String) {
 #[tokio::test]
 async fn server_and_model_metadata_and_health() {
     let app = TestApp::spawn().await;
-    let server: Value = app.get("/v2").await.json().await.unwrap();
+    let server = app.public_json("/v2").await;
     assert_eq!(server["name"], "titanic");
     assert!(server["version"].is_string() && server["extensions"].is_array());
     assert_eq!(
-        app.get("/v2/health/live")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
+        app.public_json("/v2/health/live").await,
         json!({"live": true})
     );
     assert_eq!(
-        app.get("/v2/health/ready")
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
+        app.public_json("/v2/health/ready").await,
         json!({"ready": true})
     );
 
-    let model: Value = app
-        .get_as("/v2/models/titanic", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let model = app.get_json("/v2/models/titanic", &["predict"]).await;
     assert_eq!(model["name"], "titanic");
     assert_eq!(model["versions"], json!(["v1"]));
     let inputs = model["inputs"].as_array().unwrap();
@@ -81,19 +68,11 @@ async fn server_and_model_metadata_and_health() {
         json!([{"name": "probability", "datatype": "FP64", "shape": [-1]},
                {"name": "survived", "datatype": "BOOL", "shape": [-1]}])
     );
-    let ready: Value = app
-        .get_as("/v2/models/titanic/ready", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ready = app.get_json("/v2/models/titanic/ready", &["predict"]).await;
     assert_eq!(ready, json!({"name": "titanic", "ready": true}));
-    let v1: Value = app
-        .get_as("/v2/models/titanic/versions/v1", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v1 = app
+        .get_json("/v2/models/titanic/versions/v1", &["predict"])
+        .await;
     assert_eq!(v1["versions"], json!(["v1"]));
     let (status, message) = oip_error(app.get_as("/v2/models/other", &["predict"]).await).await;
     assert_eq!(status, 404);
@@ -121,12 +100,7 @@ async fn infer_matches_predict_and_follows_the_protocol() {
     assert_eq!(outputs[1]["data"], json!([false, true]));
 
     // The same answers as /predict for the same passengers.
-    let single: Value = app
-        .post("/predict", &passenger())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let single = app.post_json("/predict", &passenger()).await;
     assert_eq!(outputs[0]["data"][0], single["probability"]);
     let woman = json!({"pclass": 1, "sex": "female", "age": 38.0, "sibsp": 1, "parch": 0,
                        "embarked": "C", "name": "Cumings, Mrs. John Bradley",
@@ -137,21 +111,13 @@ async fn infer_matches_predict_and_follows_the_protocol() {
     // Only the requested outputs; a pinned version; stored passengers by id.
     let mut only = two_passengers();
     only["outputs"] = json!([{"name": "survived"}]);
-    let body: Value = app
-        .post("/v2/models/titanic/versions/v1/infer", &only)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app
+        .post_json("/v2/models/titanic/versions/v1/infer", &only)
+        .await;
     assert_eq!(body["model_version"], "v1");
     assert_eq!(body["outputs"].as_array().unwrap().len(), 1);
     let by_id = json!({"inputs": [{"name": "passenger_id", "shape": [2, 1], "datatype": "INT64", "data": [[1], [892]]}]});
-    let body: Value = app
-        .post("/v2/models/titanic/infer", &by_id)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app.post_json("/v2/models/titanic/infer", &by_id).await;
     assert_eq!(body["outputs"][0]["shape"], json!([2]), "{body}");
     app.stop().await;
 }
@@ -562,17 +528,14 @@ async fn every_v2_error_is_a_string_and_new_routes_answer() {
         oip_error(post_raw(&app, "/v2/models/titanic/infer", vec![b' '; 2 << 20], &[]).await).await;
     assert_eq!(status, 413);
 
-    let server: Value = app.get("/v2").await.json().await.unwrap();
+    let server = app.public_json("/v2").await;
     assert_eq!(
         server["extensions"],
         json!(["binary_tensor_data", "model_configuration", "statistics"])
     );
-    let config: Value = app
-        .get_as("/v2/models/titanic/config", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let config = app
+        .get_json("/v2/models/titanic/config", &["predict"])
+        .await;
     assert_eq!(config["name"], "titanic");
     assert_eq!(config["max_batch_size"], 10000);
     assert_eq!(
@@ -604,12 +567,7 @@ async fn every_v2_error_is_a_string_and_new_routes_answer() {
             .status(),
         422
     );
-    let stats: Value = app
-        .get_as("/v2/models/titanic/stats", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stats = app.get_json("/v2/models/titanic/stats", &["predict"]).await;
     let v1 = &stats["model_stats"][0];
     assert_eq!(v1["name"], "titanic");
     assert_eq!(v1["version"], "v1");
@@ -618,19 +576,11 @@ async fn every_v2_error_is_a_string_and_new_routes_answer() {
     assert_eq!(v1["inference_stats"]["success"]["count"], 1);
     assert_eq!(v1["inference_stats"]["fail"]["count"], 1);
     assert!(v1["inference_stats"]["success"]["ns"].as_u64().unwrap() > 0);
-    let all: Value = app
-        .get_as("/v2/models/stats", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all = app.get_json("/v2/models/stats", &["predict"]).await;
     assert_eq!(all, stats);
-    let one: Value = app
-        .get_as("/v2/models/titanic/versions/v1/stats", &["predict"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one = app
+        .get_json("/v2/models/titanic/versions/v1/stats", &["predict"])
+        .await;
     assert_eq!(one, stats);
 
     let index = app

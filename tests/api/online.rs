@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{OwnRedis, TestApp, metric, shared_redis, unique_prefix};
+use crate::helpers::{OwnRedis, TestApp, delete_keys, metric, shared_redis, unique_prefix};
 
 #[tokio::test]
 async fn redis_serves_stored_passengers_with_freshness_and_cache() {
@@ -19,7 +19,7 @@ async fn redis_serves_stored_passengers_with_freshness_and_cache() {
         ("TITANIC__REDIS__KEY_PREFIX", prefix.as_str()),
     ])
     .await;
-    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
+    let ready = app.public_json("/health/ready").await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["components"]["online_store"]["kind"], "redis");
 
@@ -59,14 +59,11 @@ async fn redis_serves_stored_passengers_with_freshness_and_cache() {
     );
 
     // A second read of the same passenger comes from the in-process cache.
-    let body: Value = app
-        .post("/predict", &json!({"passenger_id": 892}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app
+        .post_json("/predict", &json!({"passenger_id": 892}))
+        .await;
     assert_eq!(body["features"]["source"], "cache", "{body}");
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metric(&metrics, "titanic_feature_cache_hits_total").unwrap() >= 1.0,
         "{metrics}"
@@ -80,12 +77,9 @@ async fn redis_serves_stored_passengers_with_freshness_and_cache() {
         .post_as("/features/push", &push, &app.token(&["features:write"]))
         .await;
     assert_eq!(pushed.status(), 200);
-    let body: Value = app
-        .post("/predict", &json!({"passenger_id": 892}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app
+        .post_json("/predict", &json!({"passenger_id": 892}))
+        .await;
     assert_eq!(body["features"]["source"], "online_store", "{body}");
     assert!(
         body["probability"].as_f64().unwrap() > 0.8,
@@ -107,13 +101,7 @@ async fn redis_serves_stored_passengers_with_freshness_and_cache() {
             .all(|p| p["features"]["source"] == "online_store" || p["passenger_id"] == 892)
     );
 
-    let _: () = redis::cmd("EVAL")
-        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
-        .arg(0)
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    delete_keys(&mut conn, &prefix).await;
     app.stop().await;
 }
 
@@ -169,7 +157,7 @@ async fn redis_outage_degrades_to_the_offline_store_and_recovers() {
         ready["components"]["online_store"]["fallback"],
         "offline_store"
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert_eq!(
         metric(&metrics, "titanic_online_store_up"),
         Some(0.0),
@@ -190,7 +178,7 @@ async fn redis_outage_degrades_to_the_offline_store_and_recovers() {
         assert!(Instant::now() < deadline, "no recovery: {body} {ready}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert_eq!(metric(&metrics, "titanic_online_store_up"), Some(1.0));
     assert!(
         !metrics.contains(r#"status="5"#) && !metrics.lines().any(|l| l.contains("status=\"50")),

@@ -257,12 +257,9 @@ async fn batch_streams_csv_of_any_size_in_order() {
         assert!(line.starts_with(&format!("{},", 100_000 + i)), "{line}");
     }
     // The first row is test.csv's passenger 892: the same answer as /predict.
-    let single: Value = app
-        .post("/predict", &json!({"passenger_id": 892}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let single = app
+        .post_json("/predict", &json!({"passenger_id": 892}))
+        .await;
     let p: f64 = out[1].rsplit(',').next().unwrap().parse().unwrap();
     assert!((p - single["probability"].as_f64().unwrap()).abs() < 1e-6);
 
