@@ -38,14 +38,15 @@ ENV CARGO_TERM_COLOR=never \
     SQLX_OFFLINE=true
 
 # Dependencies: the manifests, the build script and placeholder targets. Cargo refuses a
-# manifest whose [[bench]] file is missing, hence the empty benches/predict.rs.
+# manifest whose [[bench]] file is missing, hence an empty file for each bench it names.
 # .cargo/config.toml holds settings every build shares (the bundled SQLite's compile flags).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo/config.toml ./.cargo/config.toml
 RUN mkdir -p src benches migrations \
     && echo 'fn main() {}' > src/main.rs \
     && : > src/lib.rs \
-    && echo 'fn main() {}' > benches/predict.rs \
+    && sed -n '/^\[\[bench\]\]/{n;s/^name = "\(.*\)"/\1/p;}' Cargo.toml > /tmp/benches \
+    && while read -r bench; do echo 'fn main() {}' > "benches/$bench.rs"; done < /tmp/benches \
     && cargo build --release --locked --bin titanic \
     && rm -rf src benches target/release/titanic target/release/deps/titanic-* \
        target/release/deps/libtitanic-* target/release/.fingerprint/titanic-*
