@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Object};
+use super::responses::{InvalidDefinition, RegistryDown};
 use super::state::AppState;
 use crate::core::security::Claims;
 use crate::core::time::{Micros, micros_to_rfc3339, parse_rfc3339};
@@ -74,7 +75,7 @@ macro_rules! registry_reads {
             summary = concat!("The latest version of every ", $what),
             responses(
                 (status = 200, description = "Latest versions, by name.", body = Items<$spec>),
-                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+                RegistryDown,
             )
         )]
         pub async fn $list(
@@ -94,7 +95,7 @@ macro_rules! registry_reads {
             responses(
                 (status = 200, description = "Every version, oldest first.", body = Items<$spec>),
                 (status = 404, description = "No definition of this name.", body = super::error::ErrorBody),
-                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+                RegistryDown,
             )
         )]
         pub async fn $versions(
@@ -122,7 +123,7 @@ macro_rules! registry_reads {
             responses(
                 (status = 200, description = "The version.", body = Versioned<$spec>),
                 (status = 404, description = "No such definition or version.", body = super::error::ErrorBody),
-                (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+                RegistryDown,
             )
         )]
         pub async fn $version(
@@ -192,8 +193,8 @@ registry_reads!(
     responses(
         (status = 201, description = "A new version was created.", body = Registered<EntitySpec>),
         (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<EntitySpec>),
-        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::error::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        InvalidDefinition,
+        RegistryDown,
     )
 )]
 pub async fn register_entity(
@@ -219,8 +220,8 @@ pub async fn register_entity(
     responses(
         (status = 201, description = "A new version was created.", body = Registered<FeatureViewSpec>),
         (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<FeatureViewSpec>),
-        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::error::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        InvalidDefinition,
+        RegistryDown,
     )
 )]
 pub async fn register_view(
@@ -246,8 +247,8 @@ pub async fn register_view(
     responses(
         (status = 201, description = "A new version was created.", body = Registered<FeatureServiceSpec>),
         (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<FeatureServiceSpec>),
-        (status = 422, description = "The definition is invalid, or refers to a definition that does not exist (each problem named in `details.fields`).", body = super::error::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        InvalidDefinition,
+        RegistryDown,
     )
 )]
 pub async fn register_service(

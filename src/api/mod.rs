@@ -14,6 +14,7 @@ pub mod monitoring;
 pub mod oip;
 pub mod openapi;
 pub mod predict;
+pub mod responses;
 pub mod routing;
 pub mod server;
 pub mod state;

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Object};
+use super::responses::{DatabaseDown, NoSuchVersion, RegistryDown};
 use super::state::AppState;
 use crate::core::security::Claims;
 use crate::core::time::parse_rfc3339;
@@ -107,7 +108,7 @@ pub struct ModelList {
     summary = "Every model version with its metrics and aliases, and the version this process serves",
     responses(
         (status = 200, description = "The registry.", body = ModelList),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        RegistryDown,
     )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<ApiJson<ModelList>, ApiError> {
@@ -133,9 +134,9 @@ pub async fn list(State(state): State<AppState>) -> Result<ApiJson<ModelList>, A
     params(("version" = String, Path, min_length = 1, example = "v1", description = "The model version.")),
     responses(
         (status = 200, description = "The version, its aliases, description, tags, who trained and last edited it, its metrics and its artifact.", body = ModelDetail),
-        (status = 404, description = "No such version.", body = super::error::ErrorBody),
+        NoSuchVersion,
         (status = 422, description = "The stored artifact cannot be read (field `version`).", body = super::error::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        RegistryDown,
     )
 )]
 pub async fn get(
@@ -191,9 +192,9 @@ impl From<UpdateError> for ApiError {
     request_body(content = VersionPatch, example = json!({"description": "retrained with the women-and-children features", "tags": {"stage": "candidate", "ticket": "ML-42", "obsolete": null}})),
     responses(
         (status = 200, description = "The version as it now is (without its artifact); `updated_by` and `updated_at` name this edit, unless the body changed nothing.", body = VersionSummary),
-        (status = 404, description = "No such version.", body = super::error::ErrorBody),
+        NoSuchVersion,
         (status = 422, description = "An invalid field, named: `description`, `tags` (a bad name, too many changes, or more than 32 tags on the version) or `tags.<name>` (a bad value).", body = super::error::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        RegistryDown,
     )
 )]
 pub async fn update(
@@ -223,7 +224,7 @@ pub async fn update(
     params(("alias" = String, Path, min_length = 1, example = "production", description = "The alias.")),
     responses(
         (status = 200, description = "The alias's moves (empty for an alias never set).", body = AliasHistory),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        RegistryDown,
     )
 )]
 pub async fn history(
@@ -280,9 +281,9 @@ impl From<service::aliases::Moved> for Moved {
     request_body(content = PromoteRequest, example = json!({"version": "v1", "reason": "back to the first model"})),
     responses(
         (status = 200, description = "The move, and the version this process serves after it.", body = Moved),
-        (status = 404, description = "No such version.", body = super::error::ErrorBody),
+        NoSuchVersion,
         (status = 422, description = "An invalid alias name, or a version that cannot be served.", body = super::error::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        RegistryDown,
     )
 )]
 pub async fn promote(
@@ -331,7 +332,7 @@ fn check_reason(reason: &str) -> Result<(), ApiError> {
         (status = 404, description = "The alias was never set.", body = super::error::ErrorBody),
         (status = 409, description = "The alias has no earlier version.", body = super::error::ErrorBody),
         (status = 422, description = "An invalid alias name, or an earlier version that cannot be served.", body = super::error::ErrorBody),
-        (status = 503, description = "The registry's database failed (`unavailable`).", body = super::error::ErrorBody),
+        RegistryDown,
     )
 )]
 pub async fn rollback(
@@ -406,7 +407,7 @@ pub async fn train(
     responses(
         (status = 200, description = "The job.", body = Job),
         (status = 404, description = "No such job.", body = super::error::ErrorBody),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
+        DatabaseDown,
     )
 )]
 pub async fn job(
@@ -432,7 +433,7 @@ pub async fn job(
     summary = "The running experiment, if any",
     responses(
         (status = 200, description = "The stored experiment (`null` when none) and the candidate this process loaded.", body = ExperimentState),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
+        DatabaseDown,
     )
 )]
 pub async fn experiment(
@@ -464,7 +465,7 @@ pub async fn experiment(
         (status = 200, description = "The experiment as stored.", body = ExperimentStarted),
         (status = 404, description = "No such candidate version.", body = super::error::ErrorBody),
         (status = 422, description = "A canary `share` outside (0, 1], or a candidate that cannot be served.", body = super::error::ErrorBody),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
+        DatabaseDown,
     )
 )]
 pub async fn start_experiment(
@@ -499,7 +500,7 @@ pub async fn start_experiment(
     responses(
         (status = 204, description = "Ended; production answers everything again."),
         (status = 404, description = "No experiment is running.", body = super::error::ErrorBody),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
+        DatabaseDown,
     )
 )]
 pub async fn stop_experiment(State(state): State<AppState>) -> Result<StatusCode, ApiError> {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Object, Requested};
+use super::responses::DatabaseDown;
 use super::state::AppState;
 use crate::core::time::now_micros;
 use crate::feature_store::ValidationErrors;
@@ -87,7 +88,7 @@ pub enum Label {
         (status = 404, description = "No prediction matches.", body = super::error::ErrorBody),
         (status = 409, description = "This prediction already has a label.", body = super::error::ErrorBody),
         (status = 422, description = "A bad label, or not enough to pick one prediction (the field to supply is named).", body = super::error::ErrorBody),
-        (status = 503, description = "The database failed (`unavailable`).", body = super::error::ErrorBody),
+        DatabaseDown,
     )
 )]
 pub async fn feedback(

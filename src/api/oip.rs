@@ -16,6 +16,9 @@ use serde_json::value::RawValue;
 use super::error::ApiError;
 use super::extract::{ApiJson, Object, Requested, body_bytes, is_json, json_limits, parse_json};
 use super::predict::predict_all;
+use super::responses::{
+    ModelPath, OipInferErrors, OipModelErrors, OipRegistryDown, OipVersionErrors, VersionPath,
+};
 use super::routing;
 use super::state::AppState;
 use crate::feature_store::RawPassenger;
@@ -357,16 +360,15 @@ async fn metadata(state: &AppState, version: Option<&str>) -> Result<OipModelMet
     security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: model metadata",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    params(ModelPath),
     responses(
         (status = 200, description = "The model's versions, inputs and outputs.", body = OipModelMetadata),
-        (status = 404, description = "No such model.", body = OipError),
-        (status = 503, description = "The registry's database failed.", body = OipError),
+        OipModelErrors,
     )
 )]
 pub async fn model_metadata(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(ModelPath { model }): Path<ModelPath>,
 ) -> Result<ApiJson<OipModelMetadata>, ApiError> {
     check_model(&model)?;
     Ok(ApiJson(metadata(&state, None).await?))
@@ -379,17 +381,15 @@ pub async fn model_metadata(
     security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: metadata of one model version",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(VersionPath),
     responses(
         (status = 200, description = "The version, inputs and outputs.", body = OipModelMetadata),
-        (status = 404, description = "No such model or version.", body = OipError),
-        (status = 422, description = "The stored artifact cannot be read.", body = OipError),
-        (status = 503, description = "The registry's database failed.", body = OipError),
+        OipVersionErrors,
     )
 )]
 pub async fn version_metadata(
     State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
+    Path(VersionPath { model, version }): Path<VersionPath>,
 ) -> Result<ApiJson<OipModelMetadata>, ApiError> {
     check_model(&model)?;
     Ok(ApiJson(metadata(&state, Some(&version)).await?))
@@ -402,7 +402,7 @@ pub async fn version_metadata(
     security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: model readiness",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    params(ModelPath),
     responses(
         (status = 200, description = "A model is loaded.", body = OipModelReady),
         (status = 503, description = "No model is loaded (`ready` is false).", body = OipModelReady),
@@ -411,7 +411,7 @@ pub async fn version_metadata(
 )]
 pub async fn model_ready(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(ModelPath { model }): Path<ModelPath>,
 ) -> Result<Response, ApiError> {
     check_model(&model)?;
     let ready = state.models.current().is_some();
@@ -430,7 +430,7 @@ pub async fn model_ready(
     security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: readiness of one model version",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(VersionPath),
     responses(
         (status = 200, description = "The version loads and can be served.", body = OipVersionReady),
         (status = 404, description = "No such model or version.", body = OipError),
@@ -440,7 +440,7 @@ pub async fn model_ready(
 )]
 pub async fn version_ready(
     State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
+    Path(VersionPath { model, version }): Path<VersionPath>,
 ) -> Result<ApiJson<OipVersionReady>, ApiError> {
     check_model(&model)?;
     routing::choose(&state, &HeaderMap::new(), Some(&version)).await?;
@@ -580,7 +580,7 @@ fn model_config(state: &AppState) -> ModelConfig {
     security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: model configuration",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    params(ModelPath),
     responses(
         (status = 200, description = "The model's configuration in Triton's form: inputs and outputs with their datatypes and dimensions, and the largest batch.", body = ModelConfig),
         (status = 404, description = "No such model.", body = OipError),
@@ -588,7 +588,7 @@ fn model_config(state: &AppState) -> ModelConfig {
 )]
 pub async fn model_config_route(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(ModelPath { model }): Path<ModelPath>,
 ) -> Result<ApiJson<ModelConfig>, ApiError> {
     check_model(&model)?;
     Ok(ApiJson(model_config(&state)))
@@ -601,17 +601,15 @@ pub async fn model_config_route(
     security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: configuration of one model version",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(VersionPath),
     responses(
         (status = 200, description = "The configuration (the same for every version).", body = ModelConfig),
-        (status = 404, description = "No such model or version.", body = OipError),
-        (status = 422, description = "The stored artifact cannot be read.", body = OipError),
-        (status = 503, description = "The registry's database failed.", body = OipError),
+        OipVersionErrors,
     )
 )]
 pub async fn version_config(
     State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
+    Path(VersionPath { model, version }): Path<VersionPath>,
 ) -> Result<ApiJson<ModelConfig>, ApiError> {
     check_model(&model)?;
     state.stores.models.artifact(&version).await?;
@@ -669,7 +667,7 @@ async fn statistics(state: &AppState, version: Option<&str>) -> Result<Statistic
     summary = "Open Inference Protocol: inference statistics of every model version",
     responses(
         (status = 200, description = "Per registered version, since the process started: requests and rows scored, successes and failures with their cumulative durations (any route that scores counts).", body = Statistics),
-        (status = 503, description = "The registry's database failed.", body = OipError),
+        OipRegistryDown,
     )
 )]
 pub async fn all_stats(State(state): State<AppState>) -> Result<ApiJson<Statistics>, ApiError> {
@@ -683,16 +681,15 @@ pub async fn all_stats(State(state): State<AppState>) -> Result<ApiJson<Statisti
     security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: inference statistics of a model",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`.")),
+    params(ModelPath),
     responses(
         (status = 200, description = "Per registered version, as `GET /v2/models/stats`.", body = Statistics),
-        (status = 404, description = "No such model.", body = OipError),
-        (status = 503, description = "The registry's database failed.", body = OipError),
+        OipModelErrors,
     )
 )]
 pub async fn model_stats(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(ModelPath { model }): Path<ModelPath>,
 ) -> Result<ApiJson<Statistics>, ApiError> {
     check_model(&model)?;
     Ok(ApiJson(statistics(&state, None).await?))
@@ -705,17 +702,15 @@ pub async fn model_stats(
     security(("bearerAuth" = [])),
     tag = "oip",
     summary = "Open Inference Protocol: inference statistics of one model version",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
+    params(VersionPath),
     responses(
         (status = 200, description = "The version's statistics, as `GET /v2/models/stats`.", body = Statistics),
-        (status = 404, description = "No such model or version.", body = OipError),
-        (status = 422, description = "The stored artifact cannot be read.", body = OipError),
-        (status = 503, description = "The registry's database failed.", body = OipError),
+        OipVersionErrors,
     )
 )]
 pub async fn version_stats(
     State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
+    Path(VersionPath { model, version }): Path<VersionPath>,
 ) -> Result<ApiJson<Statistics>, ApiError> {
     check_model(&model)?;
     Ok(ApiJson(statistics(&state, Some(&version)).await?))
@@ -730,7 +725,7 @@ pub async fn version_stats(
     summary = "Open Inference Protocol: the model repository's index",
     responses(
         (status = 200, description = "Every registered version of the model, each `READY` (any can be asked for by version). The request body, if any, is ignored.", body = Vec<RepositoryEntry>),
-        (status = 503, description = "The registry's database failed.", body = OipError),
+        OipRegistryDown,
     )
 )]
 pub async fn repository_index(
@@ -1424,6 +1419,17 @@ async fn infer_with(
         .into_response())
 }
 
+/// Two passengers as tensors, the example of the infer routes' request body.
+fn infer_example() -> Value {
+    serde_json::json!({"inputs": [
+        {"name": "pclass", "datatype": "INT64", "shape": [2], "data": [3, 1]},
+        {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]},
+        {"name": "sibsp", "datatype": "INT64", "shape": [2], "data": [1, 1]},
+        {"name": "parch", "datatype": "INT64", "shape": [2], "data": [0, 0]},
+        {"name": "age", "datatype": "FP64", "shape": [2], "data": [22.0, 38.0]}
+    ]})
+}
+
 /// `POST /v2/models/{model}/infer`
 #[utoipa::path(
     post,
@@ -1431,30 +1437,21 @@ async fn infer_with(
     security(("bearerAuth" = ["predict"])),
     tag = "oip",
     summary = "Open Inference Protocol: inference with tensors",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), super::openapi::ModelVersionHeader),
-    request_body(content = InferRequest, example = json!({"inputs": [
-        {"name": "pclass", "datatype": "INT64", "shape": [2], "data": [3, 1]},
-        {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]},
-        {"name": "sibsp", "datatype": "INT64", "shape": [2], "data": [1, 1]},
-        {"name": "parch", "datatype": "INT64", "shape": [2], "data": [0, 0]},
-        {"name": "age", "datatype": "FP64", "shape": [2], "data": [22.0, 38.0]}
-    ]})),
+    params(ModelPath, super::openapi::ModelVersionHeader),
+    request_body(content = InferRequest, example = infer_example),
     responses(
         (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
             (OipInferResponse = "application/json"),
             (OipBinaryResponse = "application/octet-stream"),
         )),
-        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = OipError),
-        (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = OipError),
-        (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = OipError),
-        (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = OipError),
+        OipInferErrors,
     )
 )]
 pub async fn infer(
     State(state): State<AppState>,
     headers: HeaderMap,
     Requested(info): Requested,
-    Path(model): Path<String>,
+    Path(ModelPath { model }): Path<ModelPath>,
     body: InferBody,
 ) -> Result<Response, ApiError> {
     infer_with(state, headers, info, model, None, body).await
@@ -1467,30 +1464,21 @@ pub async fn infer(
     security(("bearerAuth" = ["predict"])),
     tag = "oip",
     summary = "Open Inference Protocol: inference with tensors, by one model version",
-    params(("model" = OipModelName, Path, description = "The model name; this server serves `titanic`."), ("version" = String, Path, min_length = 1, example = "v1", description = "A registered model version.")),
-    request_body(content = InferRequest, example = json!({"inputs": [
-        {"name": "pclass", "datatype": "INT64", "shape": [2], "data": [3, 1]},
-        {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]},
-        {"name": "sibsp", "datatype": "INT64", "shape": [2], "data": [1, 1]},
-        {"name": "parch", "datatype": "INT64", "shape": [2], "data": [0, 0]},
-        {"name": "age", "datatype": "FP64", "shape": [2], "data": [22.0, 38.0]}
-    ]})),
+    params(VersionPath),
+    request_body(content = InferRequest, example = infer_example),
     responses(
         (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
             (OipInferResponse = "application/json"),
             (OipBinaryResponse = "application/octet-stream"),
         )),
-        (status = 400, description = "Tensors that do not fit: an unknown or repeated input or output, a bad shape or datatype, a row count that differs between inputs, or too many rows; binary data that does not fit its sizes (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's length); a corrupt compressed body.", body = OipError),
-        (status = 404, description = "No such model or version (the version also by `x-model-version`).", body = OipError),
-        (status = 422, description = "A row is not a valid passenger, or the version cannot be served.", body = OipError),
-        (status = 503, description = "No model is loaded, or stored features can be read from neither store.", body = OipError),
+        OipInferErrors,
     )
 )]
 pub async fn infer_version(
     State(state): State<AppState>,
     headers: HeaderMap,
     Requested(info): Requested,
-    Path((model, version)): Path<(String, String)>,
+    Path(VersionPath { model, version }): Path<VersionPath>,
     body: InferBody,
 ) -> Result<Response, ApiError> {
     infer_with(state, headers, info, model, Some(version), body).await

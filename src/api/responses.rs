@@ -1,0 +1,112 @@
+//! Error responses several routes declare alike, and the path parameters of the `/v2` routes,
+//! each described once for the OpenAPI document. The responses are only described: the
+//! handlers return [`super::ApiError`], which builds them.
+#![allow(dead_code)]
+
+use serde::Deserialize;
+use utoipa::{IntoParams, IntoResponses};
+
+use super::error::ErrorBody;
+use super::oip::{OipError, OipModelName};
+
+/// `unavailable` from the registry's database.
+#[derive(IntoResponses)]
+#[response(
+    status = 503,
+    description = "The registry's database failed (`unavailable`)."
+)]
+pub struct RegistryDown(ErrorBody);
+
+/// `unavailable` from the database.
+#[derive(IntoResponses)]
+#[response(status = 503, description = "The database failed (`unavailable`).")]
+pub struct DatabaseDown(ErrorBody);
+
+/// A registered model version that does not exist.
+#[derive(IntoResponses)]
+#[response(status = 404, description = "No such version.")]
+pub struct NoSuchVersion(ErrorBody);
+
+/// A feature registry definition refused.
+#[derive(IntoResponses)]
+#[response(
+    status = 422,
+    description = "The definition is invalid, or refers to a definition that does not exist \
+                   (each problem named in `details.fields`)."
+)]
+pub struct InvalidDefinition(ErrorBody);
+
+/// The errors of a `/v2` route about the model.
+#[derive(IntoResponses)]
+pub enum OipModelErrors {
+    #[response(status = 404, description = "No such model.")]
+    NotFound(OipError),
+    #[response(status = 503, description = "The registry's database failed.")]
+    Unavailable(OipError),
+}
+
+/// The errors of a `/v2` route about one version of the model.
+#[derive(IntoResponses)]
+pub enum OipVersionErrors {
+    #[response(status = 404, description = "No such model or version.")]
+    NotFound(OipError),
+    #[response(status = 422, description = "The stored artifact cannot be read.")]
+    Unreadable(OipError),
+    #[response(status = 503, description = "The registry's database failed.")]
+    Unavailable(OipError),
+}
+
+/// `/v2` when the registry's database failed.
+#[derive(IntoResponses)]
+#[response(status = 503, description = "The registry's database failed.")]
+pub struct OipRegistryDown(OipError);
+
+/// The errors of `/v2` inference, by the model or by one version.
+#[derive(IntoResponses)]
+pub enum OipInferErrors {
+    #[response(
+        status = 400,
+        description = "Tensors that do not fit: an unknown or repeated input or output, a bad \
+                       shape or datatype, a row count that differs between inputs, or too many \
+                       rows; binary data that does not fit its sizes \
+                       (`Inference-Header-Content-Length`, `binary_data_size`, a BYTES item's \
+                       length); a corrupt compressed body."
+    )]
+    BadTensors(OipError),
+    #[response(
+        status = 404,
+        description = "No such model or version (the version also by `x-model-version`)."
+    )]
+    NotFound(OipError),
+    #[response(
+        status = 422,
+        description = "A row is not a valid passenger, or the version cannot be served."
+    )]
+    Invalid(OipError),
+    #[response(
+        status = 503,
+        description = "No model is loaded, or stored features can be read from neither store."
+    )]
+    Unavailable(OipError),
+}
+
+/// `{model}` of a `/v2/models/{model}/...` route.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ModelPath {
+    /// The model name; this server serves `titanic`.
+    #[param(value_type = OipModelName)]
+    pub model: String,
+}
+
+/// `{model}` and `{version}` of a `/v2/models/{model}/versions/{version}/...` route.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct VersionPath {
+    /// The model name; this server serves `titanic`.
+    #[param(value_type = OipModelName)]
+    pub model: String,
+    /// A registered model version.
+    #[param(min_length = 1, example = "v1")]
+    pub version: String,
+}
