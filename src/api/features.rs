@@ -62,16 +62,18 @@ fn registered<T: Serialize>(r: Registered<T>) -> Response {
     (status, ApiJson(r)).into_response()
 }
 
-/// The OpenAPI description of a registry read; `$what` names the kind, `$path` its routes.
-macro_rules! registry_reads {
-    ($list:ident, $versions:ident, $version:ident, $kind:expr, $spec:ident, $tag:literal,
-     $what:literal, $path:literal, $name_path:literal, $version_path:literal,
-     $example:literal) => {
+/// The routes of one kind of registry definition: list the latest versions, every version of
+/// one name, one version, and register a new version. `$what` names the kind ("entity"),
+/// `$path` its collection route.
+macro_rules! registry_routes {
+    ($kind:expr, $spec:ident, $what:literal / $a_what:literal, $path:literal, $name_path:literal,
+     $version_path:literal, example $example:literal,
+     $list:ident, $versions:ident, $version:ident, $register:ident) => {
         #[utoipa::path(
             get,
             path = $path,
             security(("bearerAuth" = [])),
-            tag = $tag,
+            tag = "features",
             summary = concat!("The latest version of every ", $what),
             responses(
                 (status = 200, description = "Latest versions, by name.", body = Items<$spec>),
@@ -89,7 +91,7 @@ macro_rules! registry_reads {
             get,
             path = $name_path,
             security(("bearerAuth" = [])),
-            tag = $tag,
+            tag = "features",
             summary = concat!("Every version of one ", $what, ", oldest first"),
             params(("name" = String, Path, min_length = 1, example = $example, description = "The definition's name.")),
             responses(
@@ -114,7 +116,7 @@ macro_rules! registry_reads {
             get,
             path = $version_path,
             security(("bearerAuth" = [])),
-            tag = $tag,
+            tag = "features",
             summary = concat!("One version of one ", $what),
             params(
                 ("name" = String, Path, min_length = 1, example = $example, description = "The definition's name."),
@@ -138,130 +140,46 @@ macro_rules! registry_reads {
                     .await?,
             ))
         }
+
+        #[utoipa::path(
+            post,
+            path = $path,
+            security(("bearerAuth" = ["features:write"])),
+            tag = "features",
+            summary = concat!("Register ", $a_what, " (a new version when the definition changed)"),
+            request_body = $spec,
+            responses(
+                (status = 201, description = "A new version was created.", body = Registered<$spec>),
+                (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<$spec>),
+                InvalidDefinition,
+                RegistryDown,
+            )
+        )]
+        pub async fn $register(
+            State(state): State<AppState>,
+            Extension(claims): Extension<Arc<Claims>>,
+            ApiJson(Object(spec)): ApiJson<Object<$spec>>,
+        ) -> Result<Response, ApiError> {
+            let r = state.stores.features.$register(&spec, &claims.sub).await?;
+            Ok(registered(r))
+        }
     };
 }
 
-registry_reads!(
-    list_entities,
-    entity_versions,
-    entity_version,
-    Kind::Entity,
-    EntitySpec,
-    "features",
-    "entity",
-    "/features/entities",
-    "/features/entities/{name}",
-    "/features/entities/{name}/versions/{version}",
-    "passenger"
-);
-registry_reads!(
-    list_views,
-    view_versions,
-    view_version,
-    Kind::View,
-    FeatureViewSpec,
-    "features",
-    "feature view",
-    "/features/views",
-    "/features/views/{name}",
-    "/features/views/{name}/versions/{version}",
-    "passenger_demographics"
-);
-registry_reads!(
-    list_services,
-    service_versions,
-    service_version,
-    Kind::Service,
-    FeatureServiceSpec,
-    "features",
-    "feature service",
-    "/features/services",
-    "/features/services/{name}",
-    "/features/services/{name}/versions/{version}",
-    "titanic_survival"
-);
-
-#[utoipa::path(
-    post,
-    path = "/features/entities",
-    security(("bearerAuth" = ["features:write"])),
-    tag = "features",
-    summary = "Register an entity (a new version when the definition changed)",
-    request_body(content = EntitySpec, example = json!({
-        "name": "ticket", "join_key": "ticket", "value_type": "string", "description": "One ticket"
-    })),
-    responses(
-        (status = 201, description = "A new version was created.", body = Registered<EntitySpec>),
-        (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<EntitySpec>),
-        InvalidDefinition,
-        RegistryDown,
-    )
-)]
-pub async fn register_entity(
-    State(state): State<AppState>,
-    Extension(claims): Extension<Arc<Claims>>,
-    ApiJson(Object(spec)): ApiJson<Object<EntitySpec>>,
-) -> Result<Response, ApiError> {
-    let r = state
-        .stores
-        .features
-        .register_entity(&spec, &claims.sub)
-        .await?;
-    Ok(registered(r))
+registry_routes! {
+    Kind::Entity, EntitySpec, "entity" / "an entity", "/features/entities",
+    "/features/entities/{name}", "/features/entities/{name}/versions/{version}",
+    example "passenger", list_entities, entity_versions, entity_version, register_entity
 }
-
-#[utoipa::path(
-    post,
-    path = "/features/views",
-    security(("bearerAuth" = ["features:write"])),
-    tag = "features",
-    summary = "Register a feature view (a new version when the definition changed)",
-    request_body = FeatureViewSpec,
-    responses(
-        (status = 201, description = "A new version was created.", body = Registered<FeatureViewSpec>),
-        (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<FeatureViewSpec>),
-        InvalidDefinition,
-        RegistryDown,
-    )
-)]
-pub async fn register_view(
-    State(state): State<AppState>,
-    Extension(claims): Extension<Arc<Claims>>,
-    ApiJson(Object(spec)): ApiJson<Object<FeatureViewSpec>>,
-) -> Result<Response, ApiError> {
-    let r = state
-        .stores
-        .features
-        .register_view(&spec, &claims.sub)
-        .await?;
-    Ok(registered(r))
+registry_routes! {
+    Kind::View, FeatureViewSpec, "feature view" / "a feature view", "/features/views",
+    "/features/views/{name}", "/features/views/{name}/versions/{version}",
+    example "passenger_demographics", list_views, view_versions, view_version, register_view
 }
-
-#[utoipa::path(
-    post,
-    path = "/features/services",
-    security(("bearerAuth" = ["features:write"])),
-    tag = "features",
-    summary = "Register a feature service (a new version when the definition changed)",
-    request_body = FeatureServiceSpec,
-    responses(
-        (status = 201, description = "A new version was created.", body = Registered<FeatureServiceSpec>),
-        (status = 200, description = "The definition equals the latest version; nothing was created.", body = Registered<FeatureServiceSpec>),
-        InvalidDefinition,
-        RegistryDown,
-    )
-)]
-pub async fn register_service(
-    State(state): State<AppState>,
-    Extension(claims): Extension<Arc<Claims>>,
-    ApiJson(Object(spec)): ApiJson<Object<FeatureServiceSpec>>,
-) -> Result<Response, ApiError> {
-    let r = state
-        .stores
-        .features
-        .register_service(&spec, &claims.sub)
-        .await?;
-    Ok(registered(r))
+registry_routes! {
+    Kind::Service, FeatureServiceSpec, "feature service" / "a feature service", "/features/services",
+    "/features/services/{name}", "/features/services/{name}/versions/{version}",
+    example "titanic_survival", list_services, service_versions, service_version, register_service
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

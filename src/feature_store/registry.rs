@@ -52,6 +52,9 @@ pub enum Rule {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "ticket", "join_key": "ticket", "value_type": "string", "description": "One ticket"
+}))]
 pub struct EntitySpec {
     #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub name: String,
