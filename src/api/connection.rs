@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::middleware::Holding;
+use super::middleware::{Held, Holding};
 use crate::monitoring::Metrics;
 
 /// How long a connection may be held without being used.
@@ -180,6 +180,8 @@ impl AsyncWrite for Watched {
 
 /// Tells [`Activity`], when dropped with its response body, that the request is over.
 struct Finished(Arc<Activity>);
+
+impl Held for Finished {}
 
 impl Drop for Finished {
     fn drop(&mut self) {

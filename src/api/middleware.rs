@@ -153,37 +153,14 @@ fn watch_body(req: Request) -> (Request, Option<Arc<AtomicBool>>) {
     }
     let read = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&read);
-    let req = req.map(|body| axum::body::Body::new(ReadToEnd { body, read: flag }));
+    let req = req.map(|body| axum::body::Body::new(Holding { body, held: flag }));
     (req, Some(read))
 }
 
-/// A request body that sets its flag when it has been read to its end.
-struct ReadToEnd {
-    body: axum::body::Body,
-    read: Arc<AtomicBool>,
-}
-
-impl http_body::Body for ReadToEnd {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
-            self.read.store(true, Ordering::Release);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+/// A request body's flag, set once the body has been read to its end.
+impl Held for Arc<AtomicBool> {
+    fn ended(&self) {
+        self.store(true, Ordering::Release);
     }
 }
 
@@ -375,15 +352,23 @@ fn decoded(req: Request, coding: Coding) -> Request {
     Request::from_parts(parts, body)
 }
 
-/// A response body that holds `held` (permits, slots, a guard whose drop says the response
-/// is over) until it has been sent or dropped: a streamed response keeps them while it
-/// streams.
+/// A body that holds `held` (permits, slots, a guard whose drop says the response is over, a
+/// flag) until it has been sent or dropped, and tells it when its end has been polled: a
+/// streamed response keeps them while it streams.
 pub struct Holding<G> {
     pub body: axum::body::Body,
     pub held: G,
 }
 
-impl<G: Send + Unpin + 'static> http_body::Body for Holding<G> {
+/// What a [`Holding`] body holds.
+pub trait Held: Send + Unpin + 'static {
+    /// The body's end has been polled.
+    fn ended(&self) {}
+}
+
+impl<A: Send + Unpin + 'static, B: Send + Unpin + 'static> Held for (A, B) {}
+
+impl<G: Held> http_body::Body for Holding<G> {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
@@ -391,7 +376,11 @@ impl<G: Send + Unpin + 'static> http_body::Body for Holding<G> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.held.ended();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use serde_json::Value;
 
 use super::ingest::{BoundedCsv, CsvError};
-use super::offline::{Appended, FeatureRow, NewRow, OfflineError, OfflineStore};
+use super::offline::{Appended, FeatureRow, NewRow, OfflineError, OfflineStore, Unchanged};
 use super::online::OnlineRow;
 use super::passenger::PassengerRecord;
 use super::registry::Versioned;
@@ -61,9 +61,11 @@ pub async fn ingest(
 ) -> Result<(Appended, Appended), OfflineError> {
     let (demographics, labels) = passenger_rows(records, event_time);
     let d = offline
-        .append_changed(DEMOGRAPHICS, 1, &demographics, source)
+        .append_unless(Unchanged::Latest, DEMOGRAPHICS, 1, &demographics, source)
         .await?;
-    let l = offline.append_changed(SURVIVAL, 1, &labels, source).await?;
+    let l = offline
+        .append_unless(Unchanged::Latest, SURVIVAL, 1, &labels, source)
+        .await?;
     Ok((d, l))
 }
 

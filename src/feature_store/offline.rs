@@ -55,6 +55,19 @@ pub struct Appended {
     pub unchanged: u64,
 }
 
+/// Which rows an append skips as changing nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unchanged {
+    /// A row equal (values) to the entity's row in effect at exactly its event time (the
+    /// latest written at that time), stored or earlier in the batch: pushing the same rows
+    /// twice stores nothing the second time, in any order, while the same values at a new
+    /// event time are stored (they say the values were still true then).
+    AtItsTime,
+    /// A row equal to the entity's latest values, whatever its event time: ingesting the same
+    /// file again appends nothing.
+    Latest,
+}
+
 #[derive(Debug, Clone)]
 pub struct OfflineStore {
     pool: Pool,
@@ -81,12 +94,8 @@ impl OfflineStore {
         Self { pool }
     }
 
-    /// Appends rows for one view version in one transaction (durable when this returns).
-    /// A row that would change no point-in-time read is skipped: one equal (values) to the
-    /// entity's row in effect at exactly its event time (the latest written at that time),
-    /// stored or earlier in the batch. So pushing the same rows twice stores nothing the
-    /// second time, in any order; the same values at a new event time are stored (they say the
-    /// values were still true then).
+    /// Appends rows for one view version in one transaction (durable when this returns),
+    /// skipping each row that changes nothing: see [`Unchanged`].
     pub async fn append(
         &self,
         view: &str,
@@ -94,30 +103,18 @@ impl OfflineStore {
         rows: &[NewRow],
         source: &str,
     ) -> Result<Appended, OfflineError> {
-        self.append_with(view, view_version, rows, source, false)
+        self.append_unless(Unchanged::AtItsTime, view, view_version, rows, source)
             .await
     }
 
-    /// Like [`OfflineStore::append`], but a row whose values equal the entity's latest values
-    /// is skipped whatever its event time: ingesting the same file again appends nothing.
-    pub async fn append_changed(
+    /// [`OfflineStore::append`], with the rule that says which rows change nothing.
+    pub async fn append_unless(
         &self,
+        unchanged: Unchanged,
         view: &str,
         view_version: i64,
         rows: &[NewRow],
         source: &str,
-    ) -> Result<Appended, OfflineError> {
-        self.append_with(view, view_version, rows, source, true)
-            .await
-    }
-
-    async fn append_with(
-        &self,
-        view: &str,
-        view_version: i64,
-        rows: &[NewRow],
-        source: &str,
-        ignore_time: bool,
     ) -> Result<Appended, OfflineError> {
         const INSERT: &str = "\
 INSERT INTO feature_rows (view, view_version, entity_key, event_time, write_time, feature_values, source)
@@ -125,9 +122,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
         let keys: Vec<&str> = rows.iter().map(|r| r.entity_key.as_str()).collect();
         let backend = Backend::of(&self.pool);
         let mut tx = crate::core::db::begin_write(&self.pool).await?;
-        // What each row is compared with, by entity (ignore_time: the latest row) or by
+        // What each row is compared with, by entity (`Latest`: the latest row) or by
         // entity and event time (the row in effect at exactly that time); updated as the
         // batch is written, so duplicates inside it are caught too.
+        let ignore_time = matches!(unchanged, Unchanged::Latest);
         let mut current: HashMap<(String, Micros), Values> = if ignore_time {
             fetch_latest(&mut *tx, backend, view, Micros::MAX, None, Some(&keys))
                 .await?
@@ -580,10 +578,10 @@ mod tests {
                 }
             );
             assert_eq!(s.count("v").await.unwrap(), 2);
-            // The same values later are a new observation for append, not for append_changed.
+            // The same values later are a new observation for append, not for `Unchanged::Latest`.
             let later = [row("1", 200, 22.0)];
             assert_eq!(
-                s.append_changed("v", 1, &later, "t").await.unwrap().written,
+                s.append_unless(Unchanged::Latest, "v", 1, &later, "t").await.unwrap().written,
                 0
             );
             assert_eq!(s.append("v", 1, &later, "t").await.unwrap().written, 1);

@@ -404,6 +404,22 @@ impl Passenger {
 }
 
 #[cfg(test)]
+impl Passenger {
+    /// The least a valid passenger needs: a first-class woman travelling alone.
+    pub(crate) fn minimal() -> Passenger {
+        RawPassenger {
+            pclass: Some(1),
+            sex: Some("female".into()),
+            sibsp: Some(0),
+            parch: Some(0),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -730,11 +730,19 @@ pub fn test_view(name: &str, version: i64, features: Value) -> Versioned<Feature
         "features": features,
     }))
     .expect("a valid view");
-    Versioned {
-        name: name.to_owned(),
-        version,
-        created_at: String::new(),
-        created_by: String::new(),
-        spec,
+    Versioned::unrecorded(name, version, spec)
+}
+
+#[cfg(test)]
+impl<T> Versioned<T> {
+    /// A version as tests build it, with no record of who made it when.
+    pub fn unrecorded(name: &str, version: i64, spec: T) -> Self {
+        Versioned {
+            name: name.to_owned(),
+            version,
+            created_at: String::new(),
+            created_by: String::new(),
+            spec,
+        }
     }
 }

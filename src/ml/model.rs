@@ -304,20 +304,12 @@ mod tests {
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
-    use crate::feature_store::passenger::RawPassenger;
+    use crate::feature_store::passenger::Passenger;
     use crate::ml::evaluation::CvMetrics;
 
     /// A small valid artifact recording the given feature service.
     pub(crate) fn artifact_for(service: &str, version: i64) -> ModelArtifact {
-        let p = RawPassenger {
-            pclass: Some(1),
-            sex: Some("female".into()),
-            sibsp: Some(0),
-            parch: Some(0),
-            ..Default::default()
-        }
-        .validate()
-        .unwrap();
+        let p = Passenger::minimal();
         ModelArtifact {
             format_version: ARTIFACT_FORMAT,
             algorithm: "test".into(),

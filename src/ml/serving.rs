@@ -81,16 +81,6 @@ mod tests {
     };
     use crate::ml::model::tests_support::artifact_for;
 
-    fn versioned<T>(name: &str, version: i64, spec: T) -> Versioned<T> {
-        Versioned {
-            name: name.to_owned(),
-            version,
-            created_at: String::new(),
-            created_by: String::new(),
-            spec,
-        }
-    }
-
     fn service(features: &[&str]) -> ServiceViews {
         let view = builtin_views().remove(0);
         let spec = FeatureServiceSpec {
@@ -102,8 +92,8 @@ mod tests {
             ..builtin_services().remove(0)
         };
         ServiceViews {
-            service: versioned("titanic_survival", 1, spec),
-            views: vec![versioned(&view.name.clone(), 1, view)],
+            service: Versioned::unrecorded("titanic_survival", 1, spec),
+            views: vec![Versioned::unrecorded(&view.name.clone(), 1, view)],
         }
     }
 

@@ -636,17 +636,26 @@ mod tests {
         }
     }
 
+    /// A prediction in the request log that this process did not make.
+    async fn logged_elsewhere(pool: &Pool, request: &str, passenger: i64, p: f64, version: &str) {
+        sqlx::query(
+            "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \
+             probability, survived, model_version, latency_us) \
+             VALUES ($1, 0, $2, $3, '{}', $4, 0, $5, 10)",
+        )
+        .bind(request)
+        .bind(now_micros())
+        .bind(passenger)
+        .bind(p)
+        .bind(version)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
     crate::core::db::testing::on_both_backends! {
         async fn feedback_finds_logged_predictions_after_a_restart(pool) {
-            sqlx::query(
-                "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \
-                 probability, survived, model_version, latency_us) \
-                 VALUES ('old', 0, $1, 42, '{}', 0.3, 0, 'v7', 10)",
-            )
-            .bind(now_micros())
-            .execute(&pool)
-            .await
-            .unwrap();
+            logged_elsewhere(&pool, "old", 42, 0.3, "v7").await;
             let m = PerformanceMonitor::new(pool, config(), deps()).unwrap();
             let r = m.submit(label(None, Some(42), true)).await.unwrap();
             assert_eq!(r.model_version, "v7");
@@ -664,15 +673,7 @@ mod tests {
             old.at -= 1_000_000;
             m.record(&[old]);
             // Scored again since, by another replica: only the log knows.
-            sqlx::query(
-                "INSERT INTO prediction_log (request_id, position, logged_at, passenger_id, features, \
-                 probability, survived, model_version, latency_us) \
-                 VALUES ('elsewhere', 0, $1, 9, '{}', 0.2, 0, 'v2', 10)",
-            )
-            .bind(now_micros())
-            .execute(&pool)
-            .await
-            .unwrap();
+            logged_elsewhere(&pool, "elsewhere", 9, 0.2, "v2").await;
             let r = m.submit(label(None, Some(9), false)).await.unwrap();
             assert_eq!(
                 (r.request_id.as_str(), r.model_version.as_str()),

@@ -558,15 +558,7 @@ mod tests {
             at,
             subject: Some("tester".into()),
             passenger_id: Some(7),
-            passenger: RawPassenger {
-                pclass: Some(1),
-                sex: Some("female".into()),
-                sibsp: Some(0),
-                parch: Some(0),
-                ..Default::default()
-            }
-            .validate()
-            .unwrap(),
+            passenger: Passenger::minimal(),
             probability: 0.9,
             survived: true,
             model_version: "v1".into(),
