@@ -10,6 +10,9 @@ use crate::helpers::TestApp;
 /// The headers `requests` sends on `session.post(url, json=body)` from an
 /// `AuthenticatedRequestsSession` (`feast/permissions/client/http_auth_requests_wrapper.py`:
 /// `self.headers.update({"Authorization": f"Bearer {auth_token}"})`).
+/// The `Content-Type` Feast's clients send.
+const JSON: Option<&str> = Some("application/json");
+
 fn as_requests(
     app: &TestApp,
     path: &str,
@@ -74,16 +77,10 @@ async fn get_online_features_answers_feasts_remote_online_store() {
         "include_feature_view_version_metadata": false,
         "feature_service": "titanic_survival",
     });
-    let response = as_requests(
-        &app,
-        "/get-online-features",
-        &reader,
-        Some("application/json"),
-        &body,
-    )
-    .send()
-    .await
-    .unwrap();
+    let response = as_requests(&app, "/get-online-features", &reader, JSON, &body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     // `_build_online_response_from_json`: metadata.feature_names, then per result its values
@@ -104,19 +101,13 @@ async fn get_online_features_answers_feasts_remote_online_store() {
         "features": ["passenger_demographics:age", "passenger_demographics:fare"],
         "entities": {"passenger_id": [1, 892]},
     });
-    let answer: Value = as_requests(
-        &app,
-        "/get-online-features",
-        &reader,
-        Some("application/json"),
-        &body,
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let answer: Value = as_requests(&app, "/get-online-features", &reader, JSON, &body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     // `online_read` looks each requested feature up by index in metadata.feature_names and
     // reads results[index].statuses[row] == "PRESENT" and results[index].values[row];
     // `_get_event_ts` parses results[1].event_timestamps[0] with `datetime.fromisoformat`.
@@ -146,14 +137,8 @@ async fn get_online_features_answers_feasts_remote_online_store() {
 
     // Errors are Feast's: a 404 `FeastObjectNotFoundException`, a 401 without a token.
     let unknown = json!({"features": ["nope:age"], "entities": {"passenger_id": [1]}});
-    let (status, class, message) = feast_refusal(
-        &app,
-        "/get-online-features",
-        &reader,
-        Some("application/json"),
-        &unknown,
-    )
-    .await;
+    let (status, class, message) =
+        feast_refusal(&app, "/get-online-features", &reader, JSON, &unknown).await;
     assert_eq!(
         (status, class.as_str()),
         (404, "FeastObjectNotFoundException")
@@ -173,7 +158,7 @@ async fn get_online_features_answers_feasts_remote_online_store() {
         &app,
         "/get-online-features",
         &reader,
-        Some("application/json"),
+        JSON,
         &json!({"features": ["passenger_demographics:age"], "entities": {}}),
     )
     .await;
