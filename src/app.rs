@@ -58,6 +58,7 @@ pub fn feature_server(
 pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
     let (keys, source) = JwtKeys::from_settings(settings)?;
     log_secret_source(&source);
+    let listener = Server::listen(&settings.server.host, settings.server.port).await?;
     let stores = Stores::open(settings).await?;
     let served = bootstrap(settings, &stores, settings.training.retrain_outdated).await?;
     let metrics = Metrics::new()?;
@@ -114,14 +115,12 @@ pub async fn build_server(settings: &Settings) -> anyhow::Result<Server> {
         slow_request: Duration::from_millis(settings.log.slow_request_ms),
         limits: Limits::of(&settings.server),
     });
-    let server = Server::bind(
-        &settings.server.host,
-        settings.server.port,
+    let server = Server::new(
+        listener,
         state,
         Duration::from_secs(settings.server.shutdown_drain_secs),
         Duration::from_secs(settings.server.shutdown_timeout_secs),
-    )
-    .await?;
+    );
     let writer = tokio::spawn(log_writer.run());
     Ok(server.with_task(supervisor).with_final_task(writer))
 }

@@ -332,6 +332,11 @@ fn a_port_in_use_is_named_with_the_setting_to_change() {
             "TITANIC__SERVER__PORT",
         ],
     );
+    // Refused before the database is opened or a model trained.
+    assert!(
+        !sandbox.path().join("data/titanic.db").exists(),
+        "the database was created before the port was tried"
+    );
     drop(taken);
 }
 

@@ -75,25 +75,25 @@ pub struct Server {
 const FINISH_WITHIN: Duration = Duration::from_secs(10);
 
 impl Server {
-    /// Binds `host:port` (port 0 picks a free one; see [`Server::local_addr`]).
-    pub async fn bind(
-        host: &str,
-        port: u16,
-        state: AppState,
-        drain: Duration,
-        grace: Duration,
-    ) -> Result<Self, BindError> {
-        let listener = TcpListener::bind((host, port))
+    /// Opens the listener on `host:port` (port 0 picks a free one): before anything slow, so
+    /// that an address that cannot be served fails at once. Connections wait in its backlog
+    /// until [`Server::run`] accepts them.
+    pub async fn listen(host: &str, port: u16) -> Result<TcpListener, BindError> {
+        TcpListener::bind((host, port))
             .await
-            .map_err(|cause| BindError::new(host, port, cause))?;
-        Ok(Self {
+            .map_err(|cause| BindError::new(host, port, cause))
+    }
+
+    /// A server on a listener from [`Server::listen`]; see [`Server::local_addr`].
+    pub fn new(listener: TcpListener, state: AppState, drain: Duration, grace: Duration) -> Self {
+        Self {
             listener,
             state,
             drain,
             grace,
             background: Vec::new(),
             finishing: Vec::new(),
-        })
+        }
     }
 
     /// A background task that lives as long as the server and is stopped with it.
