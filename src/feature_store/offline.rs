@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use crate::core::db::{Backend, Pool};
+use futures_util::TryStreamExt;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
@@ -218,8 +219,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
     /// age), revalidated like [`OfflineStore::latest_of`]. The same call answers the same
     /// rows for as long as nothing is written with a write time at or before `created_as_of`
     /// (write times are the store's clock, so nothing is once that time has passed). The
-    /// caller bounds `entities` (one query reads every row of their keys up to their latest
-    /// time).
+    /// caller bounds `entities`; memory holds one row per entity row and key, however long
+    /// the keys' histories.
     pub async fn rows_at(
         &self,
         view: &Versioned<FeatureViewSpec>,
@@ -246,37 +247,60 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)";
             Backend::Sqlite => SQLITE,
             Backend::Postgres => POSTGRES,
         };
-        let rows = sqlx::query(sql)
-            .bind(&view.name)
-            .bind(serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned()))
-            .bind(latest)
-            .bind(created_as_of.unwrap_or(Micros::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        // Each key's rows in point-in-time order (event time, then write time, then id).
-        let mut history: HashMap<String, Vec<FeatureRow>> = HashMap::new();
-        for row in &rows {
-            let row = feature_row(&view.name, row)?;
-            history.entry(row.entity_key.clone()).or_default().push(row);
+        // The times wanted of each key, ascending, with their places in `entities`.
+        let mut wanted: HashMap<&str, Vec<(Micros, usize)>> = HashMap::new();
+        for (i, &(key, at)) in entities.iter().enumerate() {
+            wanted.entry(key).or_default().push((at, i));
+        }
+        for times in wanted.values_mut() {
+            times.sort_unstable();
         }
         let ttl =
             Micros::try_from(view.spec.ttl_secs.saturating_mul(1_000_000)).unwrap_or(Micros::MAX);
-        Ok(entities
-            .iter()
-            .map(|&(key, at)| {
-                let rows = history.get(key)?;
-                let before = rows.partition_point(|r| r.event_time <= at);
-                let row = rows.get(before.checked_sub(1)?)?;
+        let mut found: Vec<Option<FeatureRow>> = vec![None; entities.len()];
+        // Each wanted time takes the last row of its key at or before it: a key's rows arrive
+        // in point-in-time order, so only the latest row so far is held, whatever the
+        // history's length.
+        let mut settle = |times: &[(Micros, usize)], row: &FeatureRow| {
+            for &(at, i) in times {
                 if ttl > 0 && row.event_time < at.saturating_sub(ttl) {
-                    return None;
+                    continue;
                 }
                 let mut row = row.clone();
                 if row.view_version != view.version {
                     view.spec.conform(&mut row.values);
                 }
-                Some(row)
-            })
-            .collect())
+                found[i] = Some(row);
+            }
+        };
+        let mut rows = sqlx::query(sql)
+            .bind(&view.name)
+            .bind(serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned()))
+            .bind(latest)
+            .bind(created_as_of.unwrap_or(Micros::MAX))
+            .fetch(&self.pool);
+        // The key being read, its wanted times not yet settled, and its latest row so far.
+        let mut current: Option<(&[(Micros, usize)], FeatureRow)> = None;
+        while let Some(row) = rows.try_next().await? {
+            let row = feature_row(&view.name, &row)?;
+            if let Some((times, previous)) = current.take() {
+                if previous.entity_key == row.entity_key {
+                    let before = times.partition_point(|&(at, _)| at < row.event_time);
+                    settle(&times[..before], &previous);
+                    current = Some((&times[before..], row));
+                    continue;
+                }
+                settle(times, &previous);
+            }
+            if let Some(times) = wanted.get(row.entity_key.as_str()) {
+                let before = times.partition_point(|&(at, _)| at < row.event_time);
+                current = Some((&times[before..], row));
+            }
+        }
+        if let Some((times, previous)) = current {
+            settle(times, &previous);
+        }
+        Ok(found)
     }
 
     /// Entities of `view` with rows whose id is in `(after_id, upto_id]`, at most `limit` of
@@ -554,6 +578,11 @@ mod tests {
             let late = ages(s.rows_at(&view, &[("1", 300 + 999_999), ("1", 300 + 1_000_001)], None).await.unwrap());
             assert_eq!(late, [Some(30.0), None]);
             assert!(s.rows_at(&view, &[], None).await.unwrap().is_empty());
+            // Any order, a repeated row, times equal to and between event times, a key without rows.
+            view.spec.ttl_secs = 0;
+            let mixed = [("1", 300), ("2", 400), ("1", 100), ("1", 300), ("1", 149)];
+            let got = ages(s.rows_at(&view, &mixed, Some(known)).await.unwrap());
+            assert_eq!(got, [Some(30.0), None, Some(20.0), Some(30.0), Some(20.0)]);
         }
     }
 
