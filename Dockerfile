@@ -51,6 +51,10 @@ RUN mkdir -p src benches migrations \
     && rm -rf src benches target/release/titanic target/release/deps/titanic-* \
        target/release/deps/libtitanic-* target/release/.fingerprint/titanic-*
 
+# The commit every model this image trains records as `git_commit` (the build context has no
+# .git): pass `--build-arg TITANIC_GIT_COMMIT=$(git rev-parse HEAD)`; empty records none.
+ARG TITANIC_GIT_COMMIT=
+
 # The crate itself. touch: COPY keeps the sources' timestamps, which can be older than the
 # placeholder build's outputs.
 COPY migrations ./migrations

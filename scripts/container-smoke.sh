@@ -164,6 +164,7 @@ phase "image build (podman build, no network)"
 build_log="$WORK/build.log"
 if ! pm build --network=none --pull=never --layers \
   --build-arg BUILDER_IMAGE="$BUILDER" --build-arg RUNTIME_IMAGE="$RUNTIME" \
+  --build-arg TITANIC_GIT_COMMIT="$(git rev-parse HEAD)" \
   -t "$IMAGE" . >"$build_log" 2>&1; then
   tail -n 40 "$build_log"
   fail "podman build (log above)"
@@ -331,6 +332,11 @@ pm run --name titanic-smoke-train --network host "${train_podman_args[@]}" "${tr
 promoted=$(sed -n 's/^model version \(v[0-9]*\) (promoted to production)$/\1/p' "$WORK/train.out")
 [ -n "$promoted" ] || { cat "$WORK/train.out"; fail "train --promote promoted nothing"; }
 echo "${train_args[*]}: $promoted in $((SECONDS - t0)) s ($(grep accuracy "$WORK/train.out" | xargs))"
+commit=$(curl -s -H "Authorization: Bearer $token" "http://127.0.0.1:$port_a/models/$promoted" |
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["artifact"]["training"]["git_commit"])')
+[ "$commit" = "$(git rev-parse HEAD)" ] ||
+  fail "$promoted records git_commit $commit, not the commit the image was built from"
+echo "$promoted records the image's commit, $commit"
 for port in "$port_a" "$port_b"; do
   took=$(client served "http://127.0.0.1:$port" "$token" "" "$promoted" 10) ||
     fail "replica on $port does not serve $promoted"

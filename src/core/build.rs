@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The commit the binary was built from: `git rev-parse HEAD` in the source tree at build time,
-/// or `TITANIC_GIT_COMMIT` when set then. `None` for a build outside a git checkout (the
-/// container image builds without `.git`). Uncommitted changes are not detected.
+/// or `TITANIC_GIT_COMMIT` when set then (the Dockerfile's build argument of that name, since
+/// the image builds without `.git`). `None` otherwise. Uncommitted changes are not detected.
 pub const GIT_COMMIT: Option<&str> = option_env!("TITANIC_GIT_COMMIT");
 
 /// The versions of `linfa` and `linfa-logistic` in `Cargo.lock` at build time.
