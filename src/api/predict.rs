@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, JsonBody, Object, Requested};
+use super::responses::{BadVersionHeader, CannotScore};
 use super::routing::{self, Choice};
 use super::state::AppState;
 use crate::core::json::{JsonWriter, WriteJson};
@@ -346,10 +347,10 @@ async fn score_all(
     request_body = super::openapi::PassengerInput,
     responses(
         (status = 200, description = "The prediction.", body = PredictionResponse),
-        (status = 400, description = "An `x-model-version` header that is not text.", body = super::error::ErrorBody),
+        BadVersionHeader,
         (status = 404, description = "No stored passenger with this `passenger_id`, or no model version named by `x-model-version`.", body = super::error::ErrorBody),
         (status = 422, description = "Invalid passenger fields (each named in `details.fields`), or a pinned version that cannot be served.", body = super::error::ErrorBody),
-        (status = 503, description = "No model is loaded, or stored features can be read from neither store (`unavailable`).", body = super::error::ErrorBody),
+        CannotScore,
     )
 )]
 pub async fn predict(
@@ -405,10 +406,10 @@ pub async fn predict(
                 (super::openapi::CsvOutput = "text/csv"),
             ),
             headers(("x-model-version" = String, description = "The version that scored a CSV batch (CSV responses only)."))),
-        (status = 400, description = "An `x-model-version` header that is not text.", body = super::error::ErrorBody),
+        BadVersionHeader,
         (status = 404, description = "No model version named by `x-model-version`.", body = super::error::ErrorBody),
         (status = 422, description = "Too many instances, invalid fields or unknown stored ids (each named in `details.fields`), a pinned version that cannot be served, or a CSV whose header lacks a column.", body = super::error::ErrorBody),
-        (status = 503, description = "No model is loaded, or stored features can be read from neither store (`unavailable`).", body = super::error::ErrorBody),
+        CannotScore,
     )
 )]
 pub async fn predict_batch(

@@ -36,6 +36,23 @@ pub struct NoSuchVersion(ErrorBody);
 )]
 pub struct InvalidDefinition(ErrorBody);
 
+/// An `x-model-version` request header that is not text.
+#[derive(IntoResponses)]
+#[response(
+    status = 400,
+    description = "An `x-model-version` header that is not text."
+)]
+pub struct BadVersionHeader(ErrorBody);
+
+/// Nothing to score with.
+#[derive(IntoResponses)]
+#[response(
+    status = 503,
+    description = "No model is loaded, or stored features can be read from neither store \
+                   (`unavailable`)."
+)]
+pub struct CannotScore(ErrorBody);
+
 /// The errors of a `/v2` route about the model.
 #[derive(IntoResponses)]
 pub enum OipModelErrors {

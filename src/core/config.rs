@@ -544,9 +544,14 @@ mod tests {
         PathBuf::from("/nonexistent-titanic-config")
     }
 
+    /// The development profile with no files from disk and these environment variables.
+    fn development(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load_from("development", &no_dir(), env(vars))
+    }
+
     #[test]
     fn compiled_in_defaults_parse() {
-        let s = Settings::load_from("development", &no_dir(), env(&[])).unwrap();
+        let s = development(&[]).unwrap();
         assert_eq!(s.server.port, 8080);
         assert_eq!(s.database.url, "sqlite://data/titanic.db");
         assert_eq!(s.redis_url(), None);
@@ -558,18 +563,14 @@ mod tests {
 
     #[test]
     fn environment_overrides_files() {
-        let s = Settings::load_from(
-            "development",
-            &no_dir(),
-            env(&[
-                ("TITANIC__SERVER__PORT", "9999"),
-                ("TITANIC__REDIS__URL", "redis://127.0.0.1:6379"),
-                ("TITANIC__AUTH__JWT_SECRET", "0123456789"),
-                ("TITANIC__RATE_LIMIT__PER_SECOND", "7"),
-                ("TITANIC__RATE_LIMIT__BURST", "3"),
-                ("TITANIC__TRAINING__ALPHA_GRID", "0.1, 1,10"),
-            ]),
-        )
+        let s = development(&[
+            ("TITANIC__SERVER__PORT", "9999"),
+            ("TITANIC__REDIS__URL", "redis://127.0.0.1:6379"),
+            ("TITANIC__AUTH__JWT_SECRET", "0123456789"),
+            ("TITANIC__RATE_LIMIT__PER_SECOND", "7"),
+            ("TITANIC__RATE_LIMIT__BURST", "3"),
+            ("TITANIC__TRAINING__ALPHA_GRID", "0.1, 1,10"),
+        ])
         .unwrap();
         assert_eq!(s.training.alpha_grid, [0.1, 1.0, 10.0]);
         assert_eq!(s.server.port, 9999);
@@ -581,19 +582,9 @@ mod tests {
 
     #[test]
     fn an_empty_grid_from_the_environment_is_no_grid() {
-        let s = Settings::load_from(
-            "development",
-            &no_dir(),
-            env(&[("TITANIC__TRAINING__ALPHA_GRID", "")]),
-        )
-        .unwrap();
+        let s = development(&[("TITANIC__TRAINING__ALPHA_GRID", "")]).unwrap();
         assert!(s.training.alpha_grid.is_empty());
-        let err = Settings::load_from(
-            "development",
-            &no_dir(),
-            env(&[("TITANIC__TRAINING__ALPHA_GRID", "0.1,x")]),
-        )
-        .unwrap_err();
+        let err = development(&[("TITANIC__TRAINING__ALPHA_GRID", "0.1,x")]).unwrap_err();
         assert!(err.to_string().contains("alpha_grid"), "{err}");
     }
 
@@ -616,33 +607,19 @@ mod tests {
 
     #[test]
     fn invalid_values_are_named() {
-        let err = Settings::load_from(
-            "development",
-            &no_dir(),
-            env(&[("TITANIC__TRAINING__FOLDS", "1")]),
-        )
-        .unwrap_err();
+        let err = development(&[("TITANIC__TRAINING__FOLDS", "1")]).unwrap_err();
         assert!(err.to_string().contains("training.folds"), "{err}");
-        let err = Settings::load_from(
-            "development",
-            &no_dir(),
-            env(&[("TITANIC__SERVER__PORT", "eighty")]),
-        )
-        .unwrap_err();
+        let err = development(&[("TITANIC__SERVER__PORT", "eighty")]).unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
     }
 
     #[test]
     fn quotas_per_class_fall_back_to_the_default() {
-        let s = Settings::load_from(
-            "development",
-            &no_dir(),
-            env(&[
-                ("TITANIC__RATE_LIMIT__PER_SECOND", "7"),
-                ("TITANIC__RATE_LIMIT__MODELS_WRITE__BURST", "2"),
-                ("TITANIC__RATE_LIMIT__OPEN__PER_SECOND", "5"),
-            ]),
-        )
+        let s = development(&[
+            ("TITANIC__RATE_LIMIT__PER_SECOND", "7"),
+            ("TITANIC__RATE_LIMIT__MODELS_WRITE__BURST", "2"),
+            ("TITANIC__RATE_LIMIT__OPEN__PER_SECOND", "5"),
+        ])
         .unwrap();
         let rl = &s.rate_limit;
         assert_eq!(
@@ -660,12 +637,7 @@ mod tests {
             }
         );
         assert_eq!(rl.quota(ScopeClass::Open).per_second, 5);
-        let err = Settings::load_from(
-            "development",
-            &no_dir(),
-            env(&[("TITANIC__RATE_LIMIT__PREDICT__PER_SECOND", "0")]),
-        )
-        .unwrap_err();
+        let err = development(&[("TITANIC__RATE_LIMIT__PREDICT__PER_SECOND", "0")]).unwrap_err();
         assert!(err.to_string().contains("rate_limit.predict"), "{err}");
     }
 
@@ -695,8 +667,7 @@ mod tests {
                 "rate_limit.client_ip_header",
             ),
         ] {
-            let err =
-                Settings::load_from("development", &no_dir(), env(&[(key, value)])).unwrap_err();
+            let err = development(&[(key, value)]).unwrap_err();
             assert!(err.to_string().contains(field), "{key}: {err}");
         }
     }

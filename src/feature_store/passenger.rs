@@ -266,29 +266,11 @@ impl Collector {
 impl RawPassenger {
     /// True when no feature field is given (only, perhaps, `passenger_id`).
     pub fn has_no_features(&self) -> bool {
-        let RawPassenger {
-            passenger_id: _,
-            pclass,
-            sex,
-            age,
-            sibsp,
-            parch,
-            fare,
-            embarked,
-            name,
-            ticket,
-            cabin,
-        } = self;
-        pclass.is_none()
-            && sex.is_none()
-            && age.is_none()
-            && sibsp.is_none()
-            && parch.is_none()
-            && fare.is_none()
-            && embarked.is_none()
-            && name.is_none()
-            && ticket.is_none()
-            && cabin.is_none()
+        *self
+            == RawPassenger {
+                passenger_id: self.passenger_id,
+                ..Default::default()
+            }
     }
 
     /// Parses into a [`Passenger`], or names every invalid field.
