@@ -51,10 +51,7 @@ pub fn routes(protect: &super::Protect) -> utoipa_axum::router::OpenApiRouter<Ap
 pub struct ModelDetail {
     #[serde(flatten)]
     pub record: VersionSummary,
-    /// The stored artifact: format version, algorithm, feature service, feature names,
-    /// coefficients, intercept, preprocessing, reference profile, parameters, metrics and
-    /// training data facts (see docs/models.md).
-    #[schema(value_type = Object)]
+    /// The stored artifact (see docs/models.md).
     pub artifact: ModelArtifact,
 }
 

@@ -138,7 +138,7 @@ pub fn stratified_kfold(labels: &[bool], k: usize, seed: u64) -> Vec<Vec<usize>>
 }
 
 /// Metrics of one held-out fold.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FoldMetrics {
     pub accuracy: f64,
     pub roc_auc: f64,
@@ -171,7 +171,8 @@ impl FoldMetrics {
 
 /// One metric over every fold of every repetition: the mean, the spread and a 95 %
 /// confidence interval for the mean.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MetricSummary)]
 pub struct Summary {
     pub mean: f64,
     /// Population standard deviation of the fold scores (fold-to-fold spread).
@@ -219,7 +220,7 @@ impl Summary {
 }
 
 /// The mean metrics of one repetition of the k-fold cross-validation.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepeatMetrics {
     /// The seed of this repetition's split.
     pub seed: u64,
@@ -230,7 +231,7 @@ pub struct RepeatMetrics {
 }
 
 /// Repeated stratified k-fold cross-validation results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CvMetrics {
     pub folds: usize,
     /// How many times the k-fold cross-validation was run, each with its own split.

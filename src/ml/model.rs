@@ -18,7 +18,7 @@ use crate::feature_store::{FEATURE_NAMES, FeatureVector, N_FEATURES, Passenger, 
 pub const ARTIFACT_FORMAT: u32 = 4;
 
 /// A feature service version, as recorded by a model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeatureServiceRef {
     pub name: String,
     pub version: i64,
@@ -31,7 +31,7 @@ impl std::fmt::Display for FeatureServiceRef {
 }
 
 /// Facts about the data a model was trained on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrainingInfo {
     pub rows: usize,
     pub positives: usize,
@@ -63,7 +63,7 @@ pub struct TrainingInfo {
 }
 
 /// Where a training set came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DataSource {
     /// The offline store: every passenger labelled as of `as_of`, each with the feature
@@ -80,18 +80,24 @@ pub enum DataSource {
 }
 
 /// Everything needed to score with a trained model, stored as JSON in the registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelArtifact {
     pub format_version: u32,
     pub algorithm: String,
     /// The feature service (version) the model's inputs come from.
     pub feature_service: FeatureServiceRef,
+    /// The model's inputs, in the order of `coefficients`.
     pub feature_names: Vec<String>,
+    /// One per feature, on the standardized scale for the continuous ones.
     pub coefficients: Vec<f64>,
     pub intercept: f64,
+    /// What training fitted to transform a passenger into the features (medians for
+    /// imputation, scaling, the companions table); see docs/models.md.
+    #[schema(value_type = Object)]
     pub preprocessing: Preprocessing,
     /// The distribution of the watched input features in the training rows: the reference
     /// drift is measured against.
+    #[schema(value_type = Object)]
     pub reference: ReferenceProfile,
     pub params: TrainParams,
     pub metrics: CvMetrics,

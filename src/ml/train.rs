@@ -17,7 +17,7 @@ use crate::feature_store::profile::ReferenceProfile;
 use crate::feature_store::{FEATURE_NAMES, N_FEATURES, Passenger, Preprocessing};
 
 /// Hyperparameters and evaluation settings, stored with the artifact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrainParams {
     pub folds: usize,
     /// Repetitions of the k-fold cross-validation (repetition r splits with `seed + r`).
