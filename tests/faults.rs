@@ -648,8 +648,7 @@ async fn sqlite(dir: &std::path::Path) -> sqlx::SqlitePool {
 async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
     let mut steps = Steps::new();
     let dir = scratch();
-    run_ok(titanic_for_server(dir.path()).args(["train", "--promote"]));
-    run_ok(titanic_for_server(dir.path()).arg("train"));
+    two_versions(dir.path());
     let mut server = Server::start(dir.path(), &[]).await;
     let api = Api::new(&server, dir.path());
     let promoted = api.promote("production", "v2").await;
