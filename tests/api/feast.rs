@@ -35,6 +35,21 @@ fn as_requests(
     request
 }
 
+/// `POST /get-online-features` as [`as_requests`] sends it, answered 200; the answer.
+async fn online_features(
+    app: &TestApp,
+    token: &str,
+    content_type: Option<&str>,
+    body: &Value,
+) -> Value {
+    let response = as_requests(app, "/get-online-features", token, content_type, body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 /// Feast's error body: a JSON string holding `{"module", "class", "message"}`, as
 /// `FeastError.from_error_detail(response.json())` (`feast/errors.py`) reads it.
 /// Sends a request as [`as_requests`] does, and reads the Feast error it must be answered with.
@@ -77,12 +92,7 @@ async fn get_online_features_answers_feasts_remote_online_store() {
         "include_feature_view_version_metadata": false,
         "feature_service": "titanic_survival",
     });
-    let response = as_requests(&app, "/get-online-features", &reader, JSON, &body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
+    let answer = online_features(&app, &reader, JSON, &body).await;
     // `_build_online_response_from_json`: metadata.feature_names, then per result its values
     // and statuses (mapped through `_STATUS_MAP`).
     let names = answer["metadata"]["feature_names"].as_array().unwrap();
@@ -101,13 +111,7 @@ async fn get_online_features_answers_feasts_remote_online_store() {
         "features": ["passenger_demographics:age", "passenger_demographics:fare"],
         "entities": {"passenger_id": [1, 892]},
     });
-    let answer: Value = as_requests(&app, "/get-online-features", &reader, JSON, &body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = online_features(&app, &reader, JSON, &body).await;
     // `online_read` looks each requested feature up by index in metadata.feature_names and
     // reads results[index].statuses[row] == "PRESENT" and results[index].values[row];
     // `_get_event_ts` parses results[1].event_timestamps[0] with `datetime.fromisoformat`.
@@ -223,13 +227,7 @@ async fn push_takes_feasts_data_frames_all_or_nothing() {
     }
     let read = json!({"features": ["passenger_demographics:age"],
                       "entities": {"passenger_id": [6000, 6001]}});
-    let answer: Value = as_requests(&app, "/get-online-features", &reader, None, &read)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = online_features(&app, &reader, None, &read).await;
     assert_eq!(answer["results"][1]["values"], json!([30.0, 30.0]));
     assert_eq!(
         answer["results"][1]["event_timestamps"][0],
