@@ -17,7 +17,8 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Object, Requested, body_bytes, is_json, json_limits, parse_json};
 use super::predict::predict_all;
 use super::responses::{
-    ModelPath, OipInferErrors, OipModelErrors, OipRegistryDown, OipVersionErrors, VersionPath,
+    ModelPath, OipInferErrors, OipInferOutputs, OipModelErrors, OipNoSuchModel, OipRegistryDown,
+    OipVersionErrors, VersionPath,
 };
 use super::routing;
 use super::state::AppState;
@@ -313,8 +314,9 @@ fn check_model(model: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn metadata(state: &AppState, version: Option<&str>) -> Result<OipModelMetadata, ApiError> {
-    let versions: Vec<String> = match version {
+/// The version asked for, once its artifact is found, or every registered version.
+async fn versions(state: &AppState, version: Option<&str>) -> Result<Vec<String>, ApiError> {
+    Ok(match version {
         Some(v) => {
             state.stores.models.artifact(v).await?;
             vec![v.to_owned()]
@@ -327,7 +329,84 @@ async fn metadata(state: &AppState, version: Option<&str>) -> Result<OipModelMet
             .into_iter()
             .map(|v| v.version)
             .collect(),
-    };
+    })
+}
+
+/// Declares a `/v2/models/{model}...` route and its `/v2/models/{model}/versions/{version}...`
+/// twin. Both check the model's name, then answer `$answer(&state, version)`: `None` for the
+/// model, the version asked for by the twin.
+macro_rules! model_and_version_routes {
+    ($(
+        $answer:ident -> $body:ty {
+            $model_fn:ident $model_path:literal, $model_summary:literal, $model_ok:literal, $model_errors:ty;
+            $version_fn:ident $version_path:literal, $version_summary:literal, $version_ok:literal;
+        }
+    )*) => {$(
+        #[utoipa::path(
+            get,
+            path = $model_path,
+            security(("bearerAuth" = [])),
+            tag = "oip",
+            summary = $model_summary,
+            params(ModelPath),
+            responses((status = 200, description = $model_ok, body = $body), $model_errors)
+        )]
+        pub async fn $model_fn(
+            State(state): State<AppState>,
+            Path(ModelPath { model }): Path<ModelPath>,
+        ) -> Result<ApiJson<$body>, ApiError> {
+            check_model(&model)?;
+            Ok(ApiJson($answer(&state, None).await?))
+        }
+
+        #[utoipa::path(
+            get,
+            path = $version_path,
+            security(("bearerAuth" = [])),
+            tag = "oip",
+            summary = $version_summary,
+            params(VersionPath),
+            responses((status = 200, description = $version_ok, body = $body), OipVersionErrors)
+        )]
+        pub async fn $version_fn(
+            State(state): State<AppState>,
+            Path(VersionPath { model, version }): Path<VersionPath>,
+        ) -> Result<ApiJson<$body>, ApiError> {
+            check_model(&model)?;
+            Ok(ApiJson($answer(&state, Some(&version)).await?))
+        }
+    )*};
+}
+
+model_and_version_routes! {
+    metadata -> OipModelMetadata {
+        model_metadata "/v2/models/{model}", "Open Inference Protocol: model metadata",
+            "The model's versions, inputs and outputs.", OipModelErrors;
+        version_metadata "/v2/models/{model}/versions/{version}",
+            "Open Inference Protocol: metadata of one model version",
+            "The version, inputs and outputs.";
+    }
+    configuration -> ModelConfig {
+        model_config_route "/v2/models/{model}/config",
+            "Open Inference Protocol: model configuration",
+            "The model's configuration in Triton's form: inputs and outputs with their datatypes and dimensions, and the largest batch.",
+            OipNoSuchModel;
+        version_config "/v2/models/{model}/versions/{version}/config",
+            "Open Inference Protocol: configuration of one model version",
+            "The configuration (the same for every version).";
+    }
+    statistics -> Statistics {
+        model_stats "/v2/models/{model}/stats",
+            "Open Inference Protocol: inference statistics of a model",
+            "Per registered version, as `GET /v2/models/stats`.", OipModelErrors;
+        version_stats "/v2/models/{model}/versions/{version}/stats",
+            "Open Inference Protocol: inference statistics of one model version",
+            "The version's statistics, as `GET /v2/models/stats`.";
+    }
+}
+
+async fn metadata(state: &AppState, version: Option<&str>) -> Result<OipModelMetadata, ApiError> {
+    let versions = versions(state, version).await?;
     let inputs: Vec<TensorMetadata> = INPUTS
         .iter()
         .map(|(name, datatype, _, _)| TensorMetadata {
@@ -353,48 +432,6 @@ async fn metadata(state: &AppState, version: Option<&str>) -> Result<OipModelMet
     })
 }
 
-/// `GET /v2/models/{model}`
-#[utoipa::path(
-    get,
-    path = "/v2/models/{model}",
-    security(("bearerAuth" = [])),
-    tag = "oip",
-    summary = "Open Inference Protocol: model metadata",
-    params(ModelPath),
-    responses(
-        (status = 200, description = "The model's versions, inputs and outputs.", body = OipModelMetadata),
-        OipModelErrors,
-    )
-)]
-pub async fn model_metadata(
-    State(state): State<AppState>,
-    Path(ModelPath { model }): Path<ModelPath>,
-) -> Result<ApiJson<OipModelMetadata>, ApiError> {
-    check_model(&model)?;
-    Ok(ApiJson(metadata(&state, None).await?))
-}
-
-/// `GET /v2/models/{model}/versions/{version}`
-#[utoipa::path(
-    get,
-    path = "/v2/models/{model}/versions/{version}",
-    security(("bearerAuth" = [])),
-    tag = "oip",
-    summary = "Open Inference Protocol: metadata of one model version",
-    params(VersionPath),
-    responses(
-        (status = 200, description = "The version, inputs and outputs.", body = OipModelMetadata),
-        OipVersionErrors,
-    )
-)]
-pub async fn version_metadata(
-    State(state): State<AppState>,
-    Path(VersionPath { model, version }): Path<VersionPath>,
-) -> Result<ApiJson<OipModelMetadata>, ApiError> {
-    check_model(&model)?;
-    Ok(ApiJson(metadata(&state, Some(&version)).await?))
-}
-
 /// `GET /v2/models/{model}/ready`
 #[utoipa::path(
     get,
@@ -406,7 +443,7 @@ pub async fn version_metadata(
     responses(
         (status = 200, description = "A model is loaded.", body = OipModelReady),
         (status = 503, description = "No model is loaded (`ready` is false).", body = OipModelReady),
-        (status = 404, description = "No such model.", body = OipError),
+        OipNoSuchModel,
     )
 )]
 pub async fn model_ready(
@@ -573,64 +610,16 @@ fn model_config(state: &AppState) -> ModelConfig {
     }
 }
 
-/// `GET /v2/models/{model}/config`
-#[utoipa::path(
-    get,
-    path = "/v2/models/{model}/config",
-    security(("bearerAuth" = [])),
-    tag = "oip",
-    summary = "Open Inference Protocol: model configuration",
-    params(ModelPath),
-    responses(
-        (status = 200, description = "The model's configuration in Triton's form: inputs and outputs with their datatypes and dimensions, and the largest batch.", body = ModelConfig),
-        (status = 404, description = "No such model.", body = OipError),
-    )
-)]
-pub async fn model_config_route(
-    State(state): State<AppState>,
-    Path(ModelPath { model }): Path<ModelPath>,
-) -> Result<ApiJson<ModelConfig>, ApiError> {
-    check_model(&model)?;
-    Ok(ApiJson(model_config(&state)))
-}
-
-/// `GET /v2/models/{model}/versions/{version}/config`
-#[utoipa::path(
-    get,
-    path = "/v2/models/{model}/versions/{version}/config",
-    security(("bearerAuth" = [])),
-    tag = "oip",
-    summary = "Open Inference Protocol: configuration of one model version",
-    params(VersionPath),
-    responses(
-        (status = 200, description = "The configuration (the same for every version).", body = ModelConfig),
-        OipVersionErrors,
-    )
-)]
-pub async fn version_config(
-    State(state): State<AppState>,
-    Path(VersionPath { model, version }): Path<VersionPath>,
-) -> Result<ApiJson<ModelConfig>, ApiError> {
-    check_model(&model)?;
-    state.stores.models.artifact(&version).await?;
-    Ok(ApiJson(model_config(&state)))
+/// The configuration, the same for every version (one asked for must exist).
+async fn configuration(state: &AppState, version: Option<&str>) -> Result<ModelConfig, ApiError> {
+    if let Some(version) = version {
+        state.stores.models.artifact(version).await?;
+    }
+    Ok(model_config(state))
 }
 
 async fn statistics(state: &AppState, version: Option<&str>) -> Result<Statistics, ApiError> {
-    let versions: Vec<String> = match version {
-        Some(v) => {
-            state.stores.models.artifact(v).await?;
-            vec![v.to_owned()]
-        }
-        None => state
-            .stores
-            .models
-            .list()
-            .await?
-            .into_iter()
-            .map(|v| v.version)
-            .collect(),
-    };
+    let versions = versions(state, version).await?;
     let model_stats = versions
         .into_iter()
         .map(|version| {
@@ -672,48 +661,6 @@ async fn statistics(state: &AppState, version: Option<&str>) -> Result<Statistic
 )]
 pub async fn all_stats(State(state): State<AppState>) -> Result<ApiJson<Statistics>, ApiError> {
     Ok(ApiJson(statistics(&state, None).await?))
-}
-
-/// `GET /v2/models/{model}/stats`
-#[utoipa::path(
-    get,
-    path = "/v2/models/{model}/stats",
-    security(("bearerAuth" = [])),
-    tag = "oip",
-    summary = "Open Inference Protocol: inference statistics of a model",
-    params(ModelPath),
-    responses(
-        (status = 200, description = "Per registered version, as `GET /v2/models/stats`.", body = Statistics),
-        OipModelErrors,
-    )
-)]
-pub async fn model_stats(
-    State(state): State<AppState>,
-    Path(ModelPath { model }): Path<ModelPath>,
-) -> Result<ApiJson<Statistics>, ApiError> {
-    check_model(&model)?;
-    Ok(ApiJson(statistics(&state, None).await?))
-}
-
-/// `GET /v2/models/{model}/versions/{version}/stats`
-#[utoipa::path(
-    get,
-    path = "/v2/models/{model}/versions/{version}/stats",
-    security(("bearerAuth" = [])),
-    tag = "oip",
-    summary = "Open Inference Protocol: inference statistics of one model version",
-    params(VersionPath),
-    responses(
-        (status = 200, description = "The version's statistics, as `GET /v2/models/stats`.", body = Statistics),
-        OipVersionErrors,
-    )
-)]
-pub async fn version_stats(
-    State(state): State<AppState>,
-    Path(VersionPath { model, version }): Path<VersionPath>,
-) -> Result<ApiJson<Statistics>, ApiError> {
-    check_model(&model)?;
-    Ok(ApiJson(statistics(&state, Some(&version)).await?))
 }
 
 /// `POST /v2/repository/index`
@@ -1440,10 +1387,7 @@ fn infer_example() -> Value {
     params(ModelPath, super::openapi::ModelVersionHeader),
     request_body(content = InferRequest, example = infer_example),
     responses(
-        (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
-            (OipInferResponse = "application/json"),
-            (OipBinaryResponse = "application/octet-stream"),
-        )),
+        OipInferOutputs,
         OipInferErrors,
     )
 )]
@@ -1467,10 +1411,7 @@ pub async fn infer(
     params(VersionPath),
     request_body(content = InferRequest, example = infer_example),
     responses(
-        (status = 200, description = "The outputs, one value per input row: JSON, or with binary outputs asked for (`binary_data` on an output, `binary_data_output` on the request) the JSON header (its length in `Inference-Header-Content-Length`) followed by those outputs' bytes.", content(
-            (OipInferResponse = "application/json"),
-            (OipBinaryResponse = "application/octet-stream"),
-        )),
+        OipInferOutputs,
         OipInferErrors,
     )
 )]

@@ -71,7 +71,15 @@ impl Route<'_> {
             envelope. Responses carry `x-request-id`. A 500 (`internal`) is always a \
             bug and is not listed. Integers are read strictly: `3`, not `3.0`. See docs/api.md."
     ),
-    components(schemas(ErrorBody, oip::OipError, oip::OipModelName, AssetName, feast::FeastErrorBody)),
+    components(schemas(
+        ErrorBody,
+        oip::OipError,
+        oip::OipModelName,
+        oip::OipInferResponse,
+        oip::OipBinaryResponse,
+        AssetName,
+        feast::FeastErrorBody
+    )),
     tags(
         (name = "health", description = "Liveness, readiness, metrics and this document; no token."),
         (name = "predict", description = "Online and batch prediction (scope `predict`)."),

@@ -3,7 +3,10 @@
 //! handlers return [`super::ApiError`], which builds them.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, IntoResponses};
 
 use super::error::ErrorBody;
@@ -73,6 +76,11 @@ pub enum OipVersionErrors {
     Unavailable(OipError),
 }
 
+/// A `/v2` route about the model that reads no database.
+#[derive(IntoResponses)]
+#[response(status = 404, description = "No such model.")]
+pub struct OipNoSuchModel(OipError);
+
 /// `/v2` when the registry's database failed.
 #[derive(IntoResponses)]
 #[response(status = 503, description = "The registry's database failed.")]
@@ -105,6 +113,31 @@ pub enum OipInferErrors {
         description = "No model is loaded, or stored features can be read from neither store."
     )]
     Unavailable(OipError),
+}
+
+/// The 200 of `/v2` inference, by the model or by one version: JSON, or a JSON header
+/// followed by binary outputs.
+pub struct OipInferOutputs;
+
+impl utoipa::IntoResponses for OipInferOutputs {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let content = |schema: &str| {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build()
+        };
+        let outputs = ResponseBuilder::new()
+            .description(
+                "The outputs, one value per input row: JSON, or with binary outputs asked for \
+                 (`binary_data` on an output, `binary_data_output` on the request) the JSON \
+                 header (its length in `Inference-Header-Content-Length`) followed by those \
+                 outputs' bytes.",
+            )
+            .content("application/json", content("OipInferResponse"))
+            .content("application/octet-stream", content("OipBinaryResponse"))
+            .build();
+        BTreeMap::from([("200".to_owned(), outputs.into())])
+    }
 }
 
 /// `{model}` of a `/v2/models/{model}/...` route.
