@@ -496,6 +496,13 @@ const SLOW_TRAINING: [(&str, &str); 2] = [
     ),
 ];
 
+/// The response when the server acknowledged the request (2xx); `None` once it is gone or
+/// refuses.
+async fn acknowledged(request: reqwest::RequestBuilder) -> Option<reqwest::Response> {
+    let r = request.send().await.ok()?;
+    r.status().is_success().then_some(r)
+}
+
 /// The versions `titanic models list` prints, with their aliases.
 fn listed_versions(dir: &std::path::Path) -> Vec<String> {
     run_ok(titanic_for_server(dir).args(["models", "list"]))
@@ -663,20 +670,13 @@ async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
         tokio::spawn(async move {
             for i in 0.. {
                 let id = 100_000 + i;
-                let Ok(r) = api
-                    .http
-                    .post(api.url("/features/push"))
-                    .bearer_auth(&api.features)
-                    .json(&json!({"view": "passenger_demographics", "rows": [
-                        {"entity": id, "values": demographics(&pushed_name(id))}]}))
-                    .send()
-                    .await
+                let push = api.http.post(api.url("/features/push"));
+                let row = json!({"entity": id, "values": demographics(&pushed_name(id))});
+                let body = json!({"view": "passenger_demographics", "rows": [row]});
+                let Some(r) = acknowledged(push.bearer_auth(&api.features).json(&body)).await
                 else {
                     return;
                 };
-                if !r.status().is_success() {
-                    return;
-                }
                 let body: Value = r.json().await.unwrap();
                 assert_eq!(body["written"], 1, "{body}");
                 acked.pushed.lock().unwrap().push(id);
@@ -691,31 +691,18 @@ async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
         let (api, acked) = (api.clone(), acked.clone());
         tokio::spawn(async move {
             for i in 0_i64.. {
-                let Ok(r) = api
-                    .http
-                    .post(api.url("/predict"))
-                    .bearer_auth(&api.predict)
-                    .json(&json!({"passenger_id": 1 + i % 891}))
-                    .send()
-                    .await
-                else {
+                let predict = api.http.post(api.url("/predict")).bearer_auth(&api.predict);
+                let passenger = json!({"passenger_id": 1 + i % 891});
+                let Some(r) = acknowledged(predict.json(&passenger)).await else {
                     return;
                 };
-                let Some(rid) = r.headers().get("x-request-id").cloned() else {
-                    return;
-                };
-                let rid = rid.to_str().unwrap().to_owned();
-                let Ok(r) = api
+                let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+                let feedback = api
                     .http
                     .post(api.url("/feedback"))
-                    .bearer_auth(&api.feedback)
-                    .json(&json!({"request_id": rid, "survived": i % 2 == 0}))
-                    .send()
-                    .await
-                else {
-                    return;
-                };
-                if !r.status().is_success() {
+                    .bearer_auth(&api.feedback);
+                let label = json!({"request_id": rid, "survived": i % 2 == 0});
+                if acknowledged(feedback.json(&label)).await.is_none() {
                     return;
                 }
                 acked.labelled.lock().unwrap().push(rid);
@@ -727,17 +714,12 @@ async fn acknowledged_writes_survive_sigkill_right_after_the_response() {
         tokio::spawn(async move {
             for i in 0.. {
                 let version = if i % 2 == 0 { "v1" } else { "v2" };
-                let Ok(r) = api
-                    .http
-                    .put(api.url("/models/aliases/staging"))
-                    .bearer_auth(&api.models)
-                    .json(&json!({"version": version}))
-                    .send()
+                let put = api.http.put(api.url("/models/aliases/staging"));
+                let alias = json!({"version": version});
+                if acknowledged(put.bearer_auth(&api.models).json(&alias))
                     .await
-                else {
-                    return;
-                };
-                if !r.status().is_success() {
+                    .is_none()
+                {
                     return;
                 }
                 acked.staged.lock().unwrap().push(version.to_owned());
