@@ -184,58 +184,61 @@ async fn hostile_bodies() {
     let api = Api::new(&server, dir.path());
     let addr = server.addr.clone();
 
-    step("1. a shape that would size a huge allocation is refused naming the input", async {
-    // 1. A shape that would size a huge allocation: 400 naming the input, and the process
-    // stays up.
-    let huge = json!({"inputs": [{"name": "pclass", "datatype": "INT64",
-        "shape": [1_000_000_000_000_000i64], "data": [1]}]});
-    let r = api
-        .post("/v2/models/titanic/infer", &api.predict, &huge)
-        .await;
-    assert_eq!(r.status(), 400);
-    let message = r.json::<Value>().await.unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        message.contains("pclass") && message.contains("rows"),
-        "{message}"
-    );
-    for (body, expected) in [
-        // More values than the shape says, nested.
-        (
-            json!({"inputs": [{"name": "pclass", "datatype": "INT64", "shape": [2],
-                "data": [[1], [2], [3]]}]}),
-            "more than 2 values",
-        ),
-        (
-            json!({"inputs": [{"name": "pclass", "datatype": "INT64", "shape": [-1], "data": []}]}),
-            "shape",
-        ),
-        (
-            json!({"inputs": [
-                {"name": "pclass", "datatype": "INT64", "shape": [1], "data": [1]},
-                {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]}]}),
-            "rows",
-        ),
-        (
-            json!({"inputs": [{"name": "pclass", "datatype": "INT64", "shape": [1], "data": [1]}],
-                "outputs": [{"name": "probability"}, {"name": "probability"}]}),
-            "twice",
-        ),
-    ] {
-        let r = api
-            .post("/v2/models/titanic/infer", &api.predict, &body)
-            .await;
-        assert_eq!(r.status(), 400, "{body}");
-        let message = r.json::<Value>().await.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(message.contains(expected), "{body}: {message}");
-    }
-    assert_eq!(api.get("/health/live").await.status(), 200);
-    })
+    step(
+        "1. a shape that would size a huge allocation is refused naming the input",
+        async {
+            // 1. A shape that would size a huge allocation: 400 naming the input, and the process
+            // stays up.
+            let huge = json!({"inputs": [{"name": "pclass", "datatype": "INT64",
+                "shape": [1_000_000_000_000_000i64], "data": [1]}]});
+            let r = api
+                .post("/v2/models/titanic/infer", &api.predict, &huge)
+                .await;
+            assert_eq!(r.status(), 400);
+            let message = r.json::<Value>().await.unwrap()["error"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                message.contains("pclass") && message.contains("rows"),
+                "{message}"
+            );
+            for (body, expected) in [
+                // More values than the shape says, nested.
+                (
+                    json!({"inputs": [{"name": "pclass", "datatype": "INT64", "shape": [2],
+                        "data": [[1], [2], [3]]}]}),
+                    "more than 2 values",
+                ),
+                (
+                    json!({"inputs": [{"name": "pclass", "datatype": "INT64", "shape": [-1], "data": []}]}),
+                    "shape",
+                ),
+                (
+                    json!({"inputs": [
+                        {"name": "pclass", "datatype": "INT64", "shape": [1], "data": [1]},
+                        {"name": "sex", "datatype": "BYTES", "shape": [2], "data": ["male", "female"]}]}),
+                    "rows",
+                ),
+                (
+                    json!({"inputs": [{"name": "pclass", "datatype": "INT64", "shape": [1], "data": [1]}],
+                        "outputs": [{"name": "probability"}, {"name": "probability"}]}),
+                    "twice",
+                ),
+            ] {
+                let r = api
+                    .post("/v2/models/titanic/infer", &api.predict, &body)
+                    .await;
+                assert_eq!(r.status(), 400, "{body}");
+                let message = r.json::<Value>().await.unwrap()["error"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert!(message.contains(expected), "{body}: {message}");
+            }
+            assert_eq!(api.get("/health/live").await.status(), 200);
+        },
+    )
     .await;
 
     step(
@@ -253,14 +256,9 @@ async fn hostile_bodies() {
             assert_eq!(r.status(), 422);
             let body: Value = r.json().await.unwrap();
             assert_eq!(body["error"]["details"]["fields"][0]["field"], "instances");
-            let r = api
-        .post(
-            "/features/online",
-            &api.predict,
-            &json!({"features": ["passenger_demographics:age", "passenger_demographics:age"],
-                "entities": {"passenger_id": [1]}}),
-        )
-        .await;
+            let age = "passenger_demographics:age";
+            let twice = json!({"features": [age, age], "entities": {"passenger_id": [1]}});
+            let r = api.post("/features/online", &api.predict, &twice).await;
             assert_eq!(r.status(), 422);
         },
     )
@@ -297,7 +295,8 @@ async fn hostile_bodies() {
     step(
         "4. a long request id is replaced, a short plain one kept",
         async {
-            // 4. Request ids: a long one is replaced by one of the service's, a short plain one kept.
+            // 4. Request ids: a long one is replaced by one of the service's, a short plain
+            // one kept.
             let long = "x".repeat(15_000);
             for (given, kept) in [
                 (long.as_str(), false),
