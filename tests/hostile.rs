@@ -450,14 +450,7 @@ async fn slow_and_idle_clients() {
     let started = Instant::now();
     let mut served = 0;
     while started.elapsed() < Duration::from_secs(6) {
-        let r = api
-            .http
-            .post(api.url("/predict"))
-            .bearer_auth(&alice)
-            .json(&passenger())
-            .send()
-            .await
-            .unwrap();
+        let r = api.post("/predict", &alice, &passenger()).await;
         assert_eq!(r.status(), 200, "{:?}", r.text().await);
         served += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -526,14 +519,7 @@ async fn slow_and_idle_clients() {
     assert!(refusals >= 15, "{refusals} of the last 40 refused");
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = api
-        .http
-        .post(api.url("/predict"))
-        .bearer_auth(&alice)
-        .json(&passenger())
-        .send()
-        .await
-        .unwrap();
+    let r = api.post("/predict", &alice, &passenger()).await;
     assert_eq!(r.status(), 200);
     let metrics = api.metrics().await;
     assert!(

@@ -212,6 +212,23 @@ async fn post_raw(
     request.send().await.unwrap()
 }
 
+/// `POST /v2/models/titanic/infer` of a raw body with extra headers.
+async fn infer_raw(app: &TestApp, body: Vec<u8>, headers: &[(&str, String)]) -> reqwest::Response {
+    post_raw(app, "/v2/models/titanic/infer", body, headers).await
+}
+
+/// A binary inference answer: its JSON header, and the binary outputs that follow it.
+async fn binary_answer(response: reqwest::Response) -> (Value, Vec<u8>) {
+    let json_length: usize = response.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = response.bytes().await.unwrap();
+    let header = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    (header, bytes[json_length..].to_vec())
+}
+
 /// Two passengers with the numeric inputs and `sex` as binary data.
 fn binary_passengers() -> (Value, Vec<u8>) {
     let sex = bytes_items(&["male", "female"]);
@@ -252,9 +269,8 @@ async fn binary_inputs_and_outputs() {
     let app = TestApp::spawn().await;
     let (header, data) = binary_passengers();
     let (body, length) = binary_request(&header, &data);
-    let response = post_raw(
+    let response = infer_raw(
         &app,
-        "/v2/models/titanic/infer",
         body,
         &[("inference-header-content-length", length.to_string())],
     )
@@ -264,13 +280,7 @@ async fn binary_inputs_and_outputs() {
         response.headers()["content-type"],
         "application/octet-stream"
     );
-    let json_length: usize = response.headers()["inference-header-content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let bytes = response.bytes().await.unwrap();
-    let answer: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    let (answer, binary) = binary_answer(response).await;
     let outputs = answer["outputs"].as_array().unwrap();
     assert_eq!(outputs[0]["parameters"], json!({"binary_data_size": 16}));
     assert!(outputs[0].get("data").is_none());
@@ -279,7 +289,6 @@ async fn binary_inputs_and_outputs() {
         json!([false, true]),
         "JSON unless asked"
     );
-    let binary = &bytes[json_length..];
     assert_eq!(binary.len(), 16);
     let first = f64::from_le_bytes(binary[..8].try_into().unwrap());
 
@@ -293,23 +302,14 @@ async fn binary_inputs_and_outputs() {
     ], "parameters": {"binary_data_output": true}});
     let response = app.post("/v2/models/titanic/infer", &json_body).await;
     assert_eq!(response.status(), 200);
-    let json_length: usize = response.headers()["inference-header-content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let bytes = response.bytes().await.unwrap();
-    let answer: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    let (answer, binary) = binary_answer(response).await;
     assert_eq!(
         answer["outputs"][1]["parameters"],
         json!({"binary_data_size": 2}),
         "binary_data_output applies to every output"
     );
-    assert_eq!(&bytes[json_length + 16..], &[0, 1]);
-    assert_eq!(
-        f64::from_le_bytes(bytes[json_length..json_length + 8].try_into().unwrap()),
-        first
-    );
+    assert_eq!(&binary[16..], &[0, 1]);
+    assert_eq!(f64::from_le_bytes(binary[..8].try_into().unwrap()), first);
     app.stop().await;
 }
 
@@ -321,16 +321,8 @@ async fn hostile_binary_sizes_are_refused_naming_the_input() {
         let length = length.unwrap_or_else(|| json_length.to_string());
         let app = &app;
         async move {
-            oip_error(
-                post_raw(
-                    app,
-                    "/v2/models/titanic/infer",
-                    body,
-                    &[("inference-header-content-length", length)],
-                )
-                .await,
-            )
-            .await
+            oip_error(infer_raw(app, body, &[("inference-header-content-length", length)]).await)
+                .await
         }
     };
     let (header, data) = binary_passengers();
@@ -432,9 +424,8 @@ async fn compressed_bodies_and_bombs() {
     let app = TestApp::spawn_with(&[("TITANIC__SERVER__BODY_LIMIT_BYTES", "65536")]).await;
     let plain = serde_json::to_vec(&two_passengers()).unwrap();
     for coding in ["gzip", "deflate"] {
-        let response = post_raw(
+        let response = infer_raw(
             &app,
-            "/v2/models/titanic/infer",
             compress(coding, &plain),
             &[("content-encoding", coding.to_owned())],
         )
@@ -446,9 +437,8 @@ async fn compressed_bodies_and_bombs() {
     // Binary data compressed too.
     let (header, data) = binary_passengers();
     let (body, length) = binary_request(&header, &data);
-    let response = post_raw(
+    let response = infer_raw(
         &app,
-        "/v2/models/titanic/infer",
         compress("gzip", &body),
         &[
             ("content-encoding", "gzip".to_owned()),
@@ -464,22 +454,15 @@ async fn compressed_bodies_and_bombs() {
     for coding in ["gzip", "deflate"] {
         let bomb = compress(coding, &bomb_source);
         assert!(bomb.len() < 65536);
-        let response = post_raw(
-            &app,
-            "/v2/models/titanic/infer",
-            bomb,
-            &[("content-encoding", coding.to_owned())],
-        )
-        .await;
+        let response = infer_raw(&app, bomb, &[("content-encoding", coding.to_owned())]).await;
         let (status, message) = oip_error(response).await;
         assert_eq!(status, 413, "{coding}: {message}");
     }
 
     // Corrupt data and unknown codings.
     let (status, _) = oip_error(
-        post_raw(
+        infer_raw(
             &app,
-            "/v2/models/titanic/infer",
             b"not gzip at all".to_vec(),
             &[("content-encoding", "gzip".to_owned())],
         )
@@ -487,16 +470,8 @@ async fn compressed_bodies_and_bombs() {
     )
     .await;
     assert_eq!(status, 400);
-    let (status, message) = oip_error(
-        post_raw(
-            &app,
-            "/v2/models/titanic/infer",
-            plain,
-            &[("content-encoding", "br".to_owned())],
-        )
-        .await,
-    )
-    .await;
+    let (status, message) =
+        oip_error(infer_raw(&app, plain, &[("content-encoding", "br".to_owned())]).await).await;
     assert_eq!(status, 415);
     assert!(message.contains("gzip"), "{message}");
     // A request without a body has nothing to decode, whatever coding it names.
@@ -524,8 +499,7 @@ async fn every_v2_error_is_a_string_and_new_routes_answer() {
         assert!(!message.is_empty());
     }
     // An outer layer's refusal (the body limit by Content-Length) too.
-    let (status, _) =
-        oip_error(post_raw(&app, "/v2/models/titanic/infer", vec![b' '; 2 << 20], &[]).await).await;
+    let (status, _) = oip_error(infer_raw(&app, vec![b' '; 2 << 20], &[]).await).await;
     assert_eq!(status, 413);
 
     let server = app.public_json("/v2").await;
