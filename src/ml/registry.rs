@@ -69,7 +69,7 @@ pub struct AliasMove {
 }
 
 /// One entry of the alias history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AliasEvent {
     pub alias: String,
     pub version: String,
@@ -349,26 +349,14 @@ RETURNING version";
 
     /// Alias moves, oldest first (of one alias, or of all).
     pub async fn history(&self, alias: Option<&str>) -> Result<Vec<AliasEvent>, RegistryError> {
-        let rows = sqlx::query(
+        let events = sqlx::query_as(
             "SELECT alias, version, previous_version, action, actor, reason, at
              FROM model_alias_history WHERE $1 IS NULL OR alias = $1 ORDER BY id",
         )
         .bind(alias)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AliasEvent {
-                    alias: r.try_get("alias")?,
-                    version: r.try_get("version")?,
-                    previous_version: r.try_get("previous_version")?,
-                    action: r.try_get("action")?,
-                    actor: r.try_get("actor")?,
-                    reason: r.try_get("reason")?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+        Ok(events)
     }
 
     /// Every alias and the version it points at.
