@@ -275,24 +275,59 @@ pub async fn store_rows(
     Ok(outcome)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OnlineFeaturesRequest {
-    /// `view:feature` or `view@version:feature` references.
-    #[serde(default)]
-    pub features: Vec<String>,
-    #[serde(default)]
-    pub feature_service: Option<String>,
-    /// Version of `feature_service`; default: its latest.
-    #[serde(default)]
-    pub feature_service_version: Option<i64>,
-    /// One join key with its values, e.g. `{"passenger_id": [1, 2]}`.
-    #[schema(value_type = BTreeMap<String, Vec<super::openapi::EntityKey>>)]
-    pub entities: BTreeMap<String, Vec<Value>>,
-    /// Name features `view__feature` instead of `feature`.
-    #[serde(default)]
-    pub full_feature_names: bool,
+/// Declares a feature request: the features (`features` or `feature_service`), the entity
+/// keys by one join key, the request's own fields (`$own`), then `full_feature_names`.
+/// Unknown fields are refused. [`Selection`] takes out what [`resolve`] reads.
+macro_rules! feature_request {
+    ($(#[$meta:meta])* $name:ident, entities: $entities:literal, { $($own:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, utoipa::ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// `view:feature` or `view@version:feature` references.
+            #[serde(default)]
+            pub features: Vec<String>,
+            #[serde(default)]
+            pub feature_service: Option<String>,
+            /// Version of `feature_service`; default: its latest.
+            #[serde(default)]
+            pub feature_service_version: Option<i64>,
+            #[doc = $entities]
+            #[schema(value_type = BTreeMap<String, Vec<super::openapi::EntityKey>>)]
+            pub entities: BTreeMap<String, Vec<Value>>,
+            $($own)*
+            /// Name features `view__feature` instead of `feature`.
+            #[serde(default)]
+            pub full_feature_names: bool,
+        }
+
+        impl $name {
+            /// The features and entity keys asked for, taken out of the request.
+            fn selection(&mut self) -> Selection {
+                Selection {
+                    features: std::mem::take(&mut self.features),
+                    feature_service: self.feature_service.take(),
+                    feature_service_version: self.feature_service_version,
+                    entities: std::mem::take(&mut self.entities),
+                }
+            }
+        }
+    };
 }
+
+/// What a feature request selects: features by reference or by service, and entity keys.
+struct Selection {
+    features: Vec<String>,
+    feature_service: Option<String>,
+    feature_service_version: Option<i64>,
+    entities: BTreeMap<String, Vec<Value>>,
+}
+
+feature_request!(
+    OnlineFeaturesRequest,
+    entities: " One join key with its values, e.g. `{\"passenger_id\": [1, 2]}`.",
+    {}
+);
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnlineFeaturesResponse {
@@ -348,10 +383,10 @@ pub async fn online_features(
 /// The one online read behind `POST /features/online` and Feast's `POST /get-online-features`.
 pub async fn read_online(
     state: &AppState,
-    request: OnlineFeaturesRequest,
+    mut request: OnlineFeaturesRequest,
 ) -> Result<OnlineFeaturesResponse, ApiError> {
+    let named = resolve(state, request.selection()).await?;
     let full_feature_names = request.full_feature_names;
-    let named = resolve(state, request).await?;
     let columns = state
         .features
         .online_features(&named.requests, &named.keys)
@@ -371,7 +406,7 @@ struct Named {
 
 /// Resolves `features` or `feature_service` (one of them) against the registry, and checks the
 /// one join key and its values.
-async fn resolve(state: &AppState, request: OnlineFeaturesRequest) -> Result<Named, ApiError> {
+async fn resolve(state: &AppState, request: Selection) -> Result<Named, ApiError> {
     let registry = &state.stores.features;
     // Which view versions and features.
     let mut requests: Vec<(Versioned<FeatureViewSpec>, Vec<String>)> = Vec::new();
@@ -527,32 +562,20 @@ fn respond(
     }
 }
 
-/// `POST /features/historical`: Feast's `get_historical_features` for a bounded entity table.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HistoricalFeaturesRequest {
-    /// `view:feature` or `view@version:feature` references.
-    #[serde(default)]
-    pub features: Vec<String>,
-    #[serde(default)]
-    pub feature_service: Option<String>,
-    /// Version of `feature_service`; default: its latest.
-    #[serde(default)]
-    pub feature_service_version: Option<i64>,
-    /// The entity table's join key column, e.g. `{"passenger_id": [1, 1, 2]}`.
-    #[schema(value_type = BTreeMap<String, Vec<super::openapi::EntityKey>>)]
-    pub entities: BTreeMap<String, Vec<Value>>,
-    /// The entity table's time column: one RFC 3339 time per entity row, the time its
-    /// features are wanted as of.
-    pub event_timestamps: Vec<String>,
-    /// Only rows written at or before this time (RFC 3339), so that the same call always
-    /// answers the same values; default: every row written so far.
-    #[serde(default)]
-    pub created_as_of: Option<String>,
-    /// Name features `view__feature` instead of `feature`.
-    #[serde(default)]
-    pub full_feature_names: bool,
-}
+feature_request!(
+    /// `POST /features/historical`: Feast's `get_historical_features` for a bounded entity table.
+    HistoricalFeaturesRequest,
+    entities: " The entity table's join key column, e.g. `{\"passenger_id\": [1, 1, 2]}`.",
+    {
+        /// The entity table's time column: one RFC 3339 time per entity row, the time its
+        /// features are wanted as of.
+        pub event_timestamps: Vec<String>,
+        /// Only rows written at or before this time (RFC 3339), so that the same call always
+        /// answers the same values; default: every row written so far.
+        #[serde(default)]
+        pub created_as_of: Option<String>,
+    }
+);
 
 /// `POST /features/historical`: each entity row's features as of its own time.
 #[utoipa::path(
@@ -581,7 +604,7 @@ pub struct HistoricalFeaturesRequest {
 )]
 pub async fn historical_features(
     State(state): State<AppState>,
-    ApiJson(Object(request)): ApiJson<Object<HistoricalFeaturesRequest>>,
+    ApiJson(Object(mut request)): ApiJson<Object<HistoricalFeaturesRequest>>,
 ) -> Result<ApiJson<OnlineFeaturesResponse>, ApiError> {
     let created_as_of = match request.created_as_of.as_deref().map(parse_rfc3339) {
         None => None,
@@ -593,17 +616,7 @@ pub async fn historical_features(
         times.push(parse_rfc3339(text).map_err(|e| invalid(format!("event_timestamps[{i}]"), e))?);
     }
     let full_feature_names = request.full_feature_names;
-    let named = resolve(
-        &state,
-        OnlineFeaturesRequest {
-            features: request.features,
-            feature_service: request.feature_service,
-            feature_service_version: request.feature_service_version,
-            entities: request.entities,
-            full_feature_names,
-        },
-    )
-    .await?;
+    let named = resolve(&state, request.selection()).await?;
     if times.len() != named.keys.len() {
         return Err(invalid(
             "event_timestamps",
