@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, IntoResponses};
 
 use super::error::ErrorBody;
-use super::oip::{OipError, OipModelName};
+use super::oip::{OipBinaryResponse, OipError, OipInferResponse, OipModelName};
 
 /// `unavailable` from the registry's database.
 #[derive(IntoResponses)]
@@ -116,16 +116,17 @@ pub enum OipInferErrors {
 }
 
 /// The 200 of `/v2` inference, by the model or by one version: JSON, or a JSON header
-/// followed by binary outputs.
+/// followed by binary outputs. Its two schemas are listed in the document's components
+/// (`api/openapi.rs`), since a hand-written response does not register them.
 pub struct OipInferOutputs;
 
 impl utoipa::IntoResponses for OipInferOutputs {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let content = |schema: &str| {
+        fn content<T: utoipa::ToSchema>() -> utoipa::openapi::Content {
             ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(schema)))
+                .schema(Some(Ref::from_schema_name(T::name())))
                 .build()
-        };
+        }
         let outputs = ResponseBuilder::new()
             .description(
                 "The outputs, one value per input row: JSON, or with binary outputs asked for \
@@ -133,8 +134,8 @@ impl utoipa::IntoResponses for OipInferOutputs {
                  header (its length in `Inference-Header-Content-Length`) followed by those \
                  outputs' bytes.",
             )
-            .content("application/json", content("OipInferResponse"))
-            .content("application/octet-stream", content("OipBinaryResponse"))
+            .content("application/json", content::<OipInferResponse>())
+            .content("application/octet-stream", content::<OipBinaryResponse>())
             .build();
         BTreeMap::from([("200".to_owned(), outputs.into())])
     }
