@@ -20,6 +20,8 @@
 #            directory holding data/titanic/. The load is spread over 1,000 token subjects, so
 #            that the default per-subject quota is not what is measured (a refused request
 #            would be cheaper than a served one); every request still passes the limiter.
+#            SHIPPED_ENV="NAME=value ..." adds those variables, for a diagnostic run (the
+#            rows are then labelled with them: they are not the product's numbers).
 #   fastapi  the same service written the usual Python way: FastAPI + pydantic, a pandas
 #            DataFrame per request and a scikit-learn Pipeline (imputers, scaler, one-hot,
 #            LogisticRegression trained on data/titanic/train.csv), 2 uvicorn workers with
@@ -240,11 +242,15 @@ if [[ " $servers " == *" shipped "* ]]; then
   shipped=$work/shipped
   mkdir -p "$shipped/data/titanic"
   cp "$root"/data/titanic/*.csv "$shipped/data/titanic/"
-  (cd "$shipped" && exec env -i PATH="$PATH" HOME="$HOME" "$bin" serve) >"$work/shipped.log" 2>&1 &
+  read -ra shipped_env <<<"${SHIPPED_ENV:-}"
+  shipped_label="titanic (as shipped)"
+  [ ${#shipped_env[@]} -eq 0 ] || shipped_label="titanic (shipped, ${shipped_env[*]})"
+  (cd "$shipped" && exec env -i PATH="$PATH" HOME="$HOME" "${shipped_env[@]}" "$bin" serve) \
+    >"$work/shipped.log" 2>&1 &
   server=$!
   pids+=("$server")
   wait_ready "http://127.0.0.1:8080/health/ready" "$server" 300 ||
-    { echo "titanic (as shipped) not ready:" >&2; cat "$work/shipped.log" >&2; exit 1; }
+    { echo "$shipped_label not ready:" >&2; cat "$work/shipped.log" >&2; exit 1; }
   # 1,000 subjects (the token cache holds 1,024), minted with the secret the service
   # generated (HS256, its kid).
   python3 - "$shipped/data/jwt_secret" "$work/tokens" <<'PY'
@@ -266,8 +272,8 @@ PY
     { echo "a first request to titanic (as shipped) failed" >&2; exit 1; }
   lua_tokens "$work/shipped.lua" "$body_raw" "$work/tokens"
   lines_before=$(wc -l <"$work/shipped.log")
-  echo "titanic (as shipped) on 127.0.0.1:8080" >&2
-  run "titanic (as shipped)" "$url" "$work/shipped.lua"
+  echo "$shipped_label on 127.0.0.1:8080" >&2
+  run "$shipped_label" "$url" "$work/shipped.lua"
   echo "  log lines written during the runs: $(( $(wc -l <"$work/shipped.log") - lines_before ))" >&2
   curl -s -m 5 "http://127.0.0.1:8080/metrics" |
     grep -E '^titanic_http_requests_total\{method="POST",route="/predict"|^titanic_request_log_' >&2 || true
